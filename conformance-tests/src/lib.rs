@@ -1,0 +1,241 @@
+#![doc = include_str!("../README.md")]
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use session_core::{Error, SessionStore};
+
+pub mod behaviours;
+mod support;
+
+/// Makes fresh, isolated stores for the behaviours.
+///
+/// Every call to [`store`](StoreFactory::store) must return an empty store in a namespace of its
+/// own (a fresh table, key prefix or file) on the same backend, so behaviours can run in parallel
+/// and `clear` can be checked not to reach other namespaces.
+#[async_trait::async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// A fresh, empty store in its own namespace.
+    async fn store(&self) -> Result<Arc<dyn SessionStore>, Error>;
+
+    /// Two independent instances (own connections, own caches) over one fresh namespace, as two
+    /// application processes sharing a backend would have. The race behaviours split their tasks
+    /// between the two. The default returns one instance twice.
+    async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
+        let store = self.store().await?;
+        Ok((Arc::clone(&store), store))
+    }
+
+    /// `true` when the backend drops expired records by itself and `delete_expired` reports 0
+    /// (Redis). The purge count is then not checked; that expired records are absent still is.
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
+}
+
+/// A [`StoreFactory`] made of a closure; see [`factory`].
+pub struct FnFactory<F>(F);
+
+/// Wraps a closure returning a fresh store as a [`StoreFactory`]:
+///
+/// ```
+/// # use session_memory::MemoryStore;
+/// let factory = conformance_tests::factory(|| async { Ok(MemoryStore::new()) });
+/// ```
+pub fn factory<F, Fut, S>(make: F) -> FnFactory<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = Result<S, Error>> + Send,
+    S: SessionStore,
+{
+    FnFactory(make)
+}
+
+#[async_trait::async_trait]
+impl<F, Fut, S> StoreFactory for FnFactory<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = Result<S, Error>> + Send,
+    S: SessionStore,
+{
+    async fn store(&self) -> Result<Arc<dyn SessionStore>, Error> {
+        Ok(Arc::new((self.0)().await?))
+    }
+}
+
+/// Why a behaviour failed: what was expected, and the store error if one caused it.
+pub struct Failure {
+    message: String,
+    error: Option<Error>,
+}
+
+impl Failure {
+    /// A failure with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), error: None }
+    }
+
+    /// The store error that caused the failure, if any.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self { message: "the store returned an error".into(), error: Some(error) }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(error) = &self.error {
+            write!(f, ": {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The result of one behaviour.
+pub type CheckResult = Result<(), Failure>;
+
+/// One named behaviour of the suite.
+#[derive(Clone, Copy)]
+pub struct Behaviour {
+    /// The behaviour's name (also its function's name in [`behaviours`]).
+    pub name: &'static str,
+    /// Runs the behaviour against stores from the factory.
+    pub run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>,
+}
+
+impl fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Behaviour").field("name", &self.name).finish()
+    }
+}
+
+/// How long one behaviour may run before it counts as failed (a hung store is a broken store).
+pub const BEHAVIOUR_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Behaviour {
+    /// Runs the behaviour with [`BEHAVIOUR_TIMEOUT`], returning its result and how long it took.
+    pub async fn check(&self, factory: &dyn StoreFactory) -> (CheckResult, Duration) {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(BEHAVIOUR_TIMEOUT, (self.run)(factory)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::new(format!("did not finish within {BEHAVIOUR_TIMEOUT:?}"))),
+        };
+        (result, started.elapsed())
+    }
+}
+
+/// Lists every behaviour name once, and hands the list to a macro.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_behaviours {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $crate::$callback! { ($($args)*)
+            create_read_round_trip,
+            create_on_live_key_is_id_taken,
+            create_over_expired_record,
+            read_missing_or_expired_is_none,
+            expires_at_now_is_absent,
+            update_in_place,
+            update_with_stale_version_is_conflict,
+            rotation_moves_the_record,
+            rotation_onto_live_key_is_id_taken,
+            rotation_onto_expired_key,
+            update_of_absent_previous_is_not_found,
+            touch_moves_expiry_only,
+            touch_of_absent_creates_nothing,
+            delete_is_idempotent_and_final,
+            delete_expired_purges_only_expired,
+            clear_only_this_namespace,
+            race_concurrent_creates,
+            race_concurrent_rotations,
+            race_concurrent_updates,
+            race_cas_counter,
+            readers_never_see_both_or_neither,
+            expiry_in_real_time,
+            ten_thousand_sessions,
+            manager_retries_then_reports_collisions,
+            manager_cycle_id_keeps_data_and_deadline,
+            manager_rejects_invalid_ids_before_the_store,
+            manager_rejects_oversized_data,
+            manager_never_resurrects,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __behaviour_list {
+    (() $($name:ident),* $(,)?) => {
+        /// Every behaviour of the suite, in order.
+        pub const BEHAVIOURS: &[Behaviour] = &[$(
+            Behaviour { name: stringify!($name), run: |factory| Box::pin(behaviours::$name(factory)) },
+        )*];
+    };
+}
+
+__with_behaviours!(__behaviour_list!());
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_tests {
+    (($factory:expr) $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            $crate::run_test(stringify!($name), || $factory, |factory| {
+                ::std::boxed::Box::pin($crate::behaviours::$name(factory))
+            });
+        }
+    )*};
+}
+
+/// Expands to one `#[test]` per behaviour, named after it, each running against stores from
+/// `$factory` (an expression evaluated afresh in every test, whose value implements
+/// [`StoreFactory`]).
+///
+/// ```
+/// mod conformance {
+///     use session_memory::MemoryStore;
+///     conformance_tests::suite!(conformance_tests::factory(|| async { Ok(MemoryStore::new()) }));
+/// }
+/// ```
+#[macro_export]
+macro_rules! suite {
+    ($factory:expr) => {
+        $crate::__with_behaviours!(__suite_tests!($factory));
+    };
+}
+
+/// Runs one behaviour on a fresh multi-threaded runtime and panics with its failure.
+/// Used by [`suite!`]; call it yourself to run a behaviour from a plain `#[test]`.
+pub fn run_test<F, M>(name: &str, make: M, run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>)
+where
+    F: StoreFactory,
+    M: FnOnce() -> F,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let factory = runtime.block_on(async { make() });
+    let behaviour = Behaviour { name: "", run };
+    let (result, _) = runtime.block_on(behaviour.check(&factory));
+    if let Err(failure) = result {
+        panic!("behaviour `{name}` failed: {failure}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Helpers shared by the behaviours.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{
+    CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome, async_trait,
+    truncate_to_millis,
+};
+
+/// Fails the enclosing behaviour with a formatted message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::Failure::new(format!($($msg)+)));
+        }
+    };
+}
+pub(crate) use ensure;
+
+/// Fails the enclosing behaviour unless `left == right`, showing both.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr, $($msg:tt)+) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            return Err($crate::Failure::new(format!(
+                "{}: expected {:?}, got {:?}", format!($($msg)+), right, left
+            )));
+        }
+    }};
+}
+pub(crate) use ensure_eq;
+
+pub(crate) fn key() -> SessionKey {
+    SessionId::generate().key()
+}
+
+/// `now + seconds`, at the millisecond precision stores keep.
+pub(crate) fn in_secs(seconds: i64) -> OffsetDateTime {
+    truncate_to_millis(OffsetDateTime::now_utc() + Duration::seconds(seconds))
+}
+
+/// A time that has certainly passed for the store's clock too.
+pub(crate) fn long_ago() -> OffsetDateTime {
+    truncate_to_millis(OffsetDateTime::now_utc() - Duration::hours(1))
+}
+
+/// Writes a record and checks the store said `Created`.
+pub(crate) async fn create(store: &dyn SessionStore, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> crate::CheckResult {
+    ensure_eq!(store.create(key, expires_at, data).await?, CreateOutcome::Created, "create on a fresh key");
+    Ok(())
+}
+
+/// Writes a record that is already expired: some stores refuse to keep it at all, others keep it
+/// invisible; both are fine.
+pub(crate) async fn create_expired(store: &dyn SessionStore, key: &SessionKey, data: &[u8]) -> crate::CheckResult {
+    let outcome = store.create(key, long_ago(), data).await?;
+    ensure_eq!(outcome, CreateOutcome::Created, "create of an already expired record on a fresh key");
+    Ok(())
+}
+
+/// Counts every call that reaches the inner store.
+pub(crate) struct CountingStore {
+    inner: Arc<dyn SessionStore>,
+    calls: AtomicUsize,
+}
+
+impl CountingStore {
+    pub(crate) fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self { inner, calls: AtomicUsize::new(0) }
+    }
+
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+        self.count();
+        self.inner.create(key, expires_at, data).await
+    }
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.count();
+        self.inner.read(key).await
+    }
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        self.count();
+        self.inner.update(current, previous, expected_version, expires_at, data).await
+    }
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        self.count();
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.count();
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        self.count();
+        self.inner.delete_expired().await
+    }
+    async fn clear(&self) -> Result<()> {
+        self.count();
+        self.inner.clear().await
+    }
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod id;
+mod manager;
+mod store;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};
+pub use manager::{
+    DEFAULT_ID_ATTEMPTS, DEFAULT_MAX_DATA_SIZE, ExpiryPolicy, IdGenerator, OsRngIdGenerator,
+    SessionManager, SessionState,
+};
+pub use store::{
+    CreateOutcome, Record, SessionStore, SessionStoreExt, UpdateOutcome, from_unix_millis,
+    truncate_to_millis, unix_millis,
+};
+
+/// Re-exported so store implementations use the same `async_trait` as the trait.
+pub use async_trait::async_trait;
+/// Re-exported so store implementations use the same `time` as the trait.
+pub use time;

@@ -1,0 +1,450 @@
+//! The front over any store: id generation, expiry policy, CAS saves, id rotation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::SessionId;
+use crate::store::{CreateOutcome, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis, unix_millis};
+
+/// Default limit on the size of one session's data: 1 MiB.
+pub const DEFAULT_MAX_DATA_SIZE: usize = 1024 * 1024;
+/// Default number of ids tried by `create` and `cycle_id` before giving up with
+/// [`ErrorKind::IdCollision`].
+pub const DEFAULT_ID_ATTEMPTS: u32 = 3;
+
+/// Where new session ids come from. The default is [`OsRngIdGenerator`]; tests plug in others
+/// (for example one that repeats ids, to force collisions).
+pub trait IdGenerator: Send + Sync + 'static {
+    /// A fresh id.
+    fn generate(&self) -> SessionId;
+}
+
+/// Ids from the operating system's CSPRNG ([`SessionId::generate`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRngIdGenerator;
+
+impl IdGenerator for OsRngIdGenerator {
+    fn generate(&self) -> SessionId {
+        SessionId::generate()
+    }
+}
+
+impl<F> IdGenerator for F
+where
+    F: Fn() -> SessionId + Send + Sync + 'static,
+{
+    fn generate(&self) -> SessionId {
+        self()
+    }
+}
+
+/// How long sessions live: an idle timeout, an absolute lifetime, or both (the earlier deadline
+/// wins). The absolute deadline is fixed at creation and survives saves and id rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    idle: Option<Duration>,
+    absolute: Option<Duration>,
+}
+
+impl ExpiryPolicy {
+    /// Sessions expire after `idle` without a save or touch.
+    pub fn idle(idle: Duration) -> Self {
+        Self { idle: Some(idle), absolute: None }
+    }
+
+    /// Sessions expire `lifetime` after creation, whatever their activity.
+    pub fn absolute(lifetime: Duration) -> Self {
+        Self { idle: None, absolute: Some(lifetime) }
+    }
+
+    /// Both: whichever deadline comes first.
+    pub fn idle_and_absolute(idle: Duration, lifetime: Duration) -> Self {
+        Self { idle: Some(idle), absolute: Some(lifetime) }
+    }
+
+    /// The idle timeout, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle
+    }
+
+    /// The absolute lifetime, if any.
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.absolute
+    }
+
+    /// The expiry of a record written at `now` for a session whose absolute deadline is
+    /// `absolute_deadline`, truncated to the millisecond precision stores keep.
+    pub fn expires_at(&self, now: OffsetDateTime, absolute_deadline: Option<OffsetDateTime>) -> OffsetDateTime {
+        let idle = self.idle.map(|idle| now.saturating_add(idle));
+        let deadline = match (idle, absolute_deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            // Neither: the constructors make this unreachable, but an immediate expiry is the
+            // safe reading.
+            (None, None) => now,
+        };
+        truncate_to_millis(deadline)
+    }
+}
+
+impl Default for ExpiryPolicy {
+    /// An idle timeout of 24 hours.
+    fn default() -> Self {
+        Self::idle(Duration::hours(24))
+    }
+}
+
+/// A loaded (or just created) session as the manager sees it: id, data, version, deadlines.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionState {
+    id: SessionId,
+    data: Vec<u8>,
+    version: u64,
+    expires_at: OffsetDateTime,
+    absolute_deadline: Option<OffsetDateTime>,
+}
+
+impl SessionState {
+    /// The session's id (the token for the cookie).
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The application data.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Replaces the application data; [`SessionManager::save`] writes it.
+    pub fn set_data(&mut self, data: Vec<u8>) {
+        self.data = data;
+    }
+
+    /// The version this state was loaded or last saved at.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When the stored record expires.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// The absolute deadline fixed at creation, if the policy has one.
+    pub fn absolute_deadline(&self) -> Option<OffsetDateTime> {
+        self.absolute_deadline
+    }
+}
+
+impl fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionState")
+            .field("id", &self.id)
+            .field("data_len", &self.data.len())
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .field("absolute_deadline", &self.absolute_deadline)
+            .finish()
+    }
+}
+
+/// The stored bytes: `[format = 1][absolute deadline, i64 big-endian ms or i64::MIN][data…]`.
+mod envelope {
+    use super::*;
+
+    const FORMAT: u8 = 1;
+    const NO_DEADLINE: i64 = i64::MIN;
+    pub(super) const HEADER: usize = 9;
+
+    pub(super) fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + data.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&absolute_deadline.map_or(NO_DEADLINE, unix_millis).to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    pub(super) fn decode(mut stored: Vec<u8>) -> Result<(Option<OffsetDateTime>, Vec<u8>)> {
+        if stored.len() < HEADER || stored[0] != FORMAT {
+            return Err(Error::new(ErrorKind::Decode, "stored session is not in the session envelope format"));
+        }
+        let millis = i64::from_be_bytes(stored[1..HEADER].try_into().expect("8 bytes"));
+        let deadline = match millis {
+            NO_DEADLINE => None,
+            millis => Some(from_unix_millis(millis).ok_or_else(|| {
+                Error::new(ErrorKind::Decode, "stored absolute deadline is out of range")
+            })?),
+        };
+        stored.drain(..HEADER);
+        Ok((deadline, stored))
+    }
+}
+
+/// The front over a [`SessionStore`]: mints ids, applies the expiry policy and the size limit,
+/// and turns store outcomes into errors an application can act on.
+///
+/// Every write is a single store operation: `save` is a compare-and-swap on the loaded version,
+/// `cycle_id` one atomic rotation.
+pub struct SessionManager<S> {
+    store: S,
+    generator: Arc<dyn IdGenerator>,
+    policy: ExpiryPolicy,
+    max_data_size: usize,
+    id_attempts: u32,
+}
+
+impl<S: Clone> Clone for SessionManager<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            generator: Arc::clone(&self.generator),
+            policy: self.policy,
+            max_data_size: self.max_data_size,
+            id_attempts: self.id_attempts,
+        }
+    }
+}
+
+impl<S> fmt::Debug for SessionManager<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("policy", &self.policy)
+            .field("max_data_size", &self.max_data_size)
+            .field("id_attempts", &self.id_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SessionStore> SessionManager<S> {
+    /// A manager with the default policy (24 h idle), ids from the OS CSPRNG, a 1 MiB limit and
+    /// 3 id attempts.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            generator: Arc::new(OsRngIdGenerator),
+            policy: ExpiryPolicy::default(),
+            max_data_size: DEFAULT_MAX_DATA_SIZE,
+            id_attempts: DEFAULT_ID_ATTEMPTS,
+        }
+    }
+
+    /// Sets the expiry policy.
+    #[must_use]
+    pub fn with_expiry(mut self, policy: ExpiryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the id generator.
+    #[must_use]
+    pub fn with_id_generator(mut self, generator: impl IdGenerator) -> Self {
+        self.generator = Arc::new(generator);
+        self
+    }
+
+    /// Sets the largest accepted session data, in bytes.
+    #[must_use]
+    pub fn with_max_data_size(mut self, bytes: usize) -> Self {
+        self.max_data_size = bytes;
+        self
+    }
+
+    /// Sets how many fresh ids `create` and `cycle_id` try (at least 1).
+    #[must_use]
+    pub fn with_id_attempts(mut self, attempts: u32) -> Self {
+        self.id_attempts = attempts.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The expiry policy.
+    pub fn policy(&self) -> ExpiryPolicy {
+        self.policy
+    }
+
+    /// The data size limit in bytes.
+    pub fn max_data_size(&self) -> usize {
+        self.max_data_size
+    }
+
+    fn check_size(&self, data: &[u8]) -> Result<()> {
+        if data.len() > self.max_data_size {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("session data is {} bytes, the limit is {}", data.len(), self.max_data_size),
+            ));
+        }
+        Ok(())
+    }
+
+    fn id_collision(&self) -> Error {
+        Error::new(
+            ErrorKind::IdCollision,
+            format!("{} freshly generated session ids were all taken", self.id_attempts),
+        )
+    }
+
+    /// Creates a session holding `data` under a fresh id.
+    ///
+    /// On [`CreateOutcome::IdTaken`] another fresh id is tried, up to the configured number of
+    /// attempts; then [`ErrorKind::IdCollision`]. An existing session is never overwritten.
+    pub async fn create(&self, data: Vec<u8>) -> Result<SessionState> {
+        self.check_size(&data)?;
+        let now = OffsetDateTime::now_utc();
+        let absolute_deadline = self.policy.absolute.map(|life| truncate_to_millis(now.saturating_add(life)));
+        let expires_at = self.policy.expires_at(now, absolute_deadline);
+        let stored = envelope::encode(absolute_deadline, &data);
+        for _ in 0..self.id_attempts {
+            let id = self.generator.generate();
+            match self.store.create(&id.key(), expires_at, &stored).await? {
+                CreateOutcome::Created => {
+                    return Ok(SessionState { id, data, version: 1, expires_at, absolute_deadline });
+                }
+                CreateOutcome::IdTaken => tracing::warn!(id = %id, "generated session id was taken; trying another"),
+            }
+        }
+        Err(self.id_collision())
+    }
+
+    /// Loads the live session `id`, or `None` when there is none.
+    pub async fn load(&self, id: &SessionId) -> Result<Option<SessionState>> {
+        let Some(record) = self.store.read(&id.key()).await? else {
+            return Ok(None);
+        };
+        let (absolute_deadline, data) = envelope::decode(record.data)?;
+        Ok(Some(SessionState {
+            id: id.clone(),
+            data,
+            version: record.version,
+            expires_at: record.expires_at,
+            absolute_deadline,
+        }))
+    }
+
+    /// Parses a client-supplied id (a cookie value) and loads it. A malformed id is
+    /// [`ErrorKind::InvalidId`] and never reaches the store.
+    pub async fn load_str(&self, id: &str) -> Result<Option<SessionState>> {
+        let id = SessionId::parse(id)?;
+        self.load(&id).await
+    }
+
+    /// The expiry for a write now, or [`ErrorKind::NotFound`] when the absolute deadline has
+    /// passed (the session is over; writing it would only store an expired record).
+    fn next_expiry(&self, state: &SessionState) -> Result<OffsetDateTime> {
+        let now = OffsetDateTime::now_utc();
+        let expires_at = self.policy.expires_at(now, state.absolute_deadline);
+        if expires_at <= now {
+            return Err(Error::new(ErrorKind::NotFound, "the session reached its absolute deadline"));
+        }
+        Ok(expires_at)
+    }
+
+    /// Saves `state`'s data if the stored version is still the one `state` was loaded at
+    /// (compare-and-swap), and moves the idle deadline.
+    ///
+    /// [`ErrorKind::Conflict`]: another writer saved first; reload and reapply.
+    /// [`ErrorKind::NotFound`]: the session is gone (expired, destroyed, rotated away); it is
+    /// never recreated.
+    pub async fn save(&self, state: &mut SessionState) -> Result<()> {
+        self.check_size(&state.data)?;
+        let expires_at = self.next_expiry(state)?;
+        let stored = envelope::encode(state.absolute_deadline, &state.data);
+        let key = state.id.key();
+        match self.store.update(&key, &key, state.version, expires_at, &stored).await? {
+            UpdateOutcome::Updated { version } => {
+                state.version = version;
+                state.expires_at = expires_at;
+                Ok(())
+            }
+            UpdateOutcome::NotFound => Err(Error::new(ErrorKind::NotFound, "the session no longer exists")),
+            UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
+                Err(Error::new(ErrorKind::Conflict, "the session was saved by another writer"))
+            }
+        }
+    }
+
+    /// Moves the session to a fresh id in one atomic store update, keeping its data and absolute
+    /// deadline (and saving `state`'s current data). The old id stops working at once.
+    pub async fn cycle_id(&self, state: &mut SessionState) -> Result<()> {
+        self.check_size(&state.data)?;
+        let expires_at = self.next_expiry(state)?;
+        let stored = envelope::encode(state.absolute_deadline, &state.data);
+        let previous = state.id.key();
+        for _ in 0..self.id_attempts {
+            let id = self.generator.generate();
+            match self.store.update(&id.key(), &previous, state.version, expires_at, &stored).await? {
+                UpdateOutcome::Updated { version } => {
+                    state.id = id;
+                    state.version = version;
+                    state.expires_at = expires_at;
+                    return Ok(());
+                }
+                UpdateOutcome::IdTaken => tracing::warn!(id = %id, "generated session id was taken; trying another"),
+                UpdateOutcome::NotFound => {
+                    return Err(Error::new(ErrorKind::NotFound, "the session no longer exists"));
+                }
+                UpdateOutcome::Conflict => {
+                    return Err(Error::new(ErrorKind::Conflict, "the session was saved by another writer"));
+                }
+            }
+        }
+        Err(self.id_collision())
+    }
+
+    /// Extends the idle deadline without rewriting the data. With an absolute-only policy there
+    /// is nothing to extend and no store call is made.
+    pub async fn touch(&self, state: &mut SessionState) -> Result<()> {
+        if self.policy.idle.is_none() {
+            return Ok(());
+        }
+        let expires_at = self.next_expiry(state)?;
+        if self.store.touch(&state.id.key(), expires_at).await? {
+            state.expires_at = expires_at;
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NotFound, "the session no longer exists"))
+        }
+    }
+
+    /// Deletes the session `id` (idempotent).
+    pub async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.store.delete(&id.key()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_deadline_wins() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let policy = ExpiryPolicy::idle_and_absolute(Duration::minutes(30), Duration::hours(8));
+        assert_eq!(policy.expires_at(now, Some(now + Duration::hours(8))), now + Duration::minutes(30));
+        assert_eq!(policy.expires_at(now, Some(now + Duration::minutes(5))), now + Duration::minutes(5));
+        assert_eq!(ExpiryPolicy::absolute(Duration::hours(1)).expires_at(now, Some(now + Duration::hours(1))), now + Duration::hours(1));
+    }
+
+    #[test]
+    fn envelope_round_trips_and_rejects_garbage() {
+        let deadline = Some(truncate_to_millis(OffsetDateTime::now_utc()));
+        for (abs, data) in [(None, b"".to_vec()), (deadline, vec![0, 255, 7])] {
+            let stored = envelope::encode(abs, &data);
+            assert_eq!(envelope::decode(stored).unwrap(), (abs, data));
+        }
+        for garbage in [vec![], vec![1, 2, 3], vec![9; 20], {
+            let mut v = vec![1];
+            v.extend_from_slice(&i64::MAX.to_be_bytes());
+            v
+        }] {
+            assert_eq!(envelope::decode(garbage).unwrap_err().kind(), ErrorKind::Decode);
+        }
+    }
+}
