@@ -152,7 +152,7 @@ pub async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -
         ensure!(store.read(&other).await?.is_none(), "a refused rotation created its target");
     }
     let record = store.read(&k).await?.ok_or_else(|| Failure::new("the record vanished"))?;
-    ensure_eq!((record.data, record.version, record.expires_at), (b"v2".to_vec(), 2, expires_at), "record after refused updates");
+    ensure_eq!((record.data.to_vec(), record.version, record.expires_at), (b"v2".to_vec(), 2, expires_at), "record after refused updates");
     Ok(())
 }
 
@@ -165,7 +165,7 @@ pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResul
     ensure_eq!(store.update(&b, &a, 1, expires_at, b"at b").await?, UpdateOutcome::Updated { version: 2 }, "rotation a -> b");
     ensure!(store.read(&a).await?.is_none(), "the rotated-away key is still live");
     let record = store.read(&b).await?.ok_or_else(|| Failure::new("the rotation target reads as absent"))?;
-    ensure_eq!((record.data, record.version, record.expires_at), (b"at b".to_vec(), 2, expires_at), "record at the new key");
+    ensure_eq!((record.data.to_vec(), record.version, record.expires_at), (b"at b".to_vec(), 2, expires_at), "record at the new key");
     ensure_eq!(store.update(&c, &b, 2, expires_at, b"at c").await?, UpdateOutcome::Updated { version: 3 }, "rotation b -> c");
     ensure!(store.read(&b).await?.is_none(), "the second rotated-away key is still live");
     ensure_eq!(store.read(&c).await?.map(|r| r.version), Some(3), "version after two rotations");
@@ -182,8 +182,8 @@ pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> C
     ensure_eq!(store.update(&b, &a, 1, in_secs(1200), b"moved").await?, UpdateOutcome::IdTaken, "rotation onto a live key");
     let ra = store.read(&a).await?.ok_or_else(|| Failure::new("the source of a refused rotation vanished"))?;
     let rb = store.read(&b).await?.ok_or_else(|| Failure::new("the target of a refused rotation vanished"))?;
-    ensure_eq!((ra.data, ra.version, ra.expires_at), (b"a".to_vec(), 1, ea), "source after refused rotation");
-    ensure_eq!((rb.data, rb.version, rb.expires_at), (b"b".to_vec(), 1, eb), "target after refused rotation");
+    ensure_eq!((ra.data.to_vec(), ra.version, ra.expires_at), (b"a".to_vec(), 1, ea), "source after refused rotation");
+    ensure_eq!((rb.data.to_vec(), rb.version, rb.expires_at), (b"b".to_vec(), 1, eb), "target after refused rotation");
     Ok(())
 }
 
@@ -197,7 +197,7 @@ pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResul
     ensure_eq!(store.update(&b, &a, 1, expires_at, b"moved").await?, UpdateOutcome::Updated { version: 2 }, "rotation onto an expired key");
     ensure!(store.read(&a).await?.is_none(), "the rotated-away key is still live");
     let record = store.read(&b).await?.ok_or_else(|| Failure::new("the rotation target reads as absent"))?;
-    ensure_eq!((record.data, record.version, record.expires_at), (b"moved".to_vec(), 2, expires_at), "record at the target");
+    ensure_eq!((record.data.to_vec(), record.version, record.expires_at), (b"moved".to_vec(), 2, expires_at), "record at the target");
     Ok(())
 }
 
@@ -215,15 +215,15 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
     let successor = key();
     create(&*store, &rotated, in_secs(600), b"r").await?;
     ensure_eq!(store.update(&successor, &rotated, 1, in_secs(600), b"s").await?, UpdateOutcome::Updated { version: 2 }, "rotation");
-    for (what, previous, version) in [("missing", missing, 1), ("deleted", deleted, 1), ("expired", expired, 1), ("rotated-away", rotated, 1), ("rotated-away", rotated, 2)] {
-        ensure_eq!(store.update(&previous, &previous, version, in_secs(600), b"zombie").await?, UpdateOutcome::NotFound, "update in place of a {what} key");
-        ensure!(store.read(&previous).await?.is_none(), "update of a {what} key brought it back");
+    for (what, previous, version) in [("a missing", missing, 1), ("a deleted", deleted, 1), ("an expired", expired, 1), ("a rotated-away", rotated, 1), ("a rotated-away", rotated, 2)] {
+        ensure_eq!(store.update(&previous, &previous, version, in_secs(600), b"zombie").await?, UpdateOutcome::NotFound, "update in place of {what} key");
+        ensure!(store.read(&previous).await?.is_none(), "update of {what} key brought it back");
         let target = key();
-        ensure_eq!(store.update(&target, &previous, version, in_secs(600), b"zombie").await?, UpdateOutcome::NotFound, "rotation from a {what} key");
-        ensure!(store.read(&target).await?.is_none(), "rotation from a {what} key created its target");
+        ensure_eq!(store.update(&target, &previous, version, in_secs(600), b"zombie").await?, UpdateOutcome::NotFound, "rotation from {what} key");
+        ensure!(store.read(&target).await?.is_none(), "rotation from {what} key created its target");
     }
     let record = store.read(&successor).await?.ok_or_else(|| Failure::new("the successor vanished"))?;
-    ensure_eq!((record.data, record.version), (b"s".to_vec(), 2), "successor untouched");
+    ensure_eq!((record.data.to_vec(), record.version), (b"s".to_vec(), 2), "successor untouched");
     Ok(())
 }
 
@@ -237,7 +237,7 @@ pub async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult 
         let expires_at = in_secs(seconds);
         ensure!(store.touch(&k, expires_at).await?, "touch of a live record returned false");
         let record = store.read(&k).await?.ok_or_else(|| Failure::new("a touched record reads as absent"))?;
-        ensure_eq!((record.data, record.version, record.expires_at), (b"data2".to_vec(), 2, expires_at), "record after touch");
+        ensure_eq!((record.data.to_vec(), record.version, record.expires_at), (b"data2".to_vec(), 2, expires_at), "record after touch");
     }
     Ok(())
 }
@@ -251,9 +251,9 @@ pub async fn touch_of_absent_creates_nothing(factory: &dyn StoreFactory) -> Chec
     let deleted = key();
     create(&*store, &deleted, in_secs(600), b"d").await?;
     store.delete(&deleted).await?;
-    for (what, k) in [("missing", missing), ("expired", expired), ("deleted", deleted)] {
-        ensure!(!store.touch(&k, in_secs(600)).await?, "touch of a {what} key returned true");
-        ensure!(store.read(&k).await?.is_none(), "touch of a {what} key made it live");
+    for (what, k) in [("a missing", missing), ("an expired", expired), ("a deleted", deleted)] {
+        ensure!(!store.touch(&k, in_secs(600)).await?, "touch of {what} key returned true");
+        ensure!(store.read(&k).await?.is_none(), "touch of {what} key made it live");
     }
     Ok(())
 }
@@ -403,7 +403,7 @@ pub async fn race_concurrent_rotations(factory: &dyn StoreFactory) -> CheckResul
         }
         ensure_eq!(live.len(), 1, "live successors after the rotation race (round {round})");
         ensure_eq!(live[0].0, winners[0], "the live successor is the winner's");
-        ensure_eq!((live[0].1.data.clone(), live[0].1.version), (format!("task {}", winners[0]).into_bytes(), 2), "successor record");
+        ensure_eq!((live[0].1.data.to_vec(), live[0].1.version), (format!("task {}", winners[0]).into_bytes(), 2), "successor record");
         ensure!(stores.0.read(&previous).await?.is_none(), "the rotated-away key is still live (round {round})");
     }
     Ok(())
@@ -429,7 +429,7 @@ pub async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult 
             );
         }
         let record = stores.1.read(&k).await?.ok_or_else(|| Failure::new("the raced key reads as absent"))?;
-        ensure_eq!((record.data, record.version), (format!("task {}", winners[0]).into_bytes(), 2), "record after the update race");
+        ensure_eq!((record.data.to_vec(), record.version), (format!("task {}", winners[0]).into_bytes(), 2), "record after the update race");
     }
     Ok(())
 }
@@ -455,7 +455,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
                             return Err(Failure::new("a CAS increment kept conflicting"));
                         }
                         let record = store.read(&k).await?.ok_or_else(|| Failure::new("the counter vanished"))?;
-                        let value = u64::from_be_bytes(record.data.as_slice().try_into().map_err(|_| Failure::new("the counter is not 8 bytes"))?);
+                        let value = u64::from_be_bytes(record.data[..].try_into().map_err(|_| Failure::new("the counter is not 8 bytes"))?);
                         match store.update(&k, &k, record.version, in_secs(600), &(value + 1).to_be_bytes()).await? {
                             UpdateOutcome::Updated { .. } => break,
                             UpdateOutcome::Conflict => continue,
@@ -471,7 +471,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
         handle.await.map_err(|e| Failure::new(format!("a counting task panicked: {e}")))??;
     }
     let record = stores.1.read(&k).await?.ok_or_else(|| Failure::new("the counter vanished"))?;
-    let value = u64::from_be_bytes(record.data.as_slice().try_into().map_err(|_| Failure::new("the counter is not 8 bytes"))?);
+    let value = u64::from_be_bytes(record.data[..].try_into().map_err(|_| Failure::new("the counter is not 8 bytes"))?);
     let expected = TASKS as u64 * INCREMENTS;
     ensure_eq!(value, expected, "counter after {TASKS} tasks x {INCREMENTS} CAS increments");
     ensure_eq!(record.version, expected + 1, "version after every increment");

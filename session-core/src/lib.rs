@@ -18,5 +18,7 @@ pub use store::{
 
 /// Re-exported so store implementations use the same `async_trait` as the trait.
 pub use async_trait::async_trait;
+/// Re-exported: the type of [`Record::data`].
+pub use bytes::{self, Bytes};
 /// Re-exported so store implementations use the same `time` as the trait.
 pub use time;

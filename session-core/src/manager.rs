@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -101,7 +102,7 @@ impl Default for ExpiryPolicy {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionState {
     id: SessionId,
-    data: Vec<u8>,
+    data: Bytes,
     version: u64,
     expires_at: OffsetDateTime,
     absolute_deadline: Option<OffsetDateTime>,
@@ -119,8 +120,8 @@ impl SessionState {
     }
 
     /// Replaces the application data; [`SessionManager::save`] writes it.
-    pub fn set_data(&mut self, data: Vec<u8>) {
-        self.data = data;
+    pub fn set_data(&mut self, data: impl Into<Bytes>) {
+        self.data = data.into();
     }
 
     /// The version this state was loaded or last saved at.
@@ -167,7 +168,7 @@ mod envelope {
         out
     }
 
-    pub(super) fn decode(mut stored: Vec<u8>) -> Result<(Option<OffsetDateTime>, Vec<u8>)> {
+    pub(super) fn decode(stored: Bytes) -> Result<(Option<OffsetDateTime>, Bytes)> {
         if stored.len() < HEADER || stored[0] != FORMAT {
             return Err(Error::new(ErrorKind::Decode, "stored session is not in the session envelope format"));
         }
@@ -178,8 +179,7 @@ mod envelope {
                 Error::new(ErrorKind::Decode, "stored absolute deadline is out of range")
             })?),
         };
-        stored.drain(..HEADER);
-        Ok((deadline, stored))
+        Ok((deadline, stored.slice(HEADER..)))
     }
 }
 
@@ -295,7 +295,8 @@ impl<S: SessionStore> SessionManager<S> {
     ///
     /// On [`CreateOutcome::IdTaken`] another fresh id is tried, up to the configured number of
     /// attempts; then [`ErrorKind::IdCollision`]. An existing session is never overwritten.
-    pub async fn create(&self, data: Vec<u8>) -> Result<SessionState> {
+    pub async fn create(&self, data: impl Into<Bytes>) -> Result<SessionState> {
+        let data = data.into();
         self.check_size(&data)?;
         let now = OffsetDateTime::now_utc();
         let absolute_deadline = self.policy.absolute.map(|life| truncate_to_millis(now.saturating_add(life)));
@@ -437,14 +438,14 @@ mod tests {
         let deadline = Some(truncate_to_millis(OffsetDateTime::now_utc()));
         for (abs, data) in [(None, b"".to_vec()), (deadline, vec![0, 255, 7])] {
             let stored = envelope::encode(abs, &data);
-            assert_eq!(envelope::decode(stored).unwrap(), (abs, data));
+            assert_eq!(envelope::decode(stored.into()).unwrap(), (abs, Bytes::from(data)));
         }
         for garbage in [vec![], vec![1, 2, 3], vec![9; 20], {
             let mut v = vec![1];
             v.extend_from_slice(&i64::MAX.to_be_bytes());
             v
         }] {
-            assert_eq!(envelope::decode(garbage).unwrap_err().kind(), ErrorKind::Decode);
+            assert_eq!(envelope::decode(garbage.into()).unwrap_err().kind(), ErrorKind::Decode);
         }
     }
 }

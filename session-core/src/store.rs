@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::error::Result;
@@ -11,8 +12,9 @@ use crate::id::SessionKey;
 /// One stored session as a store returns it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The session's data, opaque to stores.
-    pub data: Vec<u8>,
+    /// The session's data, opaque to stores. `Bytes`, so in-process stores hand out their copy
+    /// without copying it.
+    pub data: Bytes,
     /// When the record stops existing (UTC, millisecond precision).
     pub expires_at: OffsetDateTime,
     /// Owned by the store: 1 after `create`, `expected + 1` after each successful `update`.

@@ -6,7 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use parking_lot::{Mutex, MutexGuard};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
+    Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
     truncate_to_millis,
 };
 
@@ -39,7 +39,7 @@ struct Shard {
 }
 
 struct Entry {
-    data: Vec<u8>,
+    data: Bytes,
     expires_at: OffsetDateTime,
     version: u64,
 }
@@ -190,7 +190,7 @@ impl SessionStore for MemoryStore {
         if shard.live(key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        let entry = Entry { data: data.to_vec(), expires_at: truncate_to_millis(expires_at), version: 1 };
+        let entry = Entry { data: Bytes::copy_from_slice(data), expires_at: truncate_to_millis(expires_at), version: 1 };
         shard.insert(*key, entry, now);
         Ok(CreateOutcome::Created)
     }
@@ -224,8 +224,7 @@ impl SessionStore for MemoryStore {
             if entry.version != expected_version {
                 return Ok(UpdateOutcome::Conflict);
             }
-            entry.data.clear();
-            entry.data.extend_from_slice(data);
+            entry.data = Bytes::copy_from_slice(data);
             entry.expires_at = expires_at;
             entry.version = version;
             return Ok(UpdateOutcome::Updated { version });
@@ -242,8 +241,7 @@ impl SessionStore for MemoryStore {
             return Ok(UpdateOutcome::IdTaken);
         }
         let mut entry = pair.previous().map.remove(previous).expect("checked live under the same lock");
-        entry.data.clear();
-        entry.data.extend_from_slice(data);
+        entry.data = Bytes::copy_from_slice(data);
         entry.expires_at = expires_at;
         entry.version = version;
         pair.current().insert(*current, entry, now);
