@@ -75,7 +75,10 @@ pub struct Failure {
 impl Failure {
     /// A failure with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), error: None }
+        Self {
+            message: message.into(),
+            error: None,
+        }
     }
 
     /// The store error that caused the failure, if any.
@@ -86,7 +89,10 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Self { message: "the store returned an error".into(), error: Some(error) }
+        Self {
+            message: "the store returned an error".into(),
+            error: Some(error),
+        }
     }
 }
 
@@ -120,7 +126,9 @@ pub struct Behaviour {
 
 impl fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Behaviour").field("name", &self.name).finish()
+        f.debug_struct("Behaviour")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -133,7 +141,9 @@ impl Behaviour {
         let started = Instant::now();
         let result = match tokio::time::timeout(BEHAVIOUR_TIMEOUT, (self.run)(factory)).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::new(format!("did not finish within {BEHAVIOUR_TIMEOUT:?}"))),
+            Err(_) => Err(Failure::new(format!(
+                "did not finish within {BEHAVIOUR_TIMEOUT:?}"
+            ))),
         };
         (result, started.elapsed())
     }
@@ -222,8 +232,11 @@ macro_rules! suite {
 
 /// Runs one behaviour on a fresh multi-threaded runtime and panics with its failure.
 /// Used by [`suite!`]; call it yourself to run a behaviour from a plain `#[test]`.
-pub fn run_test<F, M>(name: &str, make: M, run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>)
-where
+pub fn run_test<F, M>(
+    name: &str,
+    make: M,
+    run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>,
+) where
     F: StoreFactory,
     M: FnOnce() -> F,
 {

@@ -47,16 +47,33 @@ pub(crate) fn long_ago() -> OffsetDateTime {
 }
 
 /// Writes a record and checks the store said `Created`.
-pub(crate) async fn create(store: &dyn SessionStore, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> crate::CheckResult {
-    ensure_eq!(store.create(key, expires_at, data).await?, CreateOutcome::Created, "create on a fresh key");
+pub(crate) async fn create(
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    expires_at: OffsetDateTime,
+    data: &[u8],
+) -> crate::CheckResult {
+    ensure_eq!(
+        store.create(key, expires_at, data).await?,
+        CreateOutcome::Created,
+        "create on a fresh key"
+    );
     Ok(())
 }
 
 /// Writes a record that is already expired: some stores refuse to keep it at all, others keep it
 /// invisible; both are fine.
-pub(crate) async fn create_expired(store: &dyn SessionStore, key: &SessionKey, data: &[u8]) -> crate::CheckResult {
+pub(crate) async fn create_expired(
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    data: &[u8],
+) -> crate::CheckResult {
     let outcome = store.create(key, long_ago(), data).await?;
-    ensure_eq!(outcome, CreateOutcome::Created, "create of an already expired record on a fresh key");
+    ensure_eq!(
+        outcome,
+        CreateOutcome::Created,
+        "create of an already expired record on a fresh key"
+    );
     Ok(())
 }
 
@@ -68,7 +85,10 @@ pub(crate) struct CountingStore {
 
 impl CountingStore {
     pub(crate) fn new(inner: Arc<dyn SessionStore>) -> Self {
-        Self { inner, calls: AtomicUsize::new(0) }
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+        }
     }
 
     pub(crate) fn calls(&self) -> usize {
@@ -82,7 +102,12 @@ impl CountingStore {
 
 #[async_trait]
 impl SessionStore for CountingStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         self.count();
         self.inner.create(key, expires_at, data).await
     }
@@ -99,7 +124,9 @@ impl SessionStore for CountingStore {
         data: &[u8],
     ) -> Result<UpdateOutcome> {
         self.count();
-        self.inner.update(current, previous, expected_version, expires_at, data).await
+        self.inner
+            .update(current, previous, expected_version, expires_at, data)
+            .await
     }
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         self.count();

@@ -73,15 +73,25 @@ impl ReferenceStore {
     }
 
     fn live(&self, row: &Row, now: i64) -> bool {
-        if self.flaw == Flaw::ExpiryLessThan { row.expires_ms >= now } else { row.expires_ms > now }
+        if self.flaw == Flaw::ExpiryLessThan {
+            row.expires_ms >= now
+        } else {
+            row.expires_ms > now
+        }
     }
 
     fn get_live(&self, map: &HashMap<(u64, SessionKey), Row>, key: &SessionKey) -> Option<Row> {
-        map.get(&(self.namespace, *key)).filter(|row| self.live(row, Self::now_ms())).cloned()
+        map.get(&(self.namespace, *key))
+            .filter(|row| self.live(row, Self::now_ms()))
+            .cloned()
     }
 
     fn row(expires_at: OffsetDateTime, data: &[u8], version: u64) -> Row {
-        Row { data: data.to_vec(), expires_ms: unix_millis(expires_at), version }
+        Row {
+            data: data.to_vec(),
+            expires_ms: unix_millis(expires_at),
+            version,
+        }
     }
 
     /// The window a non-atomic implementation leaves open between its two statements.
@@ -92,7 +102,12 @@ impl ReferenceStore {
 
 #[async_trait]
 impl SessionStore for ReferenceStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         let id = (self.namespace, *key);
         match self.flaw {
             Flaw::CreateUpserts => {}
@@ -111,7 +126,9 @@ impl SessionStore for ReferenceStore {
                 return Ok(CreateOutcome::Created);
             }
         }
-        self.backend.lock().insert(id, Self::row(expires_at, data, 1));
+        self.backend
+            .lock()
+            .insert(id, Self::row(expires_at, data, 1));
         Ok(CreateOutcome::Created)
     }
 
@@ -144,7 +161,10 @@ impl SessionStore for ReferenceStore {
             match self.get_live(&map, previous) {
                 None if self.flaw == Flaw::UpdateUpserts => {}
                 None => return Ok(UpdateOutcome::NotFound),
-                Some(row) if row.version != expected_version && self.flaw != Flaw::UpdateWithoutVersionCheck => {
+                Some(row)
+                    if row.version != expected_version
+                        && self.flaw != Flaw::UpdateWithoutVersionCheck =>
+                {
                     return Ok(UpdateOutcome::Conflict);
                 }
                 Some(_) => {}
@@ -194,7 +214,9 @@ impl SessionStore for ReferenceStore {
     async fn clear(&self) -> Result<()> {
         let ns = self.namespace;
         let wipe_all = self.flaw == Flaw::ClearWipesEverything;
-        self.backend.lock().retain(|(row_ns, _), _| !wipe_all && *row_ns != ns);
+        self.backend
+            .lock()
+            .retain(|(row_ns, _), _| !wipe_all && *row_ns != ns);
         Ok(())
     }
 }
@@ -207,11 +229,19 @@ struct ReferenceFactory {
 
 impl ReferenceFactory {
     fn new(flaw: Flaw) -> Self {
-        Self { backend: Backend::default(), next_namespace: AtomicU64::new(0), flaw }
+        Self {
+            backend: Backend::default(),
+            next_namespace: AtomicU64::new(0),
+            flaw,
+        }
     }
 
     fn open(&self, namespace: u64) -> Arc<dyn SessionStore> {
-        Arc::new(ReferenceStore { backend: Arc::clone(&self.backend), namespace, flaw: self.flaw })
+        Arc::new(ReferenceStore {
+            backend: Arc::clone(&self.backend),
+            namespace,
+            flaw: self.flaw,
+        })
     }
 }
 
@@ -258,7 +288,10 @@ async fn every_broken_store_is_caught() {
             uncaught.push(flaw);
         }
     }
-    assert!(uncaught.is_empty(), "broken stores that pass the whole suite: {uncaught:?}");
+    assert!(
+        uncaught.is_empty(),
+        "broken stores that pass the whole suite: {uncaught:?}"
+    );
 }
 
 #[test]

@@ -27,7 +27,14 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in table order.
-    pub const ALL: [Op; 6] = [Op::Create, Op::Read, Op::Update, Op::Rotate, Op::Touch, Op::Delete];
+    pub const ALL: [Op; 6] = [
+        Op::Create,
+        Op::Read,
+        Op::Update,
+        Op::Rotate,
+        Op::Touch,
+        Op::Delete,
+    ];
 
     /// The operation's lowercase name.
     pub fn name(self) -> &'static str {
@@ -101,7 +108,10 @@ fn far_expiry() -> OffsetDateTime {
 }
 
 fn unexpected(what: &str) -> session_core::Error {
-    session_core::Error::new(session_core::ErrorKind::Backend, format!("benchmark: unexpected outcome of {what}"))
+    session_core::Error::new(
+        session_core::ErrorKind::Backend,
+        format!("benchmark: unexpected outcome of {what}"),
+    )
 }
 
 /// Runs `workload` against `store` and measures it. Keys needed beforehand (for everything but
@@ -119,7 +129,8 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
         let payload = Arc::clone(&payload);
         let start = Arc::clone(&start);
         handles.push(tokio::spawn(async move {
-            let mut keys: Vec<SessionKey> = (0..per_task).map(|_| SessionId::generate().key()).collect();
+            let mut keys: Vec<SessionKey> =
+                (0..per_task).map(|_| SessionId::generate().key()).collect();
             if workload.op != Op::Create {
                 for key in &keys {
                     if store.create(key, expires_at, &payload).await? != CreateOutcome::Created {
@@ -144,7 +155,8 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                 let t = Instant::now();
                 match workload.op {
                     Op::Create => {
-                        if store.create(key, expires_at, &payload).await? != CreateOutcome::Created {
+                        if store.create(key, expires_at, &payload).await? != CreateOutcome::Created
+                        {
                             return Err(unexpected("create"));
                         }
                     }
@@ -154,12 +166,18 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                         }
                     }
                     Op::Update => {
-                        if store.update(key, key, 1, expires_at, &payload).await? != (UpdateOutcome::Updated { version: 2 }) {
+                        if store.update(key, key, 1, expires_at, &payload).await?
+                            != (UpdateOutcome::Updated { version: 2 })
+                        {
                             return Err(unexpected("update"));
                         }
                     }
                     Op::Rotate => {
-                        if store.update(&fresh[i], key, 1, expires_at, &payload).await? != (UpdateOutcome::Updated { version: 2 }) {
+                        if store
+                            .update(&fresh[i], key, 1, expires_at, &payload)
+                            .await?
+                            != (UpdateOutcome::Updated { version: 2 })
+                        {
                             return Err(unexpected("rotate"));
                         }
                     }
@@ -184,7 +202,11 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
         }));
     }
     start.wait().await;
-    let mut stats = Stats { ops: 0, elapsed: Duration::ZERO, latency: new_histogram() };
+    let mut stats = Stats {
+        ops: 0,
+        elapsed: Duration::ZERO,
+        latency: new_histogram(),
+    };
     // Wall time from the first task's start to the last task's end: tasks that never yield run
     // one after another on the runtime's threads, so per-task times would overstate throughput.
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
@@ -241,7 +263,8 @@ pub fn print_markdown(rows: &[Row], baseline: &str) {
             short(row.stats.quantile(0.5)),
             short(row.stats.quantile(0.99)),
             short(row.stats.max()),
-            row.ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}x")),
+            row.ratio
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}x")),
         );
     }
 }
@@ -262,17 +285,34 @@ pub async fn compare(
     for &op in ops {
         for &payload in payloads {
             for &task_count in tasks {
-                let workload = Workload { op, tasks: task_count, payload, ops: ops_per_cell, max_duration };
+                let workload = Workload {
+                    op,
+                    tasks: task_count,
+                    payload,
+                    ops: ops_per_cell,
+                    max_duration,
+                };
                 let mut cell = Vec::new();
                 for (name, store) in stores {
                     // An untimed quarter-size pass first: whichever store ran first in a cell
                     // would otherwise pay for the allocator's first touch of fresh memory.
-                    let warmup = Workload { ops: (ops_per_cell / 4).max(1), ..workload };
+                    let warmup = Workload {
+                        ops: (ops_per_cell / 4).max(1),
+                        ..workload
+                    };
                     run(Arc::clone(store), warmup).await?;
                     let stats = run(Arc::clone(store), workload).await?;
-                    cell.push(Row { workload, store: (*name).to_owned(), stats, ratio: None });
+                    cell.push(Row {
+                        workload,
+                        store: (*name).to_owned(),
+                        stats,
+                        ratio: None,
+                    });
                 }
-                let base = cell.iter().find(|r| r.store == baseline).map(|r| r.stats.ops_per_sec());
+                let base = cell
+                    .iter()
+                    .find(|r| r.store == baseline)
+                    .map(|r| r.stats.ops_per_sec());
                 for row in &mut cell {
                     row.ratio = base.map(|b| row.stats.ops_per_sec() / b);
                 }

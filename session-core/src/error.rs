@@ -72,7 +72,12 @@ pub struct Error {
 impl Error {
     /// A permanent error of `kind` with a message.
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, message: message.into(), source: None, transient: false }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+            transient: false,
+        }
     }
 
     /// A permanent error of `kind` caused by `source`.
@@ -81,7 +86,12 @@ impl Error {
         message: impl Into<Cow<'static, str>>,
         source: impl Into<Source>,
     ) -> Self {
-        Self { kind, message: message.into(), source: Some(source.into()), transient: false }
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+            transient: false,
+        }
     }
 
     /// Marks the error as transient (`true`) or permanent (`false`).
@@ -139,7 +149,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -157,7 +169,9 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Backend);
         assert!(err.is_transient());
         let source = err.source().expect("source kept");
-        let io = source.downcast_ref::<std::io::Error>().expect("typed source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("typed source");
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
         assert_eq!(err.to_string(), "backend error: reading a session: reset");
     }

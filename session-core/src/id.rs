@@ -46,12 +46,18 @@ impl SessionId {
     pub fn parse(text: &str) -> Result<Self, Error> {
         // Checking the length first keeps hostile megabyte-long cookies cheap.
         if text.len() != ID_LEN {
-            return Err(Error::new(ErrorKind::InvalidId, "session id must be 43 characters of base64url"));
+            return Err(Error::new(
+                ErrorKind::InvalidId,
+                "session id must be 43 characters of base64url",
+            ));
         }
         let mut bytes = [0u8; ID_BYTES];
         match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut bytes) {
             Ok(ID_BYTES) => Ok(Self(bytes)),
-            Ok(_) => Err(Error::new(ErrorKind::InvalidId, "session id does not decode to 32 bytes")),
+            Ok(_) => Err(Error::new(
+                ErrorKind::InvalidId,
+                "session id does not decode to 32 bytes",
+            )),
             Err(source) => Err(Error::with_source(
                 ErrorKind::InvalidId,
                 "session id is not canonical base64url",
@@ -173,7 +179,12 @@ mod tests {
         bad.push(format!("{}B", &"A".repeat(42)));
         for text in &bad {
             let err = SessionId::parse(text).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidId, "accepted {:?}", &text[..text.len().min(50)]);
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidId,
+                "accepted {:?}",
+                &text[..text.len().min(50)]
+            );
             assert!(!err.to_string().contains(&good), "error echoes the token");
         }
         assert!(SessionId::parse(&format!("{}A", &"A".repeat(42))).is_ok());
@@ -183,7 +194,12 @@ mod tests {
     fn debug_and_display_hide_the_token() {
         let id = SessionId::generate();
         let text = id.expose();
-        for shown in [format!("{id}"), format!("{id:?}"), format!("{:?}", id.key()), id.key().to_string()] {
+        for shown in [
+            format!("{id}"),
+            format!("{id:?}"),
+            format!("{:?}", id.key()),
+            id.key().to_string(),
+        ] {
             assert!(!shown.contains(&text), "{shown}");
             assert!(shown.len() < 24, "{shown}");
         }
@@ -194,8 +210,17 @@ mod tests {
     fn key_is_sha256_of_the_token_bytes() {
         let id = SessionId::parse(&"A".repeat(43)).unwrap();
         // SHA-256 of 32 zero bytes.
-        assert_eq!(id.key().to_hex(), "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925");
-        assert_eq!(SessionKey::from_bytes(id.key().as_bytes()).unwrap(), id.key());
-        assert_eq!(SessionKey::from_bytes(&[0; 31]).unwrap_err().kind(), ErrorKind::Decode);
+        assert_eq!(
+            id.key().to_hex(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+        assert_eq!(
+            SessionKey::from_bytes(id.key().as_bytes()).unwrap(),
+            id.key()
+        );
+        assert_eq!(
+            SessionKey::from_bytes(&[0; 31]).unwrap_err().kind(),
+            ErrorKind::Decode
+        );
     }
 }

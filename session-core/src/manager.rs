@@ -8,7 +8,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::SessionId;
-use crate::store::{CreateOutcome, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis, unix_millis};
+use crate::store::{
+    CreateOutcome, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis, unix_millis,
+};
 
 /// Default limit on the size of one session's data: 1 MiB.
 pub const DEFAULT_MAX_DATA_SIZE: usize = 1024 * 1024;
@@ -53,17 +55,26 @@ pub struct ExpiryPolicy {
 impl ExpiryPolicy {
     /// Sessions expire after `idle` without a save or touch.
     pub fn idle(idle: Duration) -> Self {
-        Self { idle: Some(idle), absolute: None }
+        Self {
+            idle: Some(idle),
+            absolute: None,
+        }
     }
 
     /// Sessions expire `lifetime` after creation, whatever their activity.
     pub fn absolute(lifetime: Duration) -> Self {
-        Self { idle: None, absolute: Some(lifetime) }
+        Self {
+            idle: None,
+            absolute: Some(lifetime),
+        }
     }
 
     /// Both: whichever deadline comes first.
     pub fn idle_and_absolute(idle: Duration, lifetime: Duration) -> Self {
-        Self { idle: Some(idle), absolute: Some(lifetime) }
+        Self {
+            idle: Some(idle),
+            absolute: Some(lifetime),
+        }
     }
 
     /// The idle timeout, if any.
@@ -78,7 +89,11 @@ impl ExpiryPolicy {
 
     /// The expiry of a record written at `now` for a session whose absolute deadline is
     /// `absolute_deadline`, truncated to the millisecond precision stores keep.
-    pub fn expires_at(&self, now: OffsetDateTime, absolute_deadline: Option<OffsetDateTime>) -> OffsetDateTime {
+    pub fn expires_at(
+        &self,
+        now: OffsetDateTime,
+        absolute_deadline: Option<OffsetDateTime>,
+    ) -> OffsetDateTime {
         let idle = self.idle.map(|idle| now.saturating_add(idle));
         let deadline = match (idle, absolute_deadline) {
             (Some(a), Some(b)) => a.min(b),
@@ -163,20 +178,30 @@ mod envelope {
     pub(super) fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + data.len());
         out.push(FORMAT);
-        out.extend_from_slice(&absolute_deadline.map_or(NO_DEADLINE, unix_millis).to_be_bytes());
+        out.extend_from_slice(
+            &absolute_deadline
+                .map_or(NO_DEADLINE, unix_millis)
+                .to_be_bytes(),
+        );
         out.extend_from_slice(data);
         out
     }
 
     pub(super) fn decode(stored: Bytes) -> Result<(Option<OffsetDateTime>, Bytes)> {
         if stored.len() < HEADER || stored[0] != FORMAT {
-            return Err(Error::new(ErrorKind::Decode, "stored session is not in the session envelope format"));
+            return Err(Error::new(
+                ErrorKind::Decode,
+                "stored session is not in the session envelope format",
+            ));
         }
         let millis = i64::from_be_bytes(stored[1..HEADER].try_into().expect("8 bytes"));
         let deadline = match millis {
             NO_DEADLINE => None,
             millis => Some(from_unix_millis(millis).ok_or_else(|| {
-                Error::new(ErrorKind::Decode, "stored absolute deadline is out of range")
+                Error::new(
+                    ErrorKind::Decode,
+                    "stored absolute deadline is out of range",
+                )
             })?),
         };
         Ok((deadline, stored.slice(HEADER..)))
@@ -278,7 +303,11 @@ impl<S: SessionStore> SessionManager<S> {
         if data.len() > self.max_data_size {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("session data is {} bytes, the limit is {}", data.len(), self.max_data_size),
+                format!(
+                    "session data is {} bytes, the limit is {}",
+                    data.len(),
+                    self.max_data_size
+                ),
             ));
         }
         Ok(())
@@ -287,7 +316,10 @@ impl<S: SessionStore> SessionManager<S> {
     fn id_collision(&self) -> Error {
         Error::new(
             ErrorKind::IdCollision,
-            format!("{} freshly generated session ids were all taken", self.id_attempts),
+            format!(
+                "{} freshly generated session ids were all taken",
+                self.id_attempts
+            ),
         )
     }
 
@@ -299,16 +331,27 @@ impl<S: SessionStore> SessionManager<S> {
         let data = data.into();
         self.check_size(&data)?;
         let now = OffsetDateTime::now_utc();
-        let absolute_deadline = self.policy.absolute.map(|life| truncate_to_millis(now.saturating_add(life)));
+        let absolute_deadline = self
+            .policy
+            .absolute
+            .map(|life| truncate_to_millis(now.saturating_add(life)));
         let expires_at = self.policy.expires_at(now, absolute_deadline);
         let stored = envelope::encode(absolute_deadline, &data);
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
             match self.store.create(&id.key(), expires_at, &stored).await? {
                 CreateOutcome::Created => {
-                    return Ok(SessionState { id, data, version: 1, expires_at, absolute_deadline });
+                    return Ok(SessionState {
+                        id,
+                        data,
+                        version: 1,
+                        expires_at,
+                        absolute_deadline,
+                    });
                 }
-                CreateOutcome::IdTaken => tracing::warn!(id = %id, "generated session id was taken; trying another"),
+                CreateOutcome::IdTaken => {
+                    tracing::warn!(id = %id, "generated session id was taken; trying another")
+                }
             }
         }
         Err(self.id_collision())
@@ -342,7 +385,10 @@ impl<S: SessionStore> SessionManager<S> {
         let now = OffsetDateTime::now_utc();
         let expires_at = self.policy.expires_at(now, state.absolute_deadline);
         if expires_at <= now {
-            return Err(Error::new(ErrorKind::NotFound, "the session reached its absolute deadline"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "the session reached its absolute deadline",
+            ));
         }
         Ok(expires_at)
     }
@@ -358,16 +404,24 @@ impl<S: SessionStore> SessionManager<S> {
         let expires_at = self.next_expiry(state)?;
         let stored = envelope::encode(state.absolute_deadline, &state.data);
         let key = state.id.key();
-        match self.store.update(&key, &key, state.version, expires_at, &stored).await? {
+        match self
+            .store
+            .update(&key, &key, state.version, expires_at, &stored)
+            .await?
+        {
             UpdateOutcome::Updated { version } => {
                 state.version = version;
                 state.expires_at = expires_at;
                 Ok(())
             }
-            UpdateOutcome::NotFound => Err(Error::new(ErrorKind::NotFound, "the session no longer exists")),
-            UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
-                Err(Error::new(ErrorKind::Conflict, "the session was saved by another writer"))
-            }
+            UpdateOutcome::NotFound => Err(Error::new(
+                ErrorKind::NotFound,
+                "the session no longer exists",
+            )),
+            UpdateOutcome::Conflict | UpdateOutcome::IdTaken => Err(Error::new(
+                ErrorKind::Conflict,
+                "the session was saved by another writer",
+            )),
         }
     }
 
@@ -380,19 +434,31 @@ impl<S: SessionStore> SessionManager<S> {
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
-            match self.store.update(&id.key(), &previous, state.version, expires_at, &stored).await? {
+            match self
+                .store
+                .update(&id.key(), &previous, state.version, expires_at, &stored)
+                .await?
+            {
                 UpdateOutcome::Updated { version } => {
                     state.id = id;
                     state.version = version;
                     state.expires_at = expires_at;
                     return Ok(());
                 }
-                UpdateOutcome::IdTaken => tracing::warn!(id = %id, "generated session id was taken; trying another"),
+                UpdateOutcome::IdTaken => {
+                    tracing::warn!(id = %id, "generated session id was taken; trying another")
+                }
                 UpdateOutcome::NotFound => {
-                    return Err(Error::new(ErrorKind::NotFound, "the session no longer exists"));
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        "the session no longer exists",
+                    ));
                 }
                 UpdateOutcome::Conflict => {
-                    return Err(Error::new(ErrorKind::Conflict, "the session was saved by another writer"));
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        "the session was saved by another writer",
+                    ));
                 }
             }
         }
@@ -410,7 +476,10 @@ impl<S: SessionStore> SessionManager<S> {
             state.expires_at = expires_at;
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::NotFound, "the session no longer exists"))
+            Err(Error::new(
+                ErrorKind::NotFound,
+                "the session no longer exists",
+            ))
         }
     }
 
@@ -428,9 +497,19 @@ mod tests {
     fn earlier_deadline_wins() {
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let policy = ExpiryPolicy::idle_and_absolute(Duration::minutes(30), Duration::hours(8));
-        assert_eq!(policy.expires_at(now, Some(now + Duration::hours(8))), now + Duration::minutes(30));
-        assert_eq!(policy.expires_at(now, Some(now + Duration::minutes(5))), now + Duration::minutes(5));
-        assert_eq!(ExpiryPolicy::absolute(Duration::hours(1)).expires_at(now, Some(now + Duration::hours(1))), now + Duration::hours(1));
+        assert_eq!(
+            policy.expires_at(now, Some(now + Duration::hours(8))),
+            now + Duration::minutes(30)
+        );
+        assert_eq!(
+            policy.expires_at(now, Some(now + Duration::minutes(5))),
+            now + Duration::minutes(5)
+        );
+        assert_eq!(
+            ExpiryPolicy::absolute(Duration::hours(1))
+                .expires_at(now, Some(now + Duration::hours(1))),
+            now + Duration::hours(1)
+        );
     }
 
     #[test]
@@ -438,14 +517,20 @@ mod tests {
         let deadline = Some(truncate_to_millis(OffsetDateTime::now_utc()));
         for (abs, data) in [(None, b"".to_vec()), (deadline, vec![0, 255, 7])] {
             let stored = envelope::encode(abs, &data);
-            assert_eq!(envelope::decode(stored.into()).unwrap(), (abs, Bytes::from(data)));
+            assert_eq!(
+                envelope::decode(stored.into()).unwrap(),
+                (abs, Bytes::from(data))
+            );
         }
         for garbage in [vec![], vec![1, 2, 3], vec![9; 20], {
             let mut v = vec![1];
             v.extend_from_slice(&i64::MAX.to_be_bytes());
             v
         }] {
-            assert_eq!(envelope::decode(garbage.into()).unwrap_err().kind(), ErrorKind::Decode);
+            assert_eq!(
+                envelope::decode(garbage.into()).unwrap_err().kind(),
+                ErrorKind::Decode
+            );
         }
     }
 }

@@ -61,7 +61,8 @@ pub enum UpdateOutcome {
 /// Truncates a time to whole milliseconds, the precision every store keeps.
 pub fn truncate_to_millis(at: OffsetDateTime) -> OffsetDateTime {
     let nanos = at.nanosecond();
-    at.replace_nanosecond(nanos - nanos % 1_000_000).expect("a smaller nanosecond is valid")
+    at.replace_nanosecond(nanos - nanos % 1_000_000)
+        .expect("a smaller nanosecond is valid")
 }
 
 /// Milliseconds since the Unix epoch, the integer form SQL and key-value stores keep.
@@ -139,7 +140,8 @@ pub trait SessionStoreExt: SessionStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        self.update(key, key, expected_version, expires_at, data).await
+        self.update(key, key, expected_version, expires_at, data)
+            .await
     }
 
     /// Whether a live record is at `key`.

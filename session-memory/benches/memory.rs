@@ -9,17 +9,31 @@ use std::time::Duration;
 
 use session_bench::{Op, compare, print_markdown};
 use session_core::time::OffsetDateTime;
-use session_core::{CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait};
+use session_core::{
+    CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
+};
 use session_memory::MemoryStore;
 
 type Map = HashMap<SessionKey, Record>;
 
-fn create(map: &mut Map, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> CreateOutcome {
+fn create(
+    map: &mut Map,
+    key: &SessionKey,
+    expires_at: OffsetDateTime,
+    data: &[u8],
+) -> CreateOutcome {
     let now = OffsetDateTime::now_utc();
     if map.get(key).is_some_and(|r| r.expires_at > now) {
         return CreateOutcome::IdTaken;
     }
-    map.insert(*key, Record { data: data.to_vec().into(), expires_at, version: 1 });
+    map.insert(
+        *key,
+        Record {
+            data: data.to_vec().into(),
+            expires_at,
+            version: 1,
+        },
+    );
     CreateOutcome::Created
 }
 
@@ -28,7 +42,14 @@ fn read(map: &Map, key: &SessionKey) -> Option<Record> {
     map.get(key).filter(|r| r.expires_at > now).cloned()
 }
 
-fn update(map: &mut Map, current: &SessionKey, previous: &SessionKey, expected: u64, expires_at: OffsetDateTime, data: &[u8]) -> UpdateOutcome {
+fn update(
+    map: &mut Map,
+    current: &SessionKey,
+    previous: &SessionKey,
+    expected: u64,
+    expires_at: OffsetDateTime,
+    data: &[u8],
+) -> UpdateOutcome {
     let now = OffsetDateTime::now_utc();
     match map.get(previous) {
         Some(r) if r.expires_at > now && r.version == expected => {}
@@ -39,8 +60,17 @@ fn update(map: &mut Map, current: &SessionKey, previous: &SessionKey, expected: 
         return UpdateOutcome::IdTaken;
     }
     map.remove(previous);
-    map.insert(*current, Record { data: data.to_vec().into(), expires_at, version: expected + 1 });
-    UpdateOutcome::Updated { version: expected + 1 }
+    map.insert(
+        *current,
+        Record {
+            data: data.to_vec().into(),
+            expires_at,
+            version: expected + 1,
+        },
+    );
+    UpdateOutcome::Updated {
+        version: expected + 1,
+    }
 }
 
 fn touch(map: &mut Map, key: &SessionKey, expires_at: OffsetDateTime) -> bool {
@@ -62,7 +92,12 @@ macro_rules! baseline {
 
         #[async_trait]
         impl SessionStore for $name {
-            async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+            async fn create(
+                &self,
+                key: &SessionKey,
+                expires_at: OffsetDateTime,
+                data: &[u8],
+            ) -> Result<CreateOutcome> {
                 let $s = self;
                 Ok(create(&mut *$lock, key, expires_at, data))
             }
@@ -70,9 +105,23 @@ macro_rules! baseline {
                 let $s = self;
                 Ok(read(&*$lock, key))
             }
-            async fn update(&self, current: &SessionKey, previous: &SessionKey, expected: u64, expires_at: OffsetDateTime, data: &[u8]) -> Result<UpdateOutcome> {
+            async fn update(
+                &self,
+                current: &SessionKey,
+                previous: &SessionKey,
+                expected: u64,
+                expires_at: OffsetDateTime,
+                data: &[u8],
+            ) -> Result<UpdateOutcome> {
                 let $s = self;
-                Ok(update(&mut *$lock, current, previous, expected, expires_at, data))
+                Ok(update(
+                    &mut *$lock,
+                    current,
+                    previous,
+                    expected,
+                    expires_at,
+                    data,
+                ))
             }
             async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
                 let $s = self;
@@ -95,11 +144,20 @@ macro_rules! baseline {
     };
 }
 
-baseline!(StdMutexStore, std::sync::Mutex<Map>, |s| s.0.lock().unwrap());
-baseline!(TokioMutexStore, tokio::sync::Mutex<Map>, |s| s.0.lock().await);
+baseline!(StdMutexStore, std::sync::Mutex<Map>, |s| s
+    .0
+    .lock()
+    .unwrap());
+baseline!(TokioMutexStore, tokio::sync::Mutex<Map>, |s| s
+    .0
+    .lock()
+    .await);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
         ("MemoryStore", Arc::new(MemoryStore::new())),
         ("std Mutex<HashMap>", Arc::new(StdMutexStore::default())),

@@ -79,7 +79,9 @@ impl Default for MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("shards", &self.shards.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .finish()
     }
 }
 
@@ -91,7 +93,11 @@ impl MemoryStore {
 
     /// An empty store with `shards` shards (at least 1).
     pub fn with_shards(shards: usize) -> Self {
-        Self { shards: (0..shards.max(1)).map(|_| Mutex::new(Shard::default())).collect() }
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+        }
     }
 
     fn shard_index(&self, key: &SessionKey) -> usize {
@@ -112,7 +118,10 @@ impl MemoryStore {
     /// Number of live records.
     pub fn live_records(&self) -> usize {
         let now = OffsetDateTime::now_utc();
-        self.shards.iter().map(|shard| shard.lock().map.values().filter(|e| e.is_live(now)).count()).sum()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().map.values().filter(|e| e.is_live(now)).count())
+            .sum()
     }
 }
 
@@ -147,7 +156,10 @@ impl Shard {
 /// Locks the shards of both keys of a rotation, lower index first, once if they coincide.
 enum Pair<'a> {
     One(MutexGuard<'a, Shard>),
-    Two { current: MutexGuard<'a, Shard>, previous: MutexGuard<'a, Shard> },
+    Two {
+        current: MutexGuard<'a, Shard>,
+        previous: MutexGuard<'a, Shard>,
+    },
 }
 
 impl Pair<'_> {
@@ -159,7 +171,10 @@ impl Pair<'_> {
 
     fn previous(&mut self) -> &mut Shard {
         match self {
-            Pair::One(shard) | Pair::Two { previous: shard, .. } => shard,
+            Pair::One(shard)
+            | Pair::Two {
+                previous: shard, ..
+            } => shard,
         }
     }
 }
@@ -184,13 +199,22 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         let now = OffsetDateTime::now_utc();
         let mut shard = self.shard(key);
         if shard.live(key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        let entry = Entry { data: Bytes::copy_from_slice(data), expires_at: truncate_to_millis(expires_at), version: 1 };
+        let entry = Entry {
+            data: Bytes::copy_from_slice(data),
+            expires_at: truncate_to_millis(expires_at),
+            version: 1,
+        };
         shard.insert(*key, entry, now);
         Ok(CreateOutcome::Created)
     }
@@ -240,7 +264,11 @@ impl SessionStore for MemoryStore {
         if pair.current().live(current, now).is_some() {
             return Ok(UpdateOutcome::IdTaken);
         }
-        let mut entry = pair.previous().map.remove(previous).expect("checked live under the same lock");
+        let mut entry = pair
+            .previous()
+            .map
+            .remove(previous)
+            .expect("checked live under the same lock");
         entry.data = Bytes::copy_from_slice(data);
         entry.expires_at = expires_at;
         entry.version = version;
@@ -267,7 +295,11 @@ impl SessionStore for MemoryStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         let now = OffsetDateTime::now_utc();
-        Ok(self.shards.iter().map(|shard| shard.lock().purge(now)).sum())
+        Ok(self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().purge(now))
+            .sum())
     }
 
     async fn clear(&self) -> Result<()> {

@@ -10,19 +10,31 @@ async fn churn_keeps_memory_bounded_without_delete_expired() {
     let store = MemoryStore::new();
     let live: Vec<_> = (0..500).map(|_| SessionId::generate().key()).collect();
     for key in &live {
-        let _ = store.create(key, OffsetDateTime::now_utc() + Duration::hours(1), b"live").await.unwrap();
+        let _ = store
+            .create(key, OffsetDateTime::now_utc() + Duration::hours(1), b"live")
+            .await
+            .unwrap();
     }
     let mut peak = 0;
     for _ in 0..200_000 {
         // Each record is expired by the time the next one is written.
         let expires_at = truncate_to_millis(OffsetDateTime::now_utc());
-        let _ = store.create(&SessionId::generate().key(), expires_at, &[0u8; 64]).await.unwrap();
+        let _ = store
+            .create(&SessionId::generate().key(), expires_at, &[0u8; 64])
+            .await
+            .unwrap();
         peak = peak.max(store.stored_records());
     }
     // 64 shards, each swept when it doubles past max(64, 2 x last size): at most ~128 per shard.
-    assert!(peak <= 64 * 128 + 500, "{peak} records held at peak for 500 live sessions");
+    assert!(
+        peak <= 64 * 128 + 500,
+        "{peak} records held at peak for 500 live sessions"
+    );
     assert_eq!(store.live_records(), 500);
     for key in &live {
-        assert!(store.read(key).await.unwrap().is_some(), "a sweep removed a live record");
+        assert!(
+            store.read(key).await.unwrap().is_some(),
+            "a sweep removed a live record"
+        );
     }
 }

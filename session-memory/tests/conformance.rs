@@ -5,10 +5,14 @@ use session_memory::MemoryStore;
 
 mod sharded {
     use super::*;
-    conformance_tests::suite!(conformance_tests::factory(|| async { Ok(MemoryStore::new()) }));
+    conformance_tests::suite!(conformance_tests::factory(|| async {
+        Ok(MemoryStore::new())
+    }));
 }
 
 mod single_shard {
     use super::*;
-    conformance_tests::suite!(conformance_tests::factory(|| async { Ok(MemoryStore::with_shards(1)) }));
+    conformance_tests::suite!(conformance_tests::factory(|| async {
+        Ok(MemoryStore::with_shards(1))
+    }));
 }

@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Finds (or starts) the PostgreSQL and Redis servers the backend tests run against, and exports
+# SESSION_TEST_POSTGRES_URL / SESSION_TEST_REDIS_URL. Sourced by scripts/test.
+#
+# A variable already set is used as it is. Otherwise the usual local ports are tried; a server
+# installed but stopped is started with the local service commands. What cannot be found is said
+# plainly; under CI (or SESSION_TEST_REQUIRE=1) that is a failure, never a silent skip.
+
+require_services() {
+  [ -n "${CI:-}" ] || [ "${SESSION_TEST_REQUIRE:-}" = "1" ]
+}
+
+wait_for() { # wait_for SECONDS COMMAND...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.5
+  done
+}
+
+postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432; }
+redis_ready() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && read -r -t 2 reply <&3 && [[ "$reply" == +PONG* ]])
+  fi
+}
+
+find_postgres() {
+  if [ -n "${SESSION_TEST_POSTGRES_URL:-}" ]; then
+    echo "services: PostgreSQL from SESSION_TEST_POSTGRES_URL"
+    return 0
+  fi
+  if ! command -v pg_isready >/dev/null 2>&1; then
+    echo "services: PostgreSQL client tools (pg_isready) are not installed; install postgresql or set SESSION_TEST_POSTGRES_URL" >&2
+    return 1
+  fi
+  if ! postgres_ready && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    for version in /etc/postgresql/*; do
+      echo "services: starting PostgreSQL cluster $(basename "$version")/main"
+      pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start || true
+    done
+    wait_for 30 postgres_ready || true
+  fi
+  if postgres_ready; then
+    export SESSION_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
+    echo "services: PostgreSQL at 127.0.0.1:5432"
+    return 0
+  fi
+  echo "services: no PostgreSQL on 127.0.0.1:5432 and none could be started; set SESSION_TEST_POSTGRES_URL" >&2
+  return 1
+}
+
+find_redis() {
+  if [ -n "${SESSION_TEST_REDIS_URL:-}" ]; then
+    echo "services: Redis from SESSION_TEST_REDIS_URL"
+    return 0
+  fi
+  if ! redis_ready && command -v redis-server >/dev/null 2>&1; then
+    echo "services: starting redis-server on 127.0.0.1:6379 (nothing kept on disk)"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true
+    wait_for 15 redis_ready || true
+  fi
+  if redis_ready; then
+    export SESSION_TEST_REDIS_URL="redis://127.0.0.1:6379"
+    echo "services: Redis at 127.0.0.1:6379"
+    return 0
+  fi
+  echo "services: no Redis on 127.0.0.1:6379 and redis-server is not installed; install redis-server or set SESSION_TEST_REDIS_URL" >&2
+  return 1
+}
+
+prepare_services() {
+  local missing=0
+  find_postgres || missing=1
+  find_redis || missing=1
+  if [ $missing -ne 0 ]; then
+    if require_services; then
+      echo "services: a server is missing and CI/SESSION_TEST_REQUIRE=1 is set: failing" >&2
+      return 1
+    fi
+    echo "services: WARNING: the backend tests of the missing servers will be SKIPPED (loudly)" >&2
+  fi
+  return 0
+}
