@@ -1,0 +1,141 @@
+//! Configuration of a [`SqliteStore`](crate::SqliteStore).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use session_core::{Error, ErrorKind, Result};
+
+/// How hard SQLite works to keep acknowledged writes across a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: no fsync per commit. The database never corrupts, but a
+    /// power loss (not a process crash) may lose the last acknowledged writes. The default:
+    /// losing a few seconds of sessions on power loss logs a few users out; an fsync per write
+    /// costs most of the throughput.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every acknowledged write survives a power loss. Group commit keeps
+    /// concurrent writers from paying one fsync each.
+    Full,
+}
+
+/// Settings of a [`SqliteStore`](crate::SqliteStore).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SqliteConfig {
+    /// The database file. Created if missing (its directory must exist).
+    pub path: PathBuf,
+    /// The table holding this store's sessions (its namespace). A plain identifier:
+    /// ASCII letters, digits and `_`, not starting with a digit, at most 63 characters.
+    pub table: String,
+    /// Durability of commits.
+    pub durability: Durability,
+    /// Reader threads, each with its own connection (at least 1).
+    pub readers: usize,
+    /// How long an operation waits for another process's write lock before failing (transient).
+    #[serde(with = "millis")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("sessions.sqlite"),
+            table: "sessions".to_owned(),
+            durability: Durability::Normal,
+            readers: 2,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// The defaults with `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), ..Self::default() }
+    }
+
+    /// Sets the table.
+    #[must_use]
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Sets the durability.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the number of reader threads.
+    #[must_use]
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// Sets the busy timeout.
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_identifier(&self.table)?;
+        if self.readers == 0 {
+            return Err(Error::new(ErrorKind::Config, "sqlite: `readers` must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `name` is a plain SQL identifier (it is also quoted wherever it is used).
+pub(crate) fn validate_identifier(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63;
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "sqlite: table name {:?} is not a plain identifier (letters, digits, `_`, at most 63 characters, no leading digit)",
+                name.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        for good in ["sessions", "_s", "Sessions_2", &"a".repeat(63)] {
+            assert!(validate_identifier(good).is_ok(), "{good}");
+        }
+        for bad in ["", "2x", "a-b", "a b", "a\"b", "sessions; DROP TABLE x", "é", &"a".repeat(64)] {
+            assert_eq!(validate_identifier(bad).unwrap_err().kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod store;
+mod worker;
+
+pub use config::{Durability, SqliteConfig};
+pub use store::{SCHEMA_VERSION, SqliteStore};
+
+/// The `rusqlite` this crate is built on, for opening the same file yourself.
+pub use rusqlite;

@@ -1,0 +1,343 @@
+//! [`SqliteStore`]: the operations of the contract as single statements or short transactions.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
+    async_trait, from_unix_millis, unix_millis,
+};
+
+use crate::config::{Durability, SqliteConfig};
+use crate::error::map_sqlite_error;
+use crate::worker::Workers;
+
+/// The schema version this crate writes into `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A [`SessionStore`] in an SQLite database file.
+///
+/// Writes go through one writer thread with group commit, reads through a pool of reader
+/// threads; the async runtime never blocks on SQLite. Several stores (or processes) may open one
+/// file: SQLite's locking plus `BEGIN IMMEDIATE` transactions keep every operation atomic across
+/// them, and a busy timeout lets a writer wait for another process's commit.
+pub struct SqliteStore {
+    workers: Workers,
+    sql: Arc<Sql>,
+    config: SqliteConfig,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The statements of one table, built once with its quoted name.
+struct Sql {
+    create: String,
+    read: String,
+    live_version: String,
+    update: String,
+    delete_occupant: String,
+    rotate: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    clear: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        Self {
+            create: format!(
+                "INSERT INTO {t} (key, expires_at, version, data) VALUES (?1, ?2, 1, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data \
+                 WHERE {t}.expires_at <= ?4"
+            ),
+            read: format!("SELECT expires_at, version, data FROM {t} WHERE key = ?1 AND expires_at > ?2"),
+            live_version: format!("SELECT version FROM {t} WHERE key = ?1 AND expires_at > ?2"),
+            update: format!("UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4 WHERE key = ?1"),
+            delete_occupant: format!("DELETE FROM {t} WHERE key = ?1 AND expires_at <= ?2"),
+            rotate: format!("UPDATE {t} SET key = ?1, expires_at = ?3, version = ?4, data = ?5 WHERE key = ?2"),
+            touch: format!("UPDATE {t} SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3"),
+            delete: format!("DELETE FROM {t} WHERE key = ?1"),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
+            clear: format!("DELETE FROM {t}"),
+        }
+    }
+
+    fn schema(table: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{table}\" (\
+                 key BLOB PRIMARY KEY NOT NULL, \
+                 expires_at INTEGER NOT NULL, \
+                 version INTEGER NOT NULL, \
+                 data BLOB NOT NULL\
+             ) WITHOUT ROWID; \
+             CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at);"
+        )
+    }
+}
+
+fn now_ms() -> i64 {
+    unix_millis(OffsetDateTime::now_utc())
+}
+
+fn sqlite(doing: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |error| map_sqlite_error(doing, error)
+}
+
+fn decode_expiry(millis: i64) -> Result<OffsetDateTime> {
+    from_unix_millis(millis).ok_or_else(|| Error::new(ErrorKind::Decode, "sqlite: a stored expiry is out of range"))
+}
+
+fn decode_version(version: i64) -> Result<u64> {
+    u64::try_from(version).map_err(|_| Error::new(ErrorKind::Decode, "sqlite: a stored version is negative"))
+}
+
+fn encode_version(version: u64) -> Result<i64> {
+    i64::try_from(version).map_err(|_| Error::new(ErrorKind::Backend, "sqlite: version overflow"))
+}
+
+/// Opens a connection with the store's pragmas.
+fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let connection = Connection::open_with_flags(&config.path, flags).map_err(sqlite("opening the database"))?;
+    if connection.is_readonly(rusqlite::MAIN_DB).map_err(sqlite("opening the database"))? {
+        return Err(Error::new(ErrorKind::Backend, "sqlite: the database file is read-only (a session store must write)"));
+    }
+    connection.busy_timeout(config.busy_timeout).map_err(sqlite("setting the busy timeout"))?;
+    // Journal mode is a property of the file; reading it also proves the file is a database.
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(sqlite("switching to WAL"))?;
+    if writer && !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        tracing::warn!(mode, "sqlite: the database is not in WAL mode; readers may wait for writers");
+    }
+    let synchronous = match config.durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    connection
+        .execute_batch(&format!("PRAGMA synchronous = {synchronous}"))
+        .map_err(sqlite("setting durability"))?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+/// Creates or checks the table, under the write lock so concurrent openers agree.
+fn migrate(connection: &Connection, table: &str) -> Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE").map_err(sqlite("starting the migration"))?;
+    let result = (|| {
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(sqlite("reading the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("sqlite: the database has session schema version {version}; this build knows up to {SCHEMA_VERSION}"),
+            ));
+        }
+        connection.execute_batch(&Sql::schema(table)).map_err(sqlite("creating the table"))?;
+        if version < SCHEMA_VERSION {
+            connection
+                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(sqlite("writing the schema version"))?;
+        }
+        // A table of that name made by someone else would fail here, before any session is written.
+        connection
+            .prepare(&format!("SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"))
+            .map_err(|e| Error::with_source(ErrorKind::Config, format!("sqlite: table {table:?} exists with another layout"), e))?;
+        Ok(())
+    })();
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    connection.execute_batch(end).map_err(sqlite("ending the migration"))?;
+    result
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default settings.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::with_config(SqliteConfig::new(path.as_ref())).await
+    }
+
+    /// Opens a store with `config`: validates it (a bad table name is a `Config` error before any
+    /// SQL runs), opens the connections, switches to WAL and creates the table if needed.
+    pub async fn with_config(config: SqliteConfig) -> Result<Self> {
+        config.validate()?;
+        let opened = config.clone();
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let writer = connect(&opened, true)?;
+            migrate(&writer, &opened.table)?;
+            let readers = (0..opened.readers).map(|_| connect(&opened, false)).collect::<Result<Vec<_>>>()?;
+            Ok((writer, readers))
+        })
+        .await
+        .map_err(|e| Error::with_source(ErrorKind::Backend, "sqlite: the opening task failed", e))??;
+        let workers = Workers::spawn(writer, readers)?;
+        Ok(Self { workers, sql: Arc::new(Sql::new(&config.table)), config })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    /// Counts live and expired records of this store's table: `(live, expired)`.
+    pub async fn counts(&self) -> Result<(u64, u64)> {
+        let table = self.config.table.clone();
+        self.workers
+            .read(move |c| {
+                let now = now_ms();
+                c.query_row(
+                    &format!("SELECT COUNT(*) FILTER (WHERE expires_at > ?1), COUNT(*) FILTER (WHERE expires_at <= ?1) FROM \"{table}\""),
+                    [now],
+                    |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+                )
+                .map_err(sqlite("counting records"))
+            })
+            .await
+    }
+}
+
+/// The live version at `key`, inside the writer's transaction.
+fn live_version(c: &Connection, sql: &Sql, key: &[u8; 32], now: i64) -> Result<Option<u64>> {
+    let version: Option<i64> = c
+        .prepare_cached(&sql.live_version)
+        .and_then(|mut s| s.query_row(params![&key[..], now], |row| row.get(0)).optional())
+        .map_err(sqlite("reading a version"))?;
+    version.map(decode_version).transpose()
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+        let (sql, key, expires, data) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at), data.to_vec());
+        self.workers
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(&sql.create)
+                    .and_then(|mut s| s.execute(params![&key[..], expires, data, now_ms()]))
+                    .map_err(sqlite("creating a session"))?;
+                Ok(if changed == 1 { CreateOutcome::Created } else { CreateOutcome::IdTaken })
+            })
+            .await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let (sql, key) = (Arc::clone(&self.sql), *key.as_bytes());
+        self.workers
+            .read(move |c| {
+                let row: Option<(i64, i64, Vec<u8>)> = c
+                    .prepare_cached(&sql.read)
+                    .and_then(|mut s| {
+                        s.query_row(params![&key[..], now_ms()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(sqlite("reading a session"))?;
+                row.map(|(expires, version, data)| {
+                    Ok(Record { data: Bytes::from(data), expires_at: decode_expiry(expires)?, version: decode_version(version)? })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        let (sql, current, previous) = (Arc::clone(&self.sql), *current.as_bytes(), *previous.as_bytes());
+        let (expires, data) = (unix_millis(expires_at), data.to_vec());
+        let version = expected_version.checked_add(1).ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
+        let stored_version = encode_version(version)?;
+        // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
+        // the checks and the change.
+        self.workers
+            .write(move |c| {
+                let now = now_ms();
+                match live_version(c, &sql, &previous, now)? {
+                    None => return Ok(UpdateOutcome::NotFound),
+                    Some(v) if v != expected_version => return Ok(UpdateOutcome::Conflict),
+                    Some(_) => {}
+                }
+                if current == previous {
+                    c.prepare_cached(&sql.update)
+                        .and_then(|mut s| s.execute(params![&previous[..], expires, stored_version, data]))
+                        .map_err(sqlite("updating a session"))?;
+                    return Ok(UpdateOutcome::Updated { version });
+                }
+                if live_version(c, &sql, &current, now)?.is_some() {
+                    return Ok(UpdateOutcome::IdTaken);
+                }
+                c.prepare_cached(&sql.delete_occupant)
+                    .and_then(|mut s| s.execute(params![&current[..], now]))
+                    .map_err(sqlite("removing an expired record"))?;
+                c.prepare_cached(&sql.rotate)
+                    .and_then(|mut s| s.execute(params![&current[..], &previous[..], expires, stored_version, data]))
+                    .map_err(sqlite("rotating a session id"))?;
+                Ok(UpdateOutcome::Updated { version })
+            })
+            .await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        let (sql, key, expires) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at));
+        self.workers
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(&sql.touch)
+                    .and_then(|mut s| s.execute(params![&key[..], expires, now_ms()]))
+                    .map_err(sqlite("touching a session"))?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        let (sql, key) = (Arc::clone(&self.sql), *key.as_bytes());
+        self.workers
+            .write(move |c| {
+                c.prepare_cached(&sql.delete)
+                    .and_then(|mut s| s.execute(params![&key[..]]))
+                    .map_err(sqlite("deleting a session"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        let sql = Arc::clone(&self.sql);
+        self.workers
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached(&sql.delete_expired)
+                    .and_then(|mut s| s.execute(params![now_ms()]))
+                    .map_err(sqlite("deleting expired sessions"))?;
+                Ok(removed as u64)
+            })
+            .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let sql = Arc::clone(&self.sql);
+        self.workers
+            .write(move |c| {
+                c.execute(&sql.clear, []).map_err(sqlite("clearing the table"))?;
+                Ok(())
+            })
+            .await
+    }
+}
