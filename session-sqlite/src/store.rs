@@ -13,7 +13,7 @@ use session_core::{
 
 use crate::config::{Durability, SqliteConfig};
 use crate::error::map_sqlite_error;
-use crate::worker::Workers;
+use crate::worker::{Statements, Workers};
 
 /// The schema version this crate writes into `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -71,16 +71,19 @@ impl Sql {
         }
     }
 
-    fn schema(table: &str) -> String {
+    fn create_table(table: &str) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (\
                  key BLOB PRIMARY KEY NOT NULL, \
                  expires_at INTEGER NOT NULL, \
                  version INTEGER NOT NULL, \
                  data BLOB NOT NULL\
-             ) WITHOUT ROWID; \
-             CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at);"
+             ) WITHOUT ROWID"
         )
+    }
+
+    fn create_index(table: &str) -> String {
+        format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at)")
     }
 }
 
@@ -146,16 +149,17 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
                 format!("sqlite: the database has session schema version {version}; this build knows up to {SCHEMA_VERSION}"),
             ));
         }
-        connection.execute_batch(&Sql::schema(table)).map_err(sqlite("creating the table"))?;
+        connection.execute_batch(&Sql::create_table(table)).map_err(sqlite("creating the table"))?;
+        // A table of that name made by someone else fails here, before anything is changed.
+        connection
+            .prepare(&format!("SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"))
+            .map_err(|e| Error::with_source(ErrorKind::Config, format!("sqlite: table {table:?} exists with another layout"), e))?;
+        connection.execute_batch(&Sql::create_index(table)).map_err(sqlite("creating the expiry index"))?;
         if version < SCHEMA_VERSION {
             connection
                 .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(sqlite("writing the schema version"))?;
         }
-        // A table of that name made by someone else would fail here, before any session is written.
-        connection
-            .prepare(&format!("SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"))
-            .map_err(|e| Error::with_source(ErrorKind::Config, format!("sqlite: table {table:?} exists with another layout"), e))?;
         Ok(())
     })();
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -174,15 +178,18 @@ impl SqliteStore {
     pub async fn with_config(config: SqliteConfig) -> Result<Self> {
         config.validate()?;
         let opened = config.clone();
-        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (writer, readers, checkpointer) = tokio::task::spawn_blocking(move || -> Result<_> {
             let writer = connect(&opened, true)?;
             migrate(&writer, &opened.table)?;
+            // Checkpoints run on their own connection, off the write path.
+            writer.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(sqlite("configuring checkpoints"))?;
+            let checkpointer = connect(&opened, false)?;
             let readers = (0..opened.readers).map(|_| connect(&opened, false)).collect::<Result<Vec<_>>>()?;
-            Ok((writer, readers))
+            Ok((writer, readers, checkpointer))
         })
         .await
         .map_err(|e| Error::with_source(ErrorKind::Backend, "sqlite: the opening task failed", e))??;
-        let workers = Workers::spawn(writer, readers)?;
+        let workers = Workers::spawn(writer, readers, checkpointer)?;
         Ok(Self { workers, sql: Arc::new(Sql::new(&config.table)), config })
     }
 
@@ -222,7 +229,7 @@ impl SessionStore for SqliteStore {
     async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
         let (sql, key, expires, data) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at), data.to_vec());
         self.workers
-            .write(move |c| {
+            .write(Statements::One, move |c| {
                 let changed = c
                     .prepare_cached(&sql.create)
                     .and_then(|mut s| s.execute(params![&key[..], expires, data, now_ms()]))
@@ -266,7 +273,7 @@ impl SessionStore for SqliteStore {
         // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
         // the checks and the change.
         self.workers
-            .write(move |c| {
+            .write(Statements::Many, move |c| {
                 let now = now_ms();
                 match live_version(c, &sql, &previous, now)? {
                     None => return Ok(UpdateOutcome::NotFound),
@@ -296,7 +303,7 @@ impl SessionStore for SqliteStore {
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let (sql, key, expires) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at));
         self.workers
-            .write(move |c| {
+            .write(Statements::One, move |c| {
                 let changed = c
                     .prepare_cached(&sql.touch)
                     .and_then(|mut s| s.execute(params![&key[..], expires, now_ms()]))
@@ -309,7 +316,7 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         let (sql, key) = (Arc::clone(&self.sql), *key.as_bytes());
         self.workers
-            .write(move |c| {
+            .write(Statements::One, move |c| {
                 c.prepare_cached(&sql.delete)
                     .and_then(|mut s| s.execute(params![&key[..]]))
                     .map_err(sqlite("deleting a session"))?;
@@ -321,7 +328,7 @@ impl SessionStore for SqliteStore {
     async fn delete_expired(&self) -> Result<u64> {
         let sql = Arc::clone(&self.sql);
         self.workers
-            .write(move |c| {
+            .write(Statements::One, move |c| {
                 let removed = c
                     .prepare_cached(&sql.delete_expired)
                     .and_then(|mut s| s.execute(params![now_ms()]))
@@ -334,7 +341,7 @@ impl SessionStore for SqliteStore {
     async fn clear(&self) -> Result<()> {
         let sql = Arc::clone(&self.sql);
         self.workers
-            .write(move |c| {
+            .write(Statements::One, move |c| {
                 c.execute(&sql.clear, []).map_err(sqlite("clearing the table"))?;
                 Ok(())
             })

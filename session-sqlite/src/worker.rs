@@ -6,6 +6,9 @@
 //! transaction, each job inside its own savepoint, then commits once: under load many writes
 //! share one commit (and, with `synchronous=FULL`, one fsync). A job's result is sent only after
 //! the commit succeeded, so nothing is acknowledged that is not durable at the configured level.
+//!
+//! WAL checkpoints run on a third thread (`PASSIVE`, every 50 ms), not inside a writer's commit,
+//! so a checkpoint never stalls the write queue.
 
 use std::sync::Arc;
 use std::thread;
@@ -21,9 +24,26 @@ const MAX_BATCH: usize = 256;
 
 /// What a finished write job does once the batch's fate is known: `Ok` when the batch committed.
 type Completion = Box<dyn FnOnce(Result<(), &Arc<rusqlite::Error>>) + Send>;
-/// A write: given the connection (or why the batch could not start), runs and says whether it
-/// succeeded, returning what to do once the commit's outcome is known.
-type WriteJob = Box<dyn FnOnce(Result<&Connection, &Arc<rusqlite::Error>>) -> (bool, Completion) + Send>;
+/// Runs a write given the connection (or why the batch could not start), says whether it
+/// succeeded, and returns what to do once the commit's outcome is known.
+type RunWrite = Box<dyn FnOnce(Result<&Connection, &Arc<rusqlite::Error>>) -> (bool, Completion) + Send>;
+
+/// How much of the database a write job changes in one go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Statements {
+    /// One statement: SQLite makes it atomic by itself, no savepoint needed.
+    One,
+    /// Several statements: wrapped in a savepoint so a failure undoes all of them.
+    Many,
+}
+
+struct WriteJob {
+    statements: Statements,
+    run: RunWrite,
+}
+
+/// How often the checkpointer folds the WAL back into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 fn closed() -> Error {
@@ -34,16 +54,23 @@ fn closed() -> Error {
 pub(crate) struct Workers {
     writes: Sender<WriteJob>,
     reads: Sender<ReadJob>,
+    /// Dropped with the workers, which tells the checkpointer to stop.
+    _stop_checkpoints: Sender<()>,
 }
 
 impl Workers {
-    pub(crate) fn spawn(writer: Connection, readers: Vec<Connection>) -> Result<Self> {
+    pub(crate) fn spawn(writer: Connection, readers: Vec<Connection>, checkpointer: Connection) -> Result<Self> {
         let (writes, write_queue) = crossbeam_channel::unbounded::<WriteJob>();
+        let (stop_checkpoints, stopped) = crossbeam_channel::bounded::<()>(0);
         let (reads, read_queue) = crossbeam_channel::unbounded::<ReadJob>();
         let spawn_error = |e| Error::with_source(ErrorKind::Backend, "sqlite: cannot start a worker thread", e);
         thread::Builder::new()
             .name("session-sqlite-writer".into())
             .spawn(move || write_loop(writer, write_queue))
+            .map_err(spawn_error)?;
+        thread::Builder::new()
+            .name("session-sqlite-checkpointer".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))
             .map_err(spawn_error)?;
         for (i, connection) in readers.into_iter().enumerate() {
             let queue = read_queue.clone();
@@ -52,7 +79,7 @@ impl Workers {
                 .spawn(move || read_loop(connection, queue))
                 .map_err(spawn_error)?;
         }
-        Ok(Self { writes, reads })
+        Ok(Self { writes, reads, _stop_checkpoints: stop_checkpoints })
     }
 
     /// Runs `op` on the writer inside the next batch's transaction; its result arrives after the
@@ -60,10 +87,11 @@ impl Workers {
     /// around it is rolled back anyway).
     pub(crate) async fn write<T: Send + 'static>(
         &self,
+        statements: Statements,
         op: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        let job: WriteJob = Box::new(move |connection| {
+        let run: RunWrite = Box::new(move |connection| {
             let connection = match connection {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -82,7 +110,7 @@ impl Workers {
             });
             (ok, completion)
         });
-        self.writes.send(job).map_err(|_| closed())?;
+        self.writes.send(WriteJob { statements, run }).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
@@ -130,42 +158,62 @@ fn write_loop(connection: Connection, queue: Receiver<WriteJob>) {
     }
 }
 
+fn checkpoint_loop(connection: Connection, stop: Receiver<()>) {
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::debug!(%error, "sqlite: a WAL checkpoint did not run");
+        }
+    }
+}
+
+/// Fails every job not run yet with `error`.
+fn fail_rest(jobs: impl Iterator<Item = WriteJob>, error: &Arc<rusqlite::Error>) {
+    for job in jobs {
+        let _ = (job.run)(Err(error));
+    }
+}
+
 fn run_batch(connection: &Connection, batch: &mut Vec<WriteJob>) {
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        let error = Arc::new(error);
-        for job in batch.drain(..) {
-            let _ = job(Err(&error));
-        }
+        fail_rest(batch.drain(..), &Arc::new(error));
         return;
     }
     // One job needs no savepoint: the transaction itself is rolled back if it fails.
     let single = batch.len() == 1;
-    let mut completions = Vec::with_capacity(batch.len());
+    let mut completions: Vec<(bool, Completion)> = Vec::with_capacity(batch.len());
     let mut jobs = batch.drain(..);
     while let Some(job) = jobs.next() {
-        if single {
-            completions.push(job(Ok(connection)));
-            continue;
-        }
-        if let Err(error) = connection.execute_batch("SAVEPOINT job") {
-            let _ = job(Err(&Arc::new(error)));
-            continue;
-        }
-        let (ok, completion) = job(Ok(connection));
-        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-        match connection.execute_batch(end) {
-            Ok(()) => completions.push((ok, completion)),
-            Err(error) => {
-                // The savepoint is in an unknown state: fail the whole batch rather than commit it.
-                let error = Arc::new(error);
-                let _ = connection.execute_batch("ROLLBACK");
-                completion(Err(&error));
-                completions.into_iter().for_each(|(_, done): (bool, Completion)| done(Err(&error)));
-                for job in jobs.by_ref() {
-                    let _ = job(Err(&error));
-                }
-                return;
+        let savepoint = !single && job.statements == Statements::Many;
+        if savepoint {
+            if let Err(error) = connection.execute_batch("SAVEPOINT job") {
+                let _ = (job.run)(Err(&Arc::new(error)));
+                continue;
             }
+        }
+        let (ok, completion) = (job.run)(Ok(connection));
+        let ended = match (savepoint, ok) {
+            (false, _) => Ok(()),
+            (true, true) => connection.execute_batch("RELEASE job"),
+            (true, false) => connection.execute_batch("ROLLBACK TO job; RELEASE job"),
+        };
+        completions.push((ok, completion));
+        // Some errors (I/O, full disk, busy) roll the whole transaction back; the jobs after it
+        // would then run in autocommit mode and could not be undone. Stop the batch instead.
+        let lost = !ok && !single && connection.is_autocommit();
+        if let Err(error) = ended.map_err(Arc::new) {
+            let _ = connection.execute_batch("ROLLBACK");
+            completions.into_iter().for_each(|(_, done)| done(Err(&error)));
+            fail_rest(jobs, &error);
+            return;
+        }
+        if lost {
+            let error = Arc::new(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("a failed write rolled back its batch's transaction".into()),
+            ));
+            completions.into_iter().for_each(|(_, done)| done(Err(&error)));
+            fail_rest(jobs, &error);
+            return;
         }
     }
     drop(jobs);

@@ -1,0 +1,186 @@
+//! Bad files, bad places, bad rows, bad names: a clear error, no panic, nothing else changed.
+
+use std::path::Path;
+use std::process::Command;
+
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore};
+use session_sqlite::{SqliteConfig, SqliteStore};
+
+fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+async fn store_with(path: &Path, table: &str) -> SqliteStore {
+    SqliteStore::with_config(SqliteConfig::new(path).table(table)).await.unwrap()
+}
+
+/// Makes `path` unwritable even for root (`chattr +i`), or says why it can't.
+struct Immutable<'a>(&'a Path);
+
+impl<'a> Immutable<'a> {
+    fn new(path: &'a Path) -> Option<Self> {
+        let mut perms = std::fs::metadata(path).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(path, perms).unwrap();
+        let probe = if path.is_dir() {
+            std::fs::write(path.join(".probe"), b"x").map(|_| std::fs::remove_file(path.join(".probe")))
+        } else {
+            std::fs::OpenOptions::new().append(true).open(path).map(|_| Ok(()))
+        };
+        if probe.is_err() {
+            return Some(Self(path)); // permissions are enough (not root)
+        }
+        let status = Command::new("chattr").arg("+i").arg(path).status();
+        if matches!(status, Ok(s) if s.success()) {
+            Some(Self(path))
+        } else {
+            eprintln!("SKIPPED: running as root and `chattr +i` is unavailable here: cannot make {path:?} read-only");
+            None
+        }
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(self.0).status();
+        let mut perms = std::fs::metadata(self.0).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        let _ = std::fs::set_permissions(self.0, perms);
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content = "these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, &content).unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend);
+    assert!(err.to_string().contains("not an SQLite database"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), content, "the file was changed");
+}
+
+#[tokio::test]
+async fn a_missing_parent_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("sessions.sqlite");
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend);
+    assert!(err.to_string().contains("cannot open the database file"), "{err}");
+    assert!(!dir.path().join("missing").exists(), "the directory was created");
+}
+
+#[tokio::test]
+async fn a_read_only_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.sqlite");
+    let key = SessionId::generate().key();
+    {
+        let store = store_with(&path, "sessions").await;
+        assert_eq!(store.create(&key, later(), b"kept").await.unwrap(), CreateOutcome::Created);
+    }
+    // Fold the WAL back so the database is one file.
+    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE").unwrap();
+    let before = std::fs::read(&path).unwrap();
+    {
+        let Some(_guard) = Immutable::new(&path) else { return };
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend);
+        assert!(err.to_string().contains("read-only") || err.to_string().contains("cannot open"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "a read-only file changed");
+    }
+    let store = store_with(&path, "sessions").await;
+    assert_eq!(store.read(&key).await.unwrap().unwrap().data.to_vec(), b"kept".to_vec());
+}
+
+#[tokio::test]
+async fn a_read_only_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let path = locked.join("sessions.sqlite");
+    let Some(_guard) = Immutable::new(&locked) else { return };
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend);
+    assert!(err.to_string().contains("cannot open") || err.to_string().contains("read-only"), "{err}");
+    assert!(!path.exists(), "a file appeared in a read-only directory");
+}
+
+#[tokio::test]
+async fn invalid_table_names_fail_before_any_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.sqlite");
+    for table in ["", "1abc", "a-b", "x\"; DROP TABLE t; --", "sessions table", "ünïcode"] {
+        let err = SqliteStore::with_config(SqliteConfig::new(&path).table(table)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{table:?}");
+        assert!(!path.exists(), "a file was created for an invalid table name");
+    }
+    let err = SqliteStore::with_config(SqliteConfig::new(&path).readers(0)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn a_foreign_table_with_our_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sqlite");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("CREATE TABLE sessions (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO sessions (name) VALUES ('mine')").unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let name: String = raw.query_row("SELECT name FROM sessions", [], |r| r.get(0)).unwrap();
+    assert_eq!(name, "mine", "the foreign table was changed");
+}
+
+#[tokio::test]
+async fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.sqlite");
+    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("99"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.sqlite");
+    let store = store_with(&path, "sessions").await;
+    let keys: Vec<SessionKey> = (0..4).map(|_| SessionId::generate().key()).collect();
+    for key in &keys {
+        assert_eq!(store.create(key, later(), b"fine").await.unwrap(), CreateOutcome::Created);
+    }
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let corrupt = [
+        "UPDATE sessions SET data = 'text, not a blob' WHERE key = ?1",
+        "UPDATE sessions SET expires_at = 'garbage' WHERE key = ?1",
+        "UPDATE sessions SET version = -5 WHERE key = ?1",
+    ];
+    for (sql, key) in corrupt.iter().zip(&keys) {
+        raw.execute(sql, [&key.as_bytes()[..]]).unwrap();
+        let err = store.read(key).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{sql}: {err}");
+    }
+    let untouched = store.read(&keys[3]).await.unwrap().expect("a healthy row next to corrupt ones");
+    assert_eq!(untouched.data.to_vec(), b"fine".to_vec());
+    assert_eq!(store.update(&keys[2], &keys[2], 1, later(), b"x").await.unwrap_err().kind(), ErrorKind::Decode);
+    let version: i64 = raw.query_row("SELECT version FROM sessions WHERE key = ?1", [&keys[2].as_bytes()[..]], |r| r.get(0)).unwrap();
+    assert_eq!(version, -5, "a failed update changed the row");
+}
+
+#[tokio::test]
+async fn tables_in_one_file_are_separate_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite");
+    let (a, b) = (store_with(&path, "app_a").await, store_with(&path, "app_b").await);
+    let key = SessionId::generate().key();
+    assert_eq!(a.create(&key, later(), b"a").await.unwrap(), CreateOutcome::Created);
+    assert_eq!(b.create(&key, later(), b"b").await.unwrap(), CreateOutcome::Created);
+    a.clear().await.unwrap();
+    assert!(a.read(&key).await.unwrap().is_none());
+    assert_eq!(b.read(&key).await.unwrap().unwrap().data.to_vec(), b"b".to_vec());
+    assert_eq!(b.counts().await.unwrap(), (1, 0));
+}
