@@ -42,41 +42,78 @@ impl RawSqlite {
 
 #[async_trait]
 impl SessionStore for RawSqlite {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         let c = self.0.lock();
         let n = c
             .prepare_cached("INSERT INTO s VALUES (?1, ?2, 1, ?3) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data WHERE s.expires_at <= ?4")
             .and_then(|mut s| s.execute(params![&key.as_bytes()[..], unix_millis(expires_at), data, now()]))
             .map_err(fail)?;
-        Ok(if n == 1 { CreateOutcome::Created } else { CreateOutcome::IdTaken })
+        Ok(if n == 1 {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::IdTaken
+        })
     }
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         let c = self.0.lock();
         let row: Option<(i64, i64, Vec<u8>)> = c
-            .prepare_cached("SELECT expires_at, version, data FROM s WHERE key = ?1 AND expires_at > ?2")
-            .and_then(|mut s| s.query_row(params![&key.as_bytes()[..], now()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .prepare_cached(
+                "SELECT expires_at, version, data FROM s WHERE key = ?1 AND expires_at > ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![&key.as_bytes()[..], now()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
             .map_err(fail)?;
-        Ok(row.map(|(e, v, d)| Record { data: Bytes::from(d), expires_at: from_unix_millis(e).unwrap(), version: v as u64 }))
+        Ok(row.map(|(e, v, d)| Record {
+            data: Bytes::from(d),
+            expires_at: from_unix_millis(e).unwrap(),
+            version: v as u64,
+        }))
     }
-    async fn update(&self, current: &SessionKey, previous: &SessionKey, expected: u64, expires_at: OffsetDateTime, data: &[u8]) -> Result<UpdateOutcome> {
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
         let c = self.0.lock();
         let n = c
             .prepare_cached("UPDATE s SET key = ?1, expires_at = ?3, version = ?4 + 1, data = ?5 WHERE key = ?2 AND version = ?4 AND expires_at > ?6")
             .and_then(|mut s| s.execute(params![&current.as_bytes()[..], &previous.as_bytes()[..], unix_millis(expires_at), expected as i64, data, now()]))
             .map_err(fail)?;
-        Ok(if n == 1 { UpdateOutcome::Updated { version: expected + 1 } } else { UpdateOutcome::Conflict })
+        Ok(if n == 1 {
+            UpdateOutcome::Updated {
+                version: expected + 1,
+            }
+        } else {
+            UpdateOutcome::Conflict
+        })
     }
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let c = self.0.lock();
         let n = c
             .prepare_cached("UPDATE s SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3")
-            .and_then(|mut s| s.execute(params![&key.as_bytes()[..], unix_millis(expires_at), now()]))
+            .and_then(|mut s| {
+                s.execute(params![&key.as_bytes()[..], unix_millis(expires_at), now()])
+            })
             .map_err(fail)?;
         Ok(n == 1)
     }
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         let c = self.0.lock();
-        c.prepare_cached("DELETE FROM s WHERE key = ?1").and_then(|mut s| s.execute(params![&key.as_bytes()[..]])).map_err(fail)?;
+        c.prepare_cached("DELETE FROM s WHERE key = ?1")
+            .and_then(|mut s| s.execute(params![&key.as_bytes()[..]]))
+            .map_err(fail)?;
         Ok(())
     }
     async fn delete_expired(&self) -> Result<u64> {
@@ -88,18 +125,44 @@ impl SessionStore for RawSqlite {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().unwrap();
-    let ops: usize = std::env::var("BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let ops: usize = std::env::var("BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let rows = runtime.block_on(async {
-        let store = SqliteStore::with_config(SqliteConfig::new(dir.path().join("store.sqlite"))).await.unwrap();
+        let store = SqliteStore::with_config(SqliteConfig::new(dir.path().join("store.sqlite")))
+            .await
+            .unwrap();
         let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
             ("SqliteStore", Arc::new(store)),
-            ("raw rusqlite", Arc::new(RawSqlite::open(&dir.path().join("raw.sqlite")))),
+            (
+                "raw rusqlite",
+                Arc::new(RawSqlite::open(&dir.path().join("raw.sqlite"))),
+            ),
         ];
-        compare(&stores, "raw rusqlite", &[Op::Create, Op::Read, Op::Update, Op::Rotate, Op::Touch, Op::Delete], &[1, 16, 64], &[200, 4096], ops, Duration::from_secs(10))
-            .await
-            .expect("benchmark")
+        compare(
+            &stores,
+            "raw rusqlite",
+            &[
+                Op::Create,
+                Op::Read,
+                Op::Update,
+                Op::Rotate,
+                Op::Touch,
+                Op::Delete,
+            ],
+            &[1, 16, 64],
+            &[200, 4096],
+            ops,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("benchmark")
     });
     print_markdown(&rows, "raw rusqlite");
 }

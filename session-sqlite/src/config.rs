@@ -56,7 +56,10 @@ impl Default for SqliteConfig {
 impl SqliteConfig {
     /// The defaults with `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), ..Self::default() }
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the table.
@@ -90,7 +93,10 @@ impl SqliteConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         validate_identifier(&self.table)?;
         if self.readers == 0 {
-            return Err(Error::new(ErrorKind::Config, "sqlite: `readers` must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "sqlite: `readers` must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -134,8 +140,21 @@ mod tests {
         for good in ["sessions", "_s", "Sessions_2", &"a".repeat(63)] {
             assert!(validate_identifier(good).is_ok(), "{good}");
         }
-        for bad in ["", "2x", "a-b", "a b", "a\"b", "sessions; DROP TABLE x", "é", &"a".repeat(64)] {
-            assert_eq!(validate_identifier(bad).unwrap_err().kind(), ErrorKind::Config, "{bad}");
+        for bad in [
+            "",
+            "2x",
+            "a-b",
+            "a b",
+            "a\"b",
+            "sessions; DROP TABLE x",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                validate_identifier(bad).unwrap_err().kind(),
+                ErrorKind::Config,
+                "{bad}"
+            );
         }
     }
 }

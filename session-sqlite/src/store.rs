@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, from_unix_millis, unix_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
+    UpdateOutcome, async_trait, from_unix_millis, unix_millis,
 };
 
 use crate::config::{Durability, SqliteConfig};
@@ -32,7 +32,9 @@ pub struct SqliteStore {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,11 +61,17 @@ impl Sql {
                  ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data \
                  WHERE {t}.expires_at <= ?4"
             ),
-            read: format!("SELECT expires_at, version, data FROM {t} WHERE key = ?1 AND expires_at > ?2"),
+            read: format!(
+                "SELECT expires_at, version, data FROM {t} WHERE key = ?1 AND expires_at > ?2"
+            ),
             live_version: format!("SELECT version FROM {t} WHERE key = ?1 AND expires_at > ?2"),
-            update: format!("UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4 WHERE key = ?1"),
+            update: format!(
+                "UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4 WHERE key = ?1"
+            ),
             delete_occupant: format!("DELETE FROM {t} WHERE key = ?1 AND expires_at <= ?2"),
-            rotate: format!("UPDATE {t} SET key = ?1, expires_at = ?3, version = ?4, data = ?5 WHERE key = ?2"),
+            rotate: format!(
+                "UPDATE {t} SET key = ?1, expires_at = ?3, version = ?4, data = ?5 WHERE key = ?2"
+            ),
             touch: format!("UPDATE {t} SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3"),
             delete: format!("DELETE FROM {t} WHERE key = ?1"),
             delete_expired: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
@@ -96,11 +104,13 @@ fn sqlite(doing: &'static str) -> impl Fn(rusqlite::Error) -> Error {
 }
 
 fn decode_expiry(millis: i64) -> Result<OffsetDateTime> {
-    from_unix_millis(millis).ok_or_else(|| Error::new(ErrorKind::Decode, "sqlite: a stored expiry is out of range"))
+    from_unix_millis(millis)
+        .ok_or_else(|| Error::new(ErrorKind::Decode, "sqlite: a stored expiry is out of range"))
 }
 
 fn decode_version(version: i64) -> Result<u64> {
-    u64::try_from(version).map_err(|_| Error::new(ErrorKind::Decode, "sqlite: a stored version is negative"))
+    u64::try_from(version)
+        .map_err(|_| Error::new(ErrorKind::Decode, "sqlite: a stored version is negative"))
 }
 
 fn encode_version(version: u64) -> Result<i64> {
@@ -113,17 +123,29 @@ fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let connection = Connection::open_with_flags(&config.path, flags).map_err(sqlite("opening the database"))?;
-    if connection.is_readonly(rusqlite::MAIN_DB).map_err(sqlite("opening the database"))? {
-        return Err(Error::new(ErrorKind::Backend, "sqlite: the database file is read-only (a session store must write)"));
+    let connection =
+        Connection::open_with_flags(&config.path, flags).map_err(sqlite("opening the database"))?;
+    if connection
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(sqlite("opening the database"))?
+    {
+        return Err(Error::new(
+            ErrorKind::Backend,
+            "sqlite: the database file is read-only (a session store must write)",
+        ));
     }
-    connection.busy_timeout(config.busy_timeout).map_err(sqlite("setting the busy timeout"))?;
+    connection
+        .busy_timeout(config.busy_timeout)
+        .map_err(sqlite("setting the busy timeout"))?;
     // Journal mode is a property of the file; reading it also proves the file is a database.
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(sqlite("switching to WAL"))?;
     if writer && !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
-        tracing::warn!(mode, "sqlite: the database is not in WAL mode; readers may wait for writers");
+        tracing::warn!(
+            mode,
+            "sqlite: the database is not in WAL mode; readers may wait for writers"
+        );
     }
     let synchronous = match config.durability {
         Durability::Normal => "NORMAL",
@@ -138,7 +160,9 @@ fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
 
 /// Creates or checks the table, under the write lock so concurrent openers agree.
 fn migrate(connection: &Connection, table: &str) -> Result<()> {
-    connection.execute_batch("BEGIN IMMEDIATE").map_err(sqlite("starting the migration"))?;
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(sqlite("starting the migration"))?;
     let result = (|| {
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -146,15 +170,29 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
         if version > SCHEMA_VERSION {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("sqlite: the database has session schema version {version}; this build knows up to {SCHEMA_VERSION}"),
+                format!(
+                    "sqlite: the database has session schema version {version}; this build knows up to {SCHEMA_VERSION}"
+                ),
             ));
         }
-        connection.execute_batch(&Sql::create_table(table)).map_err(sqlite("creating the table"))?;
+        connection
+            .execute_batch(&Sql::create_table(table))
+            .map_err(sqlite("creating the table"))?;
         // A table of that name made by someone else fails here, before anything is changed.
         connection
-            .prepare(&format!("SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"))
-            .map_err(|e| Error::with_source(ErrorKind::Config, format!("sqlite: table {table:?} exists with another layout"), e))?;
-        connection.execute_batch(&Sql::create_index(table)).map_err(sqlite("creating the expiry index"))?;
+            .prepare(&format!(
+                "SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"
+            ))
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    format!("sqlite: table {table:?} exists with another layout"),
+                    e,
+                )
+            })?;
+        connection
+            .execute_batch(&Sql::create_index(table))
+            .map_err(sqlite("creating the expiry index"))?;
         if version < SCHEMA_VERSION {
             connection
                 .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
@@ -163,7 +201,9 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
         Ok(())
     })();
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    connection.execute_batch(end).map_err(sqlite("ending the migration"))?;
+    connection
+        .execute_batch(end)
+        .map_err(sqlite("ending the migration"))?;
     result
 }
 
@@ -182,15 +222,25 @@ impl SqliteStore {
             let writer = connect(&opened, true)?;
             migrate(&writer, &opened.table)?;
             // Checkpoints run on their own connection, off the write path.
-            writer.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(sqlite("configuring checkpoints"))?;
+            writer
+                .execute_batch("PRAGMA wal_autocheckpoint = 0")
+                .map_err(sqlite("configuring checkpoints"))?;
             let checkpointer = connect(&opened, false)?;
-            let readers = (0..opened.readers).map(|_| connect(&opened, false)).collect::<Result<Vec<_>>>()?;
+            let readers = (0..opened.readers)
+                .map(|_| connect(&opened, false))
+                .collect::<Result<Vec<_>>>()?;
             Ok((writer, readers, checkpointer))
         })
         .await
-        .map_err(|e| Error::with_source(ErrorKind::Backend, "sqlite: the opening task failed", e))??;
+        .map_err(|e| {
+            Error::with_source(ErrorKind::Backend, "sqlite: the opening task failed", e)
+        })??;
         let workers = Workers::spawn(writer, readers, checkpointer)?;
-        Ok(Self { workers, sql: Arc::new(Sql::new(&config.table)), config })
+        Ok(Self {
+            workers,
+            sql: Arc::new(Sql::new(&config.table)),
+            config,
+        })
     }
 
     /// The configuration the store was opened with.
@@ -219,22 +269,39 @@ impl SqliteStore {
 fn live_version(c: &Connection, sql: &Sql, key: &[u8; 32], now: i64) -> Result<Option<u64>> {
     let version: Option<i64> = c
         .prepare_cached(&sql.live_version)
-        .and_then(|mut s| s.query_row(params![&key[..], now], |row| row.get(0)).optional())
+        .and_then(|mut s| {
+            s.query_row(params![&key[..], now], |row| row.get(0))
+                .optional()
+        })
         .map_err(sqlite("reading a version"))?;
     version.map(decode_version).transpose()
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
-        let (sql, key, expires, data) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at), data.to_vec());
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
+        let (sql, key, expires, data) = (
+            Arc::clone(&self.sql),
+            *key.as_bytes(),
+            unix_millis(expires_at),
+            data.to_vec(),
+        );
         self.workers
             .write(Statements::One, move |c| {
                 let changed = c
                     .prepare_cached(&sql.create)
                     .and_then(|mut s| s.execute(params![&key[..], expires, data, now_ms()]))
                     .map_err(sqlite("creating a session"))?;
-                Ok(if changed == 1 { CreateOutcome::Created } else { CreateOutcome::IdTaken })
+                Ok(if changed == 1 {
+                    CreateOutcome::Created
+                } else {
+                    CreateOutcome::IdTaken
+                })
             })
             .await
     }
@@ -246,12 +313,18 @@ impl SessionStore for SqliteStore {
                 let row: Option<(i64, i64, Vec<u8>)> = c
                     .prepare_cached(&sql.read)
                     .and_then(|mut s| {
-                        s.query_row(params![&key[..], now_ms()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                            .optional()
+                        s.query_row(params![&key[..], now_ms()], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()
                     })
                     .map_err(sqlite("reading a session"))?;
                 row.map(|(expires, version, data)| {
-                    Ok(Record { data: Bytes::from(data), expires_at: decode_expiry(expires)?, version: decode_version(version)? })
+                    Ok(Record {
+                        data: Bytes::from(data),
+                        expires_at: decode_expiry(expires)?,
+                        version: decode_version(version)?,
+                    })
                 })
                 .transpose()
             })
@@ -266,9 +339,15 @@ impl SessionStore for SqliteStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        let (sql, current, previous) = (Arc::clone(&self.sql), *current.as_bytes(), *previous.as_bytes());
+        let (sql, current, previous) = (
+            Arc::clone(&self.sql),
+            *current.as_bytes(),
+            *previous.as_bytes(),
+        );
         let (expires, data) = (unix_millis(expires_at), data.to_vec());
-        let version = expected_version.checked_add(1).ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
+        let version = expected_version
+            .checked_add(1)
+            .ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
         let stored_version = encode_version(version)?;
         // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
         // the checks and the change.
@@ -282,7 +361,9 @@ impl SessionStore for SqliteStore {
                 }
                 if current == previous {
                     c.prepare_cached(&sql.update)
-                        .and_then(|mut s| s.execute(params![&previous[..], expires, stored_version, data]))
+                        .and_then(|mut s| {
+                            s.execute(params![&previous[..], expires, stored_version, data])
+                        })
                         .map_err(sqlite("updating a session"))?;
                     return Ok(UpdateOutcome::Updated { version });
                 }
@@ -293,7 +374,15 @@ impl SessionStore for SqliteStore {
                     .and_then(|mut s| s.execute(params![&current[..], now]))
                     .map_err(sqlite("removing an expired record"))?;
                 c.prepare_cached(&sql.rotate)
-                    .and_then(|mut s| s.execute(params![&current[..], &previous[..], expires, stored_version, data]))
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            &current[..],
+                            &previous[..],
+                            expires,
+                            stored_version,
+                            data
+                        ])
+                    })
                     .map_err(sqlite("rotating a session id"))?;
                 Ok(UpdateOutcome::Updated { version })
             })
@@ -301,7 +390,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        let (sql, key, expires) = (Arc::clone(&self.sql), *key.as_bytes(), unix_millis(expires_at));
+        let (sql, key, expires) = (
+            Arc::clone(&self.sql),
+            *key.as_bytes(),
+            unix_millis(expires_at),
+        );
         self.workers
             .write(Statements::One, move |c| {
                 let changed = c
@@ -342,7 +435,8 @@ impl SessionStore for SqliteStore {
         let sql = Arc::clone(&self.sql);
         self.workers
             .write(Statements::One, move |c| {
-                c.execute(&sql.clear, []).map_err(sqlite("clearing the table"))?;
+                c.execute(&sql.clear, [])
+                    .map_err(sqlite("clearing the table"))?;
                 Ok(())
             })
             .await

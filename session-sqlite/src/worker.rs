@@ -18,7 +18,6 @@ use rusqlite::Connection;
 use session_core::{Error, ErrorKind, Result};
 use tokio::sync::oneshot;
 
-
 /// The most jobs committed together.
 const MAX_BATCH: usize = 256;
 
@@ -26,7 +25,8 @@ const MAX_BATCH: usize = 256;
 type Completion = Box<dyn FnOnce(Result<(), &Arc<rusqlite::Error>>) + Send>;
 /// Runs a write given the connection (or why the batch could not start), says whether it
 /// succeeded, and returns what to do once the commit's outcome is known.
-type RunWrite = Box<dyn FnOnce(Result<&Connection, &Arc<rusqlite::Error>>) -> (bool, Completion) + Send>;
+type RunWrite =
+    Box<dyn FnOnce(Result<&Connection, &Arc<rusqlite::Error>>) -> (bool, Completion) + Send>;
 
 /// How much of the database a write job changes in one go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,10 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 fn closed() -> Error {
-    Error::new(ErrorKind::Backend, "sqlite: the store's worker thread stopped")
+    Error::new(
+        ErrorKind::Backend,
+        "sqlite: the store's worker thread stopped",
+    )
 }
 
 /// Handles to the worker threads. Dropping it lets the threads finish their queues and exit.
@@ -59,11 +62,21 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    pub(crate) fn spawn(writer: Connection, readers: Vec<Connection>, checkpointer: Connection) -> Result<Self> {
+    pub(crate) fn spawn(
+        writer: Connection,
+        readers: Vec<Connection>,
+        checkpointer: Connection,
+    ) -> Result<Self> {
         let (writes, write_queue) = crossbeam_channel::unbounded::<WriteJob>();
         let (stop_checkpoints, stopped) = crossbeam_channel::bounded::<()>(0);
         let (reads, read_queue) = crossbeam_channel::unbounded::<ReadJob>();
-        let spawn_error = |e| Error::with_source(ErrorKind::Backend, "sqlite: cannot start a worker thread", e);
+        let spawn_error = |e| {
+            Error::with_source(
+                ErrorKind::Backend,
+                "sqlite: cannot start a worker thread",
+                e,
+            )
+        };
         thread::Builder::new()
             .name("session-sqlite-writer".into())
             .spawn(move || write_loop(writer, write_queue))
@@ -79,7 +92,11 @@ impl Workers {
                 .spawn(move || read_loop(connection, queue))
                 .map_err(spawn_error)?;
         }
-        Ok(Self { writes, reads, _stop_checkpoints: stop_checkpoints })
+        Ok(Self {
+            writes,
+            reads,
+            _stop_checkpoints: stop_checkpoints,
+        })
     }
 
     /// Runs `op` on the writer inside the next batch's transaction; its result arrives after the
@@ -95,7 +112,10 @@ impl Workers {
             let connection = match connection {
                 Ok(connection) => connection,
                 Err(error) => {
-                    let _ = reply.send(Err(batch_error("sqlite: could not start a write transaction", error)));
+                    let _ = reply.send(Err(batch_error(
+                        "sqlite: could not start a write transaction",
+                        error,
+                    )));
                     return (false, Box::new(|_| {}));
                 }
             };
@@ -104,13 +124,18 @@ impl Workers {
             let completion: Completion = Box::new(move |commit| {
                 let result = match commit {
                     Ok(()) => result,
-                    Err(error) => Err(batch_error("sqlite: the transaction holding this write failed to commit", error)),
+                    Err(error) => Err(batch_error(
+                        "sqlite: the transaction holding this write failed to commit",
+                        error,
+                    )),
                 };
                 let _ = reply.send(result);
             });
             (ok, completion)
         });
-        self.writes.send(WriteJob { statements, run }).map_err(|_| closed())?;
+        self.writes
+            .send(WriteJob { statements, run })
+            .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 
@@ -159,7 +184,9 @@ fn write_loop(connection: Connection, queue: Receiver<WriteJob>) {
 }
 
 fn checkpoint_loop(connection: Connection, stop: Receiver<()>) {
-    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(CHECKPOINT_EVERY)
+    {
         if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::debug!(%error, "sqlite: a WAL checkpoint did not run");
         }
@@ -184,11 +211,9 @@ fn run_batch(connection: &Connection, batch: &mut Vec<WriteJob>) {
     let mut jobs = batch.drain(..);
     while let Some(job) = jobs.next() {
         let savepoint = !single && job.statements == Statements::Many;
-        if savepoint {
-            if let Err(error) = connection.execute_batch("SAVEPOINT job") {
-                let _ = (job.run)(Err(&Arc::new(error)));
-                continue;
-            }
+        if savepoint && let Err(error) = connection.execute_batch("SAVEPOINT job") {
+            let _ = (job.run)(Err(&Arc::new(error)));
+            continue;
         }
         let (ok, completion) = (job.run)(Ok(connection));
         let ended = match (savepoint, ok) {
@@ -202,7 +227,9 @@ fn run_batch(connection: &Connection, batch: &mut Vec<WriteJob>) {
         let lost = !ok && !single && connection.is_autocommit();
         if let Err(error) = ended.map_err(Arc::new) {
             let _ = connection.execute_batch("ROLLBACK");
-            completions.into_iter().for_each(|(_, done)| done(Err(&error)));
+            completions
+                .into_iter()
+                .for_each(|(_, done)| done(Err(&error)));
             fail_rest(jobs, &error);
             return;
         }
@@ -211,19 +238,27 @@ fn run_batch(connection: &Connection, batch: &mut Vec<WriteJob>) {
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
                 Some("a failed write rolled back its batch's transaction".into()),
             ));
-            completions.into_iter().for_each(|(_, done)| done(Err(&error)));
+            completions
+                .into_iter()
+                .for_each(|(_, done)| done(Err(&error)));
             fail_rest(jobs, &error);
             return;
         }
     }
     drop(jobs);
-    let end = if single && !completions[0].0 { "ROLLBACK" } else { "COMMIT" };
+    let end = if single && !completions[0].0 {
+        "ROLLBACK"
+    } else {
+        "COMMIT"
+    };
     match connection.execute_batch(end) {
         Ok(()) => completions.into_iter().for_each(|(_, done)| done(Ok(()))),
         Err(error) => {
             let _ = connection.execute_batch("ROLLBACK");
             let error = Arc::new(error);
-            completions.into_iter().for_each(|(_, done)| done(Err(&error)));
+            completions
+                .into_iter()
+                .for_each(|(_, done)| done(Err(&error)));
         }
     }
 }

@@ -12,7 +12,9 @@ fn later() -> OffsetDateTime {
 }
 
 async fn store_with(path: &Path, table: &str) -> SqliteStore {
-    SqliteStore::with_config(SqliteConfig::new(path).table(table)).await.unwrap()
+    SqliteStore::with_config(SqliteConfig::new(path).table(table))
+        .await
+        .unwrap()
 }
 
 /// Makes `path` unwritable even for root (`chattr +i`), or says why it can't.
@@ -24,9 +26,13 @@ impl<'a> Immutable<'a> {
         perms.set_readonly(true);
         std::fs::set_permissions(path, perms).unwrap();
         let probe = if path.is_dir() {
-            std::fs::write(path.join(".probe"), b"x").map(|_| std::fs::remove_file(path.join(".probe")))
+            std::fs::write(path.join(".probe"), b"x")
+                .map(|_| std::fs::remove_file(path.join(".probe")))
         } else {
-            std::fs::OpenOptions::new().append(true).open(path).map(|_| Ok(()))
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(|_| Ok(()))
         };
         if probe.is_err() {
             return Some(Self(path)); // permissions are enough (not root)
@@ -35,7 +41,9 @@ impl<'a> Immutable<'a> {
         if matches!(status, Ok(s) if s.success()) {
             Some(Self(path))
         } else {
-            eprintln!("SKIPPED: running as root and `chattr +i` is unavailable here: cannot make {path:?} read-only");
+            eprintln!(
+                "SKIPPED: running as root and `chattr +i` is unavailable here: cannot make {path:?} read-only"
+            );
             None
         }
     }
@@ -60,7 +68,11 @@ async fn a_file_that_is_not_a_database() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend);
     assert!(err.to_string().contains("not an SQLite database"), "{err}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), content, "the file was changed");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        content,
+        "the file was changed"
+    );
 }
 
 #[tokio::test]
@@ -69,8 +81,14 @@ async fn a_missing_parent_directory() {
     let path = dir.path().join("missing").join("sessions.sqlite");
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend);
-    assert!(err.to_string().contains("cannot open the database file"), "{err}");
-    assert!(!dir.path().join("missing").exists(), "the directory was created");
+    assert!(
+        err.to_string().contains("cannot open the database file"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("missing").exists(),
+        "the directory was created"
+    );
 }
 
 #[tokio::test]
@@ -80,20 +98,38 @@ async fn a_read_only_file() {
     let key = SessionId::generate().key();
     {
         let store = store_with(&path, "sessions").await;
-        assert_eq!(store.create(&key, later(), b"kept").await.unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            store.create(&key, later(), b"kept").await.unwrap(),
+            CreateOutcome::Created
+        );
     }
     // Fold the WAL back so the database is one file.
-    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE").unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE")
+        .unwrap();
     let before = std::fs::read(&path).unwrap();
     {
-        let Some(_guard) = Immutable::new(&path) else { return };
+        let Some(_guard) = Immutable::new(&path) else {
+            return;
+        };
         let err = SqliteStore::open(&path).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Backend);
-        assert!(err.to_string().contains("read-only") || err.to_string().contains("cannot open"), "{err}");
-        assert_eq!(std::fs::read(&path).unwrap(), before, "a read-only file changed");
+        assert!(
+            err.to_string().contains("read-only") || err.to_string().contains("cannot open"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "a read-only file changed"
+        );
     }
     let store = store_with(&path, "sessions").await;
-    assert_eq!(store.read(&key).await.unwrap().unwrap().data.to_vec(), b"kept".to_vec());
+    assert_eq!(
+        store.read(&key).await.unwrap().unwrap().data.to_vec(),
+        b"kept".to_vec()
+    );
 }
 
 #[tokio::test]
@@ -102,10 +138,15 @@ async fn a_read_only_directory() {
     let locked = dir.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
     let path = locked.join("sessions.sqlite");
-    let Some(_guard) = Immutable::new(&locked) else { return };
+    let Some(_guard) = Immutable::new(&locked) else {
+        return;
+    };
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend);
-    assert!(err.to_string().contains("cannot open") || err.to_string().contains("read-only"), "{err}");
+    assert!(
+        err.to_string().contains("cannot open") || err.to_string().contains("read-only"),
+        "{err}"
+    );
     assert!(!path.exists(), "a file appeared in a read-only directory");
 }
 
@@ -113,12 +154,26 @@ async fn a_read_only_directory() {
 async fn invalid_table_names_fail_before_any_sql() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sessions.sqlite");
-    for table in ["", "1abc", "a-b", "x\"; DROP TABLE t; --", "sessions table", "ünïcode"] {
-        let err = SqliteStore::with_config(SqliteConfig::new(&path).table(table)).await.unwrap_err();
+    for table in [
+        "",
+        "1abc",
+        "a-b",
+        "x\"; DROP TABLE t; --",
+        "sessions table",
+        "ünïcode",
+    ] {
+        let err = SqliteStore::with_config(SqliteConfig::new(&path).table(table))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{table:?}");
-        assert!(!path.exists(), "a file was created for an invalid table name");
+        assert!(
+            !path.exists(),
+            "a file was created for an invalid table name"
+        );
     }
-    let err = SqliteStore::with_config(SqliteConfig::new(&path).readers(0)).await.unwrap_err();
+    let err = SqliteStore::with_config(SqliteConfig::new(&path).readers(0))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
 
@@ -130,7 +185,9 @@ async fn a_foreign_table_with_our_name() {
     raw.execute_batch("CREATE TABLE sessions (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO sessions (name) VALUES ('mine')").unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    let name: String = raw.query_row("SELECT name FROM sessions", [], |r| r.get(0)).unwrap();
+    let name: String = raw
+        .query_row("SELECT name FROM sessions", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(name, "mine", "the foreign table was changed");
 }
 
@@ -138,7 +195,10 @@ async fn a_foreign_table_with_our_name() {
 async fn a_newer_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.sqlite");
-    rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("99"), "{err}");
@@ -151,7 +211,10 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
     let store = store_with(&path, "sessions").await;
     let keys: Vec<SessionKey> = (0..4).map(|_| SessionId::generate().key()).collect();
     for key in &keys {
-        assert_eq!(store.create(key, later(), b"fine").await.unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            store.create(key, later(), b"fine").await.unwrap(),
+            CreateOutcome::Created
+        );
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
     let corrupt = [
@@ -164,10 +227,27 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
         let err = store.read(key).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode, "{sql}: {err}");
     }
-    let untouched = store.read(&keys[3]).await.unwrap().expect("a healthy row next to corrupt ones");
+    let untouched = store
+        .read(&keys[3])
+        .await
+        .unwrap()
+        .expect("a healthy row next to corrupt ones");
     assert_eq!(untouched.data.to_vec(), b"fine".to_vec());
-    assert_eq!(store.update(&keys[2], &keys[2], 1, later(), b"x").await.unwrap_err().kind(), ErrorKind::Decode);
-    let version: i64 = raw.query_row("SELECT version FROM sessions WHERE key = ?1", [&keys[2].as_bytes()[..]], |r| r.get(0)).unwrap();
+    assert_eq!(
+        store
+            .update(&keys[2], &keys[2], 1, later(), b"x")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Decode
+    );
+    let version: i64 = raw
+        .query_row(
+            "SELECT version FROM sessions WHERE key = ?1",
+            [&keys[2].as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(version, -5, "a failed update changed the row");
 }
 
@@ -175,12 +255,24 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
 async fn tables_in_one_file_are_separate_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.sqlite");
-    let (a, b) = (store_with(&path, "app_a").await, store_with(&path, "app_b").await);
+    let (a, b) = (
+        store_with(&path, "app_a").await,
+        store_with(&path, "app_b").await,
+    );
     let key = SessionId::generate().key();
-    assert_eq!(a.create(&key, later(), b"a").await.unwrap(), CreateOutcome::Created);
-    assert_eq!(b.create(&key, later(), b"b").await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        a.create(&key, later(), b"a").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        b.create(&key, later(), b"b").await.unwrap(),
+        CreateOutcome::Created
+    );
     a.clear().await.unwrap();
     assert!(a.read(&key).await.unwrap().is_none());
-    assert_eq!(b.read(&key).await.unwrap().unwrap().data.to_vec(), b"b".to_vec());
+    assert_eq!(
+        b.read(&key).await.unwrap().unwrap().data.to_vec(),
+        b"b".to_vec()
+    );
     assert_eq!(b.counts().await.unwrap(), (1, 0));
 }

@@ -16,7 +16,10 @@ struct FreshFiles {
 
 impl FreshFiles {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("a temporary directory"), next: AtomicUsize::new(0) }
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            next: AtomicUsize::new(0),
+        }
     }
 
     fn config(&self) -> SqliteConfig {

@@ -30,7 +30,13 @@ fn later() -> OffsetDateTime {
 fn spawn_child(mode: &str, path: &Path, extra: &[(&str, String)]) -> Child {
     let mut command = Command::new(std::env::current_exe().expect("the test binary"));
     command
-        .args(["child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("SESSION_SQLITE_CHILD", mode)
         .env("SESSION_SQLITE_CHILD_PATH", path)
         .stdout(Stdio::piped())
@@ -50,9 +56,17 @@ async fn child() {
     let mut out = std::io::stdout().lock();
     match mode.as_str() {
         "race" => {
-            let me: u8 = std::env::var("SESSION_SQLITE_CHILD_ID").unwrap().parse().unwrap();
-            let store = SqliteStore::with_config(SqliteConfig::new(&path)).await.unwrap();
-            let start: u64 = std::env::var("SESSION_SQLITE_CHILD_START").unwrap().parse().unwrap();
+            let me: u8 = std::env::var("SESSION_SQLITE_CHILD_ID")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let store = SqliteStore::with_config(SqliteConfig::new(&path))
+                .await
+                .unwrap();
+            let start: u64 = std::env::var("SESSION_SQLITE_CHILD_START")
+                .unwrap()
+                .parse()
+                .unwrap();
             let start = std::time::UNIX_EPOCH + Duration::from_millis(start);
             while std::time::SystemTime::now() < start {
                 std::hint::spin_loop();
@@ -60,14 +74,25 @@ async fn child() {
             for i in 0..RACE_KEYS {
                 let created = store.create(&key(1, i), later(), &[me]).await.unwrap();
                 writeln!(out, "create {i} {}", created == CreateOutcome::Created).unwrap();
-                let rotated = store.update(&key(10 + me, i), &key(2, i), 1, later(), &[me]).await.unwrap();
-                writeln!(out, "rotate {i} {}", matches!(rotated, UpdateOutcome::Updated { .. })).unwrap();
+                let rotated = store
+                    .update(&key(10 + me, i), &key(2, i), 1, later(), &[me])
+                    .await
+                    .unwrap();
+                writeln!(
+                    out,
+                    "rotate {i} {}",
+                    matches!(rotated, UpdateOutcome::Updated { .. })
+                )
+                .unwrap();
             }
         }
         "crash" => {
             let config = SqliteConfig::new(&path).durability(Durability::Full);
             let store = SqliteStore::with_config(config).await.unwrap();
-            let offset: u32 = std::env::var("SESSION_SQLITE_CHILD_OFFSET").unwrap().parse().unwrap();
+            let offset: u32 = std::env::var("SESSION_SQLITE_CHILD_OFFSET")
+                .unwrap()
+                .parse()
+                .unwrap();
             // Several writers at once, so batches of many writes are in flight when the kill lands.
             let store = std::sync::Arc::new(store);
             let (tx, rx) = std::sync::mpsc::channel::<u32>();
@@ -76,7 +101,10 @@ async fn child() {
                 tokio::spawn(async move {
                     for n in 0.. {
                         let i = offset + w * 1_000_000 + n;
-                        let outcome = store.create(&key(3, i), later(), &[7u8; 512]).await.unwrap();
+                        let outcome = store
+                            .create(&key(3, i), later(), &[7u8; 512])
+                            .await
+                            .unwrap();
                         assert_eq!(outcome, CreateOutcome::Created);
                         if tx.send(i).is_err() {
                             return;
@@ -98,9 +126,14 @@ async fn child() {
 async fn two_processes_race_creates_and_rotations_on_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("race.sqlite");
-    let store = SqliteStore::with_config(SqliteConfig::new(&path)).await.unwrap();
+    let store = SqliteStore::with_config(SqliteConfig::new(&path))
+        .await
+        .unwrap();
     for i in 0..RACE_KEYS {
-        assert_eq!(store.create(&key(2, i), later(), b"origin").await.unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            store.create(&key(2, i), later(), b"origin").await.unwrap(),
+            CreateOutcome::Created
+        );
     }
     let start = (std::time::SystemTime::now() + Duration::from_millis(1500))
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,7 +142,14 @@ async fn two_processes_race_creates_and_rotations_on_one_file() {
         .to_string();
     let children: Vec<Child> = (0..2u8)
         .map(|me| {
-            spawn_child("race", &path, &[("SESSION_SQLITE_CHILD_ID", me.to_string()), ("SESSION_SQLITE_CHILD_START", start.clone())])
+            spawn_child(
+                "race",
+                &path,
+                &[
+                    ("SESSION_SQLITE_CHILD_ID", me.to_string()),
+                    ("SESSION_SQLITE_CHILD_START", start.clone()),
+                ],
+            )
         })
         .collect();
     let mut created = vec![Vec::new(); RACE_KEYS as usize];
@@ -122,25 +162,46 @@ async fn two_processes_race_creates_and_rotations_on_one_file() {
             let line = line.rsplit("... ").next().unwrap_or(line);
             let parts: Vec<&str> = line.split(' ').collect();
             let (op, i, won) = match parts[..] {
-                [op @ ("create" | "rotate"), i, won] => (op, i.parse::<usize>().unwrap(), won == "true"),
+                [op @ ("create" | "rotate"), i, won] => {
+                    (op, i.parse::<usize>().unwrap(), won == "true")
+                }
                 _ => continue,
             };
             if won {
-                if op == "create" { created[i].push(me as u8) } else { rotated[i].push(me as u8) }
+                if op == "create" {
+                    created[i].push(me as u8)
+                } else {
+                    rotated[i].push(me as u8)
+                }
             }
         }
     }
     for i in 0..RACE_KEYS {
         let winners = &created[i as usize];
         assert_eq!(winners.len(), 1, "create winners of key {i}: {winners:?}");
-        let record = store.read(&key(1, i)).await.unwrap().expect("the raced key is live");
-        assert_eq!(record.data.to_vec(), vec![winners[0]], "stored data is the winner's");
+        let record = store
+            .read(&key(1, i))
+            .await
+            .unwrap()
+            .expect("the raced key is live");
+        assert_eq!(
+            record.data.to_vec(),
+            vec![winners[0]],
+            "stored data is the winner's"
+        );
         let winners = &rotated[i as usize];
         assert_eq!(winners.len(), 1, "rotation winners of key {i}: {winners:?}");
-        assert!(store.read(&key(2, i)).await.unwrap().is_none(), "the rotated-away key {i} is live");
+        assert!(
+            store.read(&key(2, i)).await.unwrap().is_none(),
+            "the rotated-away key {i} is live"
+        );
         for me in 0..2u8 {
             let live = store.read(&key(10 + me, i)).await.unwrap();
-            assert_eq!(live.is_some(), me == winners[0], "successor of child {me} for key {i}");
+            assert_eq!(
+                live.is_some(),
+                me == winners[0],
+                "successor of child {me} for key {i}"
+            );
         }
     }
 }
@@ -152,7 +213,14 @@ async fn sigkill_during_writes_loses_no_acknowledged_write_in_full_mode() {
     let path = dir.path().join("crash.sqlite");
     let mut acknowledged: Vec<u32> = Vec::new();
     for round in 0..KILLS {
-        let mut child = spawn_child("crash", &path, &[("SESSION_SQLITE_CHILD_OFFSET", (round * 10_000_000).to_string())]);
+        let mut child = spawn_child(
+            "crash",
+            &path,
+            &[(
+                "SESSION_SQLITE_CHILD_OFFSET",
+                (round * 10_000_000).to_string(),
+            )],
+        );
         let stdout = child.stdout.take().unwrap();
         // Kill after a varying number of acknowledgements, mid-stream.
         let wanted = 50 + (round as usize * 37) % 400;
@@ -173,17 +241,30 @@ async fn sigkill_during_writes_loses_no_acknowledged_write_in_full_mode() {
         child.kill().expect("SIGKILL the child");
         child.wait().unwrap();
         let acks = reader.join().unwrap();
-        assert!(!acks.is_empty(), "round {round}: the child acknowledged nothing before the kill");
+        assert!(
+            !acks.is_empty(),
+            "round {round}: the child acknowledged nothing before the kill"
+        );
         acknowledged.extend(acks);
 
         let raw = rusqlite::Connection::open(&path).unwrap();
-        let check: String = raw.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        let check: String = raw
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}: integrity check");
         drop(raw);
-        let store = SqliteStore::with_config(SqliteConfig::new(&path).durability(Durability::Full)).await.unwrap();
+        let store = SqliteStore::with_config(SqliteConfig::new(&path).durability(Durability::Full))
+            .await
+            .unwrap();
         for &i in &acknowledged {
-            assert!(store.read(&key(3, i)).await.unwrap().is_some(), "round {round}: acknowledged write {i} is missing");
+            assert!(
+                store.read(&key(3, i)).await.unwrap().is_some(),
+                "round {round}: acknowledged write {i} is missing"
+            );
         }
     }
-    println!("{KILLS} kills, {} acknowledged writes all present", acknowledged.len());
+    println!(
+        "{KILLS} kills, {} acknowledged writes all present",
+        acknowledged.len()
+    );
 }
