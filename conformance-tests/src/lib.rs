@@ -34,6 +34,34 @@ pub trait StoreFactory: Send + Sync {
     fn expires_by_itself(&self) -> bool {
         false
     }
+
+    /// Why this factory cannot make stores here (for example: no server configured), if so.
+    /// [`run_test`] then skips loudly, or fails under `CI` / `SESSION_TEST_REQUIRE=1`.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
+    /// Removes what the factory created (tables, keys, files). Called once after a behaviour.
+    async fn finish(&self) {}
+}
+
+/// Whether a missing test server must fail the run: under `CI` or with `SESSION_TEST_REQUIRE=1`.
+pub fn servers_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+        || std::env::var("SESSION_TEST_REQUIRE").is_ok_and(|v| v == "1")
+}
+
+/// The server URL in environment variable `var`, or `None` after saying loudly that the tests
+/// needing it are skipped; under [`servers_required`] a missing variable panics instead.
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if servers_required() => panic!("{var} is not set and CI / SESSION_TEST_REQUIRE=1 demands the server (run scripts/test, which finds it)"),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; the tests that need this server do not run (scripts/test sets it)");
+            None
+        }
+    }
 }
 
 /// A [`StoreFactory`] made of a closure; see [`factory`].
@@ -246,8 +274,19 @@ pub fn run_test<F, M>(
         .build()
         .expect("a tokio runtime");
     let factory = runtime.block_on(async { make() });
+    if let Some(reason) = factory.unavailable() {
+        if servers_required() {
+            panic!("behaviour `{name}` cannot run: {reason} (CI / SESSION_TEST_REQUIRE=1 forbids skipping)");
+        }
+        eprintln!("SKIPPED: behaviour `{name}`: {reason}");
+        return;
+    }
     let behaviour = Behaviour { name: "", run };
-    let (result, _) = runtime.block_on(behaviour.check(&factory));
+    let (result, _) = runtime.block_on(async {
+        let outcome = behaviour.check(&factory).await;
+        factory.finish().await;
+        outcome
+    });
     if let Err(failure) = result {
         panic!("behaviour `{name}` failed: {failure}");
     }

@@ -1,0 +1,176 @@
+//! Configuration of a [`PostgresStore`](crate::PostgresStore).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use session_core::{Error, ErrorKind, Result};
+
+/// Settings of a [`PostgresStore`](crate::PostgresStore). `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// Connection URL, `postgres://user:password@host:port/database?…`.
+    pub url: String,
+    /// Schema of the table (created if missing). A plain identifier.
+    pub schema: String,
+    /// Table holding this store's sessions (its namespace). A plain identifier.
+    pub table: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long an operation waits for a connection (including connecting) before a transient
+    /// error.
+    #[serde(with = "millis")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://localhost/postgres".to_owned(),
+            schema: "public".to_owned(),
+            table: "sessions".to_owned(),
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_url(&self.url))
+            .field("schema", &self.schema)
+            .field("table", &self.table)
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`; unparseable URLs are hidden whole.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            // Passwords can also hide in the query (`?password=`).
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let hidden = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+                    (k.into_owned(), if hidden { "***".to_owned() } else { v.into_owned() })
+                })
+                .collect();
+            if !pairs.is_empty() {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+impl PostgresConfig {
+    /// The defaults with `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ..Self::default() }
+    }
+
+    /// Sets the schema.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the table.
+    #[must_use]
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Sets the pool's maximum size.
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets the acquire timeout.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_identifier("schema", &self.schema)?;
+        validate_identifier("table", &self.table)?;
+        if self.max_connections == 0 {
+            return Err(Error::new(ErrorKind::Config, "postgres: `max_connections` must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `name` is a plain identifier (it is also quoted wherever it is used).
+fn validate_identifier(what: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 48;
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "postgres: {what} name {:?} is not a plain identifier (letters, digits, `_`, at most 48 characters, no leading digit)",
+                name.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_passwords() {
+        let config = PostgresConfig::new("postgres://app:s3cr3t@db.internal:5432/app?sslmode=require&password=other");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("other"), "{shown}");
+        assert!(shown.contains("db.internal") && shown.contains("app"), "{shown}");
+        assert_eq!(redact_url("not a url with s3cr3t"), "<unparseable url>");
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(PostgresConfig::default().validate().is_ok());
+        for bad in ["", "1t", "a-b", "x\"y", "t; DROP TABLE users", "ä", &"t".repeat(49)] {
+            let err = PostgresConfig::default().table(bad).validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            let err = PostgresConfig::default().schema(bad).validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+        }
+    }
+}
