@@ -83,6 +83,13 @@ impl PostgresConfig {
         Self { url: url.into(), ..Self::default() }
     }
 
+    /// Sets the connection URL.
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
     /// Sets the schema.
     #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, truncate_to_millis,
+    async_trait, from_unix_millis, truncate_to_millis,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
@@ -71,7 +71,12 @@ impl Sql {
                  ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data \
                  WHERE s.expires_at <= now()"
             ),
-            read: format!("SELECT expires_at, version, data FROM {t} WHERE key = $1 AND expires_at > now()"),
+            // Expiry travels as epoch milliseconds: the driver panics on decoding `infinity` into
+            // a date, and a NULL here (a non-finite stored value) is a clean decode error instead.
+            read: format!(
+                "SELECT CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, version, data \
+                 FROM {t} WHERE key = $1 AND expires_at > now()"
+            ),
             // $1 key, $2 expected version, $3 expiry, $4 data. `prev` locks the live row and
             // reads its newest version; `done` writes only if that version is the expected one.
             update: format!(
@@ -160,9 +165,10 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(pg("taking the migration lock"))?;
-        for statement in [&self.sql.schema, &self.sql.table, &self.sql.index] {
+        for statement in [&self.sql.schema, &self.sql.table] {
             tx.execute(statement.as_str()).await.map_err(pg("creating the session table"))?;
         }
+        // A table of that name made by someone else fails here, before anything is changed.
         let probe = format!(
             "SELECT key, expires_at, version, data FROM \"{}\".\"{}\" LIMIT 0",
             self.config.schema, self.config.table
@@ -174,6 +180,7 @@ impl PostgresStore {
                 e,
             ));
         }
+        tx.execute(self.sql.index.as_str()).await.map_err(pg("creating the expiry index"))?;
         tx.commit().await.map_err(pg("committing the migration"))
     }
 
@@ -239,7 +246,10 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(pg("reading a session"))?;
         let Some(row) = row else { return Ok(None) };
-        let expires_at: OffsetDateTime = row.try_get(0).map_err(pg("decoding a session"))?;
+        let millis: Option<i64> = row.try_get(0).map_err(pg("decoding a session"))?;
+        let expires_at = millis
+            .and_then(from_unix_millis)
+            .ok_or_else(|| Error::new(ErrorKind::Decode, "postgres: a stored expiry is not a representable time"))?;
         let version: i64 = row.try_get(1).map_err(pg("decoding a session"))?;
         let data: Vec<u8> = row.try_get(2).map_err(pg("decoding a session"))?;
         Ok(Some(Record { data: Bytes::from(data), expires_at, version: decode_version(version)? }))

@@ -4,3 +4,9 @@
 mod common;
 
 conformance_tests::suite!(common::PgFactory::from_env());
+
+/// The whole suite again with every connection in UTC+14: expiry must not move.
+mod time_zone_plus_14 {
+    use super::common;
+    conformance_tests::suite!(common::PgFactory::in_time_zone("Pacific/Kiritimati"));
+}

@@ -13,12 +13,52 @@ pub const SCHEMA: &str = "session_tests";
 
 pub struct PgFactory {
     url: Option<String>,
+    time_zone: Option<String>,
     tables: Mutex<Vec<String>>,
+}
+
+/// `url` with a connection parameter added to its query.
+pub fn with_param(url: &str, name: &str, value: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("a valid test URL");
+    parsed.query_pairs_mut().append_pair(name, value);
+    parsed.to_string()
+}
+
+/// A store whose connections all run with session time zone `zone`.
+pub async fn connect_in_zone(config: PostgresConfig, zone: &str) -> Result<PostgresStore, Error> {
+    // sqlx pins `TimeZone=UTC` in its startup packet, so the zone is set after connecting.
+    let set_zone = format!("SET TIME ZONE '{zone}'");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .after_connect(move |connection, _| {
+            let set_zone = set_zone.clone();
+            Box::pin(async move {
+                sqlx::Executor::execute(connection, set_zone.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect(&config.url)
+        .await
+        .expect("connect");
+    let store = PostgresStore::with_pool(pool, config)?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 impl PgFactory {
     pub fn from_env() -> Self {
-        Self { url: conformance_tests::server_url("SESSION_TEST_POSTGRES_URL"), tables: Mutex::new(Vec::new()) }
+        Self { url: conformance_tests::server_url("SESSION_TEST_POSTGRES_URL"), time_zone: None, tables: Mutex::new(Vec::new()) }
+    }
+
+    /// Stores whose connections run in session time zone `zone`.
+    pub fn in_time_zone(zone: &str) -> Self {
+        Self { time_zone: Some(zone.to_owned()), ..Self::from_env() }
+    }
+
+    /// Connects a store for `config`, in the factory's time zone if it has one.
+    pub async fn connect(&self, config: PostgresConfig) -> Result<PostgresStore, Error> {
+        let Some(zone) = &self.time_zone else { return PostgresStore::connect(config).await };
+        connect_in_zone(config, zone).await
     }
 
     pub fn url(&self) -> &str {
@@ -36,14 +76,14 @@ impl PgFactory {
 #[async_trait]
 impl StoreFactory for PgFactory {
     async fn store(&self) -> Result<Arc<dyn SessionStore>, Error> {
-        Ok(Arc::new(PostgresStore::connect(self.fresh_config()).await?))
+        Ok(Arc::new(self.connect(self.fresh_config()).await?))
     }
 
     async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
         let config = self.fresh_config();
         // Two pools: two application instances sharing one table.
-        let first = PostgresStore::connect(config.clone()).await?;
-        let second = PostgresStore::connect(config).await?;
+        let first = self.connect(config.clone()).await?;
+        let second = self.connect(config).await?;
         Ok((Arc::new(first), Arc::new(second)))
     }
 
