@@ -20,9 +20,10 @@ const MIGRATION_LOCK: i64 = 0x5e55_1015_7043_0001;
 /// A [`SessionStore`] in a PostgreSQL table.
 ///
 /// Every operation is one statement (one round trip on a warm connection): `create` is an
-/// `INSERT … ON CONFLICT DO UPDATE … WHERE <existing is expired>`, `update` a single statement of
+/// `INSERT … ON CONFLICT DO UPDATE … WHERE <existing is expired>`; `update` is a plain
+/// compare-and-swap `UPDATE`, and only when that writes nothing a second, single statement of
 /// data-modifying CTEs that locks `previous`, checks its version and `current`, removes an expired
-/// occupant and moves the row. Unique constraints and row locks carry the atomicity; no
+/// occupant, moves the row, and says which outcome happened. Unique constraints and row locks carry the atomicity; no
 /// check-then-act, no reliance on `SERIALIZABLE`. Expiry is compared with the server's `now()` in
 /// `timestamptz`, so the server's and the session's `TimeZone` do not matter.
 #[derive(Clone)]
@@ -44,6 +45,8 @@ struct Sql {
     schema: String,
     create: String,
     read: String,
+    update_fast: String,
+    rotate_fast: String,
     update: String,
     rotate: String,
     touch: String,
@@ -76,6 +79,15 @@ impl Sql {
             read: format!(
                 "SELECT CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, version, data \
                  FROM {t} WHERE key = $1 AND expires_at > now()"
+            ),
+            // The common case in one plain statement: $1 key, $2 expected, $3 expiry, $4 data.
+            update_fast: format!(
+                "UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4 WHERE key = $1 AND version = $2 AND expires_at > now()"
+            ),
+            // $1 current, $2 previous, $3 expected, $4 expiry, $5 data. Any occupant of
+            // `current`, live or expired, makes it fail on the primary key.
+            rotate_fast: format!(
+                "UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 WHERE key = $2 AND version = $3 AND expires_at > now()"
             ),
             // $1 key, $2 expected version, $3 expiry, $4 data. `prev` locks the live row and
             // reads its newest version; `done` writes only if that version is the expected one.
@@ -264,8 +276,32 @@ impl SessionStore for PostgresStore {
         data: &[u8],
     ) -> Result<UpdateOutcome> {
         let expected = encode_version(expected_version)?;
-        encode_version(expected_version.checked_add(1).unwrap_or(u64::MAX))?;
+        if expected_version >= i64::MAX as u64 {
+            return Err(Error::new(ErrorKind::Backend, "postgres: version overflow"));
+        }
         let expires_at = truncate_to_millis(expires_at);
+        // First the plain compare-and-swap: one statement, one round trip, and the answer when it
+        // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
+        // `current`), the full statement below decides atomically, writing if it now can
+        // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
+        let fast = if current == previous {
+            sqlx::query(&self.sql.update_fast).bind(&previous.as_bytes()[..]).bind(expected).bind(expires_at).bind(data)
+        } else {
+            sqlx::query(&self.sql.rotate_fast)
+                .bind(&current.as_bytes()[..])
+                .bind(&previous.as_bytes()[..])
+                .bind(expected)
+                .bind(expires_at)
+                .bind(data)
+        };
+        match fast.execute(&self.pool).await {
+            Ok(done) if done.rows_affected() == 1 => {
+                return Ok(UpdateOutcome::Updated { version: expected_version + 1 });
+            }
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(map_sqlx_error("updating a session", e)),
+        }
         let query = if current == previous {
             sqlx::query(&self.sql.update).bind(&previous.as_bytes()[..]).bind(expected).bind(expires_at).bind(data)
         } else {
