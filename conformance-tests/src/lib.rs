@@ -56,9 +56,13 @@ pub fn servers_required() -> bool {
 pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if servers_required() => panic!("{var} is not set and CI / SESSION_TEST_REQUIRE=1 demands the server (run scripts/test, which finds it)"),
+        _ if servers_required() => panic!(
+            "{var} is not set and CI / SESSION_TEST_REQUIRE=1 demands the server (run scripts/test, which finds it)"
+        ),
         _ => {
-            eprintln!("SKIPPED: {var} is not set; the tests that need this server do not run (scripts/test sets it)");
+            eprintln!(
+                "SKIPPED: {var} is not set; the tests that need this server do not run (scripts/test sets it)"
+            );
             None
         }
     }
@@ -276,7 +280,9 @@ pub fn run_test<F, M>(
     let factory = runtime.block_on(async { make() });
     if let Some(reason) = factory.unavailable() {
         if servers_required() {
-            panic!("behaviour `{name}` cannot run: {reason} (CI / SESSION_TEST_REQUIRE=1 forbids skipping)");
+            panic!(
+                "behaviour `{name}` cannot run: {reason} (CI / SESSION_TEST_REQUIRE=1 forbids skipping)"
+            );
         }
         eprintln!("SKIPPED: behaviour `{name}`: {reason}");
         return;

@@ -64,8 +64,16 @@ pub fn redact_url(url: &str) -> String {
             let pairs: Vec<(String, String)> = parsed
                 .query_pairs()
                 .map(|(k, v)| {
-                    let hidden = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-                    (k.into_owned(), if hidden { "***".to_owned() } else { v.into_owned() })
+                    let hidden =
+                        k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+                    (
+                        k.into_owned(),
+                        if hidden {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        },
+                    )
                 })
                 .collect();
             if !pairs.is_empty() {
@@ -80,7 +88,10 @@ pub fn redact_url(url: &str) -> String {
 impl PostgresConfig {
     /// The defaults with `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ..Self::default() }
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the connection URL.
@@ -122,7 +133,10 @@ impl PostgresConfig {
         validate_identifier("schema", &self.schema)?;
         validate_identifier("table", &self.table)?;
         if self.max_connections == 0 {
-            return Err(Error::new(ErrorKind::Config, "postgres: `max_connections` must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "postgres: `max_connections` must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -163,20 +177,39 @@ mod tests {
 
     #[test]
     fn debug_hides_passwords() {
-        let config = PostgresConfig::new("postgres://app:s3cr3t@db.internal:5432/app?sslmode=require&password=other");
+        let config = PostgresConfig::new(
+            "postgres://app:s3cr3t@db.internal:5432/app?sslmode=require&password=other",
+        );
         let shown = format!("{config:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("other"), "{shown}");
-        assert!(shown.contains("db.internal") && shown.contains("app"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("other"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("db.internal") && shown.contains("app"),
+            "{shown}"
+        );
         assert_eq!(redact_url("not a url with s3cr3t"), "<unparseable url>");
     }
 
     #[test]
     fn identifiers() {
         assert!(PostgresConfig::default().validate().is_ok());
-        for bad in ["", "1t", "a-b", "x\"y", "t; DROP TABLE users", "ä", &"t".repeat(49)] {
+        for bad in [
+            "",
+            "1t",
+            "a-b",
+            "x\"y",
+            "t; DROP TABLE users",
+            "ä",
+            &"t".repeat(49),
+        ] {
             let err = PostgresConfig::default().table(bad).validate().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config);
-            let err = PostgresConfig::default().schema(bad).validate().unwrap_err();
+            let err = PostgresConfig::default()
+                .schema(bad)
+                .validate()
+                .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config);
         }
     }

@@ -14,16 +14,21 @@ pub(crate) fn map_sqlx_error(doing: &'static str, error: sqlx::Error) -> Error {
         E::Database(db) => match db.code().as_deref() {
             // serialization failure, deadlock, too many connections, admin/crash shutdown,
             // cannot connect now, connection failures
-            Some("40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006") => {
-                (ErrorKind::Backend, true)
-            }
+            Some(
+                "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03" | "08000" | "08003"
+                | "08006",
+            ) => (ErrorKind::Backend, true),
             // invalid password / authorization, unknown database
             Some("28P01" | "28000" | "3D000") => (ErrorKind::Config, false),
             _ => (ErrorKind::Backend, false),
         },
-        E::Io(_) | E::PoolTimedOut | E::Protocol(_) | E::WorkerCrashed => (ErrorKind::Backend, true),
+        E::Io(_) | E::PoolTimedOut | E::Protocol(_) | E::WorkerCrashed => {
+            (ErrorKind::Backend, true)
+        }
         E::Configuration(_) | E::Tls(_) => (ErrorKind::Config, false),
-        E::ColumnDecode { .. } | E::Decode(_) | E::TypeNotFound { .. } | E::ColumnNotFound(_) => (ErrorKind::Decode, false),
+        E::ColumnDecode { .. } | E::Decode(_) | E::TypeNotFound { .. } | E::ColumnNotFound(_) => {
+            (ErrorKind::Decode, false)
+        }
         _ => (ErrorKind::Backend, false),
     };
     Error::with_source(kind, format!("postgres: {doing}"), error).transient(transient)

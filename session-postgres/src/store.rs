@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, from_unix_millis, truncate_to_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
+    UpdateOutcome, async_trait, from_unix_millis, truncate_to_millis,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
@@ -35,7 +35,9 @@ pub struct PostgresStore {
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +128,8 @@ fn pg(doing: &'static str) -> impl Fn(sqlx::Error) -> Error {
 }
 
 fn decode_version(version: i64) -> Result<u64> {
-    u64::try_from(version).map_err(|_| Error::new(ErrorKind::Decode, "postgres: a stored version is negative"))
+    u64::try_from(version)
+        .map_err(|_| Error::new(ErrorKind::Decode, "postgres: a stored version is negative"))
 }
 
 fn encode_version(version: u64) -> Result<i64> {
@@ -142,7 +145,11 @@ impl PostgresStore {
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
         config.validate()?;
         let options = PgConnectOptions::from_str(&config.url).map_err(|e| {
-            Error::with_source(ErrorKind::Config, format!("postgres: invalid URL {}", redact_url(&config.url)), e)
+            Error::with_source(
+                ErrorKind::Config,
+                format!("postgres: invalid URL {}", redact_url(&config.url)),
+                e,
+            )
         })?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -171,14 +178,20 @@ impl PostgresStore {
     /// instances start at once: it runs under a transaction-scoped advisory lock. A table of that
     /// name with another layout is a `Config` error.
     pub async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(pg("starting the migration"))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(pg("starting the migration"))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(pg("taking the migration lock"))?;
         for statement in [&self.sql.schema, &self.sql.table] {
-            tx.execute(statement.as_str()).await.map_err(pg("creating the session table"))?;
+            tx.execute(statement.as_str())
+                .await
+                .map_err(pg("creating the session table"))?;
         }
         // A table of that name made by someone else fails here, before anything is changed.
         let probe = format!(
@@ -188,11 +201,16 @@ impl PostgresStore {
         if let Err(e) = tx.execute(probe.as_str()).await {
             return Err(Error::with_source(
                 ErrorKind::Config,
-                format!("postgres: table {}.{} exists with another layout", self.config.schema, self.config.table),
+                format!(
+                    "postgres: table {}.{} exists with another layout",
+                    self.config.schema, self.config.table
+                ),
                 e,
             ));
         }
-        tx.execute(self.sql.index.as_str()).await.map_err(pg("creating the expiry index"))?;
+        tx.execute(self.sql.index.as_str())
+            .await
+            .map_err(pg("creating the expiry index"))?;
         tx.commit().await.map_err(pg("committing the migration"))
     }
 
@@ -208,13 +226,23 @@ impl PostgresStore {
 
     /// Live and expired (not yet purged) records of this table: `(live, expired)`.
     pub async fn counts(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query(&self.sql.counts).fetch_one(&self.pool).await.map_err(pg("counting sessions"))?;
-        let (live, expired): (i64, i64) = (row.try_get(0).map_err(pg("counting"))?, row.try_get(1).map_err(pg("counting"))?);
+        let row = sqlx::query(&self.sql.counts)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg("counting sessions"))?;
+        let (live, expired): (i64, i64) = (
+            row.try_get(0).map_err(pg("counting"))?,
+            row.try_get(1).map_err(pg("counting"))?,
+        );
         Ok((live as u64, expired as u64))
     }
 
     /// Runs an update or rotation statement and reads its verdict.
-    async fn run_update(&self, query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>, expected: u64) -> Result<UpdateOutcome> {
+    async fn run_update(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        expected: u64,
+    ) -> Result<UpdateOutcome> {
         let row = match query.fetch_one(&self.pool).await {
             Ok(row) => row,
             // A live record appeared at `current` after our snapshot: the key is taken.
@@ -223,24 +251,42 @@ impl PostgresStore {
             }
             Err(e) => return Err(map_sqlx_error("updating a session", e)),
         };
-        let found: Option<i64> = row.try_get("found").map_err(pg("reading the update's outcome"))?;
-        let taken: bool = row.try_get("taken").map_err(pg("reading the update's outcome"))?;
-        let written: Option<i64> = row.try_get("written").map_err(pg("reading the update's outcome"))?;
-        Ok(match (found.map(decode_version).transpose()?, taken, written) {
-            (None, _, _) => UpdateOutcome::NotFound,
-            (Some(v), _, _) if v != expected => UpdateOutcome::Conflict,
-            (Some(_), true, _) => UpdateOutcome::IdTaken,
-            (Some(_), false, Some(version)) => UpdateOutcome::Updated { version: decode_version(version)? },
-            (Some(_), false, None) => {
-                return Err(Error::new(ErrorKind::Backend, "postgres: an update matched its checks but wrote nothing"));
-            }
-        })
+        let found: Option<i64> = row
+            .try_get("found")
+            .map_err(pg("reading the update's outcome"))?;
+        let taken: bool = row
+            .try_get("taken")
+            .map_err(pg("reading the update's outcome"))?;
+        let written: Option<i64> = row
+            .try_get("written")
+            .map_err(pg("reading the update's outcome"))?;
+        Ok(
+            match (found.map(decode_version).transpose()?, taken, written) {
+                (None, _, _) => UpdateOutcome::NotFound,
+                (Some(v), _, _) if v != expected => UpdateOutcome::Conflict,
+                (Some(_), true, _) => UpdateOutcome::IdTaken,
+                (Some(_), false, Some(version)) => UpdateOutcome::Updated {
+                    version: decode_version(version)?,
+                },
+                (Some(_), false, None) => {
+                    return Err(Error::new(
+                        ErrorKind::Backend,
+                        "postgres: an update matched its checks but wrote nothing",
+                    ));
+                }
+            },
+        )
     }
 }
 
 #[async_trait]
 impl SessionStore for PostgresStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         let done = sqlx::query(&self.sql.create)
             .bind(&key.as_bytes()[..])
             .bind(truncate_to_millis(expires_at))
@@ -248,7 +294,11 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(pg("creating a session"))?;
-        Ok(if done.rows_affected() == 1 { CreateOutcome::Created } else { CreateOutcome::IdTaken })
+        Ok(if done.rows_affected() == 1 {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::IdTaken
+        })
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -259,12 +309,19 @@ impl SessionStore for PostgresStore {
             .map_err(pg("reading a session"))?;
         let Some(row) = row else { return Ok(None) };
         let millis: Option<i64> = row.try_get(0).map_err(pg("decoding a session"))?;
-        let expires_at = millis
-            .and_then(from_unix_millis)
-            .ok_or_else(|| Error::new(ErrorKind::Decode, "postgres: a stored expiry is not a representable time"))?;
+        let expires_at = millis.and_then(from_unix_millis).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Decode,
+                "postgres: a stored expiry is not a representable time",
+            )
+        })?;
         let version: i64 = row.try_get(1).map_err(pg("decoding a session"))?;
         let data: Vec<u8> = row.try_get(2).map_err(pg("decoding a session"))?;
-        Ok(Some(Record { data: Bytes::from(data), expires_at, version: decode_version(version)? }))
+        Ok(Some(Record {
+            data: Bytes::from(data),
+            expires_at,
+            version: decode_version(version)?,
+        }))
     }
 
     async fn update(
@@ -285,7 +342,11 @@ impl SessionStore for PostgresStore {
         // `current`), the full statement below decides atomically, writing if it now can
         // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
         let fast = if current == previous {
-            sqlx::query(&self.sql.update_fast).bind(&previous.as_bytes()[..]).bind(expected).bind(expires_at).bind(data)
+            sqlx::query(&self.sql.update_fast)
+                .bind(&previous.as_bytes()[..])
+                .bind(expected)
+                .bind(expires_at)
+                .bind(data)
         } else {
             sqlx::query(&self.sql.rotate_fast)
                 .bind(&current.as_bytes()[..])
@@ -296,14 +357,20 @@ impl SessionStore for PostgresStore {
         };
         match fast.execute(&self.pool).await {
             Ok(done) if done.rows_affected() == 1 => {
-                return Ok(UpdateOutcome::Updated { version: expected_version + 1 });
+                return Ok(UpdateOutcome::Updated {
+                    version: expected_version + 1,
+                });
             }
             Ok(_) => {}
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
             Err(e) => return Err(map_sqlx_error("updating a session", e)),
         }
         let query = if current == previous {
-            sqlx::query(&self.sql.update).bind(&previous.as_bytes()[..]).bind(expected).bind(expires_at).bind(data)
+            sqlx::query(&self.sql.update)
+                .bind(&previous.as_bytes()[..])
+                .bind(expected)
+                .bind(expires_at)
+                .bind(data)
         } else {
             sqlx::query(&self.sql.rotate)
                 .bind(&current.as_bytes()[..])
@@ -335,12 +402,18 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        let done = sqlx::query(&self.sql.delete_expired).execute(&self.pool).await.map_err(pg("deleting expired sessions"))?;
+        let done = sqlx::query(&self.sql.delete_expired)
+            .execute(&self.pool)
+            .await
+            .map_err(pg("deleting expired sessions"))?;
         Ok(done.rows_affected())
     }
 
     async fn clear(&self) -> Result<()> {
-        sqlx::query(&self.sql.clear).execute(&self.pool).await.map_err(pg("clearing the table"))?;
+        sqlx::query(&self.sql.clear)
+            .execute(&self.pool)
+            .await
+            .map_err(pg("clearing the table"))?;
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use common::{PgFactory, with_param};
 use conformance_tests::StoreFactory;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
-use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, truncate_to_millis};
+use session_core::{
+    CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, truncate_to_millis,
+};
 use session_postgres::{PostgresConfig, PostgresStore};
 
 /// Runs `body` with a factory when the server is configured (else skips loudly / fails in CI),
@@ -31,19 +33,44 @@ where
 async fn expiry_is_right_in_any_session_time_zone() {
     with_factory(|factory| async move {
         for zone in ["Pacific/Kiritimati", "Pacific/Honolulu", "Asia/Kathmandu"] {
-            let store = common::connect_in_zone(factory.fresh_config(), zone).await.unwrap();
-            let shown: String = sqlx::query_scalar("SHOW TimeZone").fetch_one(store.pool()).await.unwrap();
+            let store = common::connect_in_zone(factory.fresh_config(), zone)
+                .await
+                .unwrap();
+            let shown: String = sqlx::query_scalar("SHOW TimeZone")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
             assert_eq!(shown, zone);
             let key = SessionId::generate().key();
-            let soon = truncate_to_millis(OffsetDateTime::now_utc() + TimeDuration::milliseconds(800));
-            assert_eq!(store.create(&key, soon, b"tz").await.unwrap(), CreateOutcome::Created);
-            let record = store.read(&key).await.unwrap().expect("live before its expiry");
-            assert_eq!(record.expires_at, soon, "{zone}: expiry must round-trip as the same instant");
-            assert_eq!(record.expires_at.offset(), session_core::time::UtcOffset::UTC);
+            let soon =
+                truncate_to_millis(OffsetDateTime::now_utc() + TimeDuration::milliseconds(800));
+            assert_eq!(
+                store.create(&key, soon, b"tz").await.unwrap(),
+                CreateOutcome::Created
+            );
+            let record = store
+                .read(&key)
+                .await
+                .unwrap()
+                .expect("live before its expiry");
+            assert_eq!(
+                record.expires_at, soon,
+                "{zone}: expiry must round-trip as the same instant"
+            );
+            assert_eq!(
+                record.expires_at.offset(),
+                session_core::time::UtcOffset::UTC
+            );
             tokio::time::sleep(Duration::from_millis(400)).await;
-            assert!(store.read(&key).await.unwrap().is_some(), "{zone}: expired early");
+            assert!(
+                store.read(&key).await.unwrap().is_some(),
+                "{zone}: expired early"
+            );
             tokio::time::sleep(Duration::from_millis(600)).await;
-            assert!(store.read(&key).await.unwrap().is_none(), "{zone}: expired late");
+            assert!(
+                store.read(&key).await.unwrap().is_none(),
+                "{zone}: expired late"
+            );
         }
     })
     .await;
@@ -122,20 +149,40 @@ async fn killed_connections_give_transient_errors_never_false_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_and_unreachable_servers_are_clear_errors() {
-    let err = PostgresStore::connect(PostgresConfig::new("postgres://user:pw@[bad-host/db")).await.unwrap_err();
+    let err = PostgresStore::connect(PostgresConfig::new("postgres://user:pw@[bad-host/db"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(!err.to_string().contains("pw"), "the password leaked: {err}");
+    assert!(
+        !err.to_string().contains("pw"),
+        "the password leaked: {err}"
+    );
 
-    let err = PostgresStore::connect(PostgresConfig::new("postgres://x@127.0.0.1:5432/db").table("bad-name")).await.unwrap_err();
+    let err = PostgresStore::connect(
+        PostgresConfig::new("postgres://x@127.0.0.1:5432/db").table("bad-name"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 
     let started = Instant::now();
-    let config = PostgresConfig::new("postgres://app:s3cr3t@127.0.0.1:1/db").acquire_timeout(Duration::from_secs(2));
+    let config = PostgresConfig::new("postgres://app:s3cr3t@127.0.0.1:1/db")
+        .acquire_timeout(Duration::from_secs(2));
     let err = PostgresStore::connect(config).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
-    assert!(err.is_transient(), "an unreachable server should be retryable: {err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(!format!("{err} {err:?}").contains("s3cr3t"), "the password leaked");
+    assert!(
+        err.is_transient(),
+        "an unreachable server should be retryable: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !format!("{err} {err:?}").contains("s3cr3t"),
+        "the password leaked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,20 +221,41 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
         let store = PostgresStore::connect(config).await.unwrap();
         let keys: Vec<SessionKey> = (0..3).map(|_| SessionId::generate().key()).collect();
         for key in &keys {
-            let _ = store.create(key, OffsetDateTime::now_utc() + TimeDuration::hours(1), b"fine").await.unwrap();
+            let _ = store
+                .create(
+                    key,
+                    OffsetDateTime::now_utc() + TimeDuration::hours(1),
+                    b"fine",
+                )
+                .await
+                .unwrap();
         }
-        sqlx::query(&format!("UPDATE {table} SET version = -7 WHERE key = $1")).bind(&keys[0].as_bytes()[..]).execute(store.pool()).await.unwrap();
-        sqlx::query(&format!("UPDATE {table} SET expires_at = 'infinity' WHERE key = $1")).bind(&keys[1].as_bytes()[..]).execute(store.pool()).await.unwrap();
+        sqlx::query(&format!("UPDATE {table} SET version = -7 WHERE key = $1"))
+            .bind(&keys[0].as_bytes()[..])
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE {table} SET expires_at = 'infinity' WHERE key = $1"
+        ))
+        .bind(&keys[1].as_bytes()[..])
+        .execute(store.pool())
+        .await
+        .unwrap();
         for key in &keys[..2] {
             let err = store.read(key).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
         }
-        assert_eq!(store.read(&keys[2]).await.unwrap().unwrap().data.to_vec(), b"fine".to_vec());
-        let version: i64 = sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE key = $1"))
-            .bind(&keys[0].as_bytes()[..])
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        assert_eq!(
+            store.read(&keys[2]).await.unwrap().unwrap().data.to_vec(),
+            b"fine".to_vec()
+        );
+        let version: i64 =
+            sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE key = $1"))
+                .bind(&keys[0].as_bytes()[..])
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
         assert_eq!(version, -7, "reading a corrupt row changed it");
     })
     .await;
@@ -197,14 +265,31 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
 async fn concurrent_migrations_and_a_foreign_table() {
     with_factory(|factory| async move {
         let config = factory.fresh_config();
-        let opening: Vec<_> = (0..6).map(|_| tokio::spawn(PostgresStore::connect(config.clone()))).collect();
+        let opening: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(PostgresStore::connect(config.clone())))
+            .collect();
         for store in opening {
-            store.await.unwrap().expect("concurrent migrations all succeed");
+            store
+                .await
+                .unwrap()
+                .expect("concurrent migrations all succeed");
         }
         let foreign = factory.fresh_config();
         let admin = sqlx::PgPool::connect(factory.url()).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", foreign.schema)).execute(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE TABLE \"{}\".\"{}\" (id int PRIMARY KEY)", foreign.schema, foreign.table)).execute(&admin).await.unwrap();
+        sqlx::query(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+            foreign.schema
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "CREATE TABLE \"{}\".\"{}\" (id int PRIMARY KEY)",
+            foreign.schema, foreign.table
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
         let err = PostgresStore::connect(foreign).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     })

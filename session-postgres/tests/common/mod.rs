@@ -47,17 +47,26 @@ pub async fn connect_in_zone(config: PostgresConfig, zone: &str) -> Result<Postg
 
 impl PgFactory {
     pub fn from_env() -> Self {
-        Self { url: conformance_tests::server_url("SESSION_TEST_POSTGRES_URL"), time_zone: None, tables: Mutex::new(Vec::new()) }
+        Self {
+            url: conformance_tests::server_url("SESSION_TEST_POSTGRES_URL"),
+            time_zone: None,
+            tables: Mutex::new(Vec::new()),
+        }
     }
 
     /// Stores whose connections run in session time zone `zone`.
     pub fn in_time_zone(zone: &str) -> Self {
-        Self { time_zone: Some(zone.to_owned()), ..Self::from_env() }
+        Self {
+            time_zone: Some(zone.to_owned()),
+            ..Self::from_env()
+        }
     }
 
     /// Connects a store for `config`, in the factory's time zone if it has one.
     pub async fn connect(&self, config: PostgresConfig) -> Result<PostgresStore, Error> {
-        let Some(zone) = &self.time_zone else { return PostgresStore::connect(config).await };
+        let Some(zone) = &self.time_zone else {
+            return PostgresStore::connect(config).await;
+        };
         connect_in_zone(config, zone).await
     }
 
@@ -69,7 +78,10 @@ impl PgFactory {
     pub fn fresh_config(&self) -> PostgresConfig {
         let table = format!("t_{}", &SessionId::generate().key().to_hex()[..16]);
         self.tables.lock().unwrap().push(table.clone());
-        PostgresConfig::new(self.url()).schema(SCHEMA).table(table).max_connections(8)
+        PostgresConfig::new(self.url())
+            .schema(SCHEMA)
+            .table(table)
+            .max_connections(8)
     }
 }
 
@@ -88,7 +100,9 @@ impl StoreFactory for PgFactory {
     }
 
     fn unavailable(&self) -> Option<String> {
-        self.url.is_none().then(|| "SESSION_TEST_POSTGRES_URL is not set".to_owned())
+        self.url
+            .is_none()
+            .then(|| "SESSION_TEST_POSTGRES_URL is not set".to_owned())
     }
 
     async fn finish(&self) {
@@ -96,9 +110,13 @@ impl StoreFactory for PgFactory {
         if tables.is_empty() {
             return;
         }
-        let Ok(pool) = sqlx::PgPool::connect(self.url()).await else { return };
+        let Ok(pool) = sqlx::PgPool::connect(self.url()).await else {
+            return;
+        };
         for table in tables {
-            let _ = sqlx::query(&format!("DROP TABLE IF EXISTS \"{SCHEMA}\".\"{table}\"")).execute(&pool).await;
+            let _ = sqlx::query(&format!("DROP TABLE IF EXISTS \"{SCHEMA}\".\"{table}\""))
+                .execute(&pool)
+                .await;
         }
         pool.close().await;
     }
