@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod store;
+
+pub use config::{RedisConfig, redact_url};
+pub use store::RedisStore;
+
+/// The `redis` crate this store is built on, for sharing its types.
+pub use redis;
