@@ -12,7 +12,9 @@ pub(crate) fn map_redis_error(doing: &'static str, error: RedisError) -> Error {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || matches!(error.retry_method(), RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry);
-    let kind = if error.code() == Some("WRONGTYPE") || error.to_string().contains("WRONGTYPE") {
+    // WRONGTYPE: a foreign type under our prefix; CORRUPT: our scripts' word for a foreign string.
+    let text = error.to_string();
+    let kind = if matches!(error.code(), Some("WRONGTYPE" | "CORRUPT")) || text.contains("WRONGTYPE") || text.contains("CORRUPT") {
         ErrorKind::Decode
     } else {
         match error.kind() {
