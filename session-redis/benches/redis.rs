@@ -1,2 +1,179 @@
-//! placeholder
-fn main() {}
+//! `RedisStore` against the raw redis-crate floor on the same kind of connection (a
+//! `ConnectionManager`): `SET NX PXAT`, `GET`, `EVALSHA` of a script doing the same checks,
+//! `PEXPIREAT`, `UNLINK`. Same harness, same run, 200 B and 4 KiB.
+//!
+//! `SESSION_TEST_REDIS_URL=redis://127.0.0.1:6379 cargo bench -p session-redis --bench redis`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use session_bench::{Op, compare, print_markdown};
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Bytes, CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome,
+    async_trait, unix_millis,
+};
+use session_redis::{RedisConfig, RedisStore};
+
+const SCRIPT: &str = r#"
+local prev = redis.call('GET', KEYS[2])
+if not prev then return 0 end
+if string.sub(prev, 1, 8) ~= ARGV[1] then return 2 end
+if KEYS[1] ~= KEYS[2] then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
+  redis.call('UNLINK', KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1
+"#;
+
+struct RawRedis {
+    connection: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+fn fail(e: redis::RedisError) -> session_core::Error {
+    session_core::Error::backend("raw redis", e, false)
+}
+
+impl RawRedis {
+    fn key(&self, key: &SessionKey) -> String {
+        format!("{}{}", self.prefix, key.to_hex())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RawRedis {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
+        let mut value = 1u64.to_be_bytes().to_vec();
+        value.extend_from_slice(data);
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(unix_millis(expires_at))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        Ok(if reply.is_some() {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::IdTaken
+        })
+    }
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        Ok(value.map(|v| Record {
+            data: Bytes::from(v),
+            expires_at: OffsetDateTime::now_utc(),
+            version: 1,
+        }))
+    }
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        let mut value = (expected + 1).to_be_bytes().to_vec();
+        value.extend_from_slice(data);
+        let outcome: i64 = self
+            .script
+            .key(self.key(current))
+            .key(self.key(previous))
+            .arg(&expected.to_be_bytes()[..])
+            .arg(value)
+            .arg(unix_millis(expires_at))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        Ok(if outcome == 1 {
+            UpdateOutcome::Updated {
+                version: expected + 1,
+            }
+        } else {
+            UpdateOutcome::Conflict
+        })
+    }
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        let n: i64 = redis::cmd("PEXPIREAT")
+            .arg(self.key(key))
+            .arg(unix_millis(expires_at))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        Ok(n == 1)
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(self.key(key))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+    async fn clear(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let Ok(url) = std::env::var("SESSION_TEST_REDIS_URL") else {
+        eprintln!("set SESSION_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379)");
+        std::process::exit(2);
+    };
+    let ops: usize = std::env::var("BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let run = &SessionId::generate().key().to_hex()[..8];
+    let rows = runtime.block_on(async {
+        let store =
+            RedisStore::connect(RedisConfig::new(&url).key_prefix(format!("bench:{run}:store:")))
+                .await
+                .unwrap();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let raw = RawRedis {
+            connection: ConnectionManager::new(client).await.unwrap(),
+            prefix: format!("bench:{run}:raw:"),
+            script: redis::Script::new(SCRIPT),
+        };
+        let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
+            ("RedisStore", Arc::new(store)),
+            ("raw redis", Arc::new(raw)),
+        ];
+        compare(
+            &stores,
+            "raw redis",
+            &Op::ALL,
+            &[1, 16, 64],
+            &[200, 4096],
+            ops,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("benchmark")
+    });
+    print_markdown(&rows, "raw redis");
+}

@@ -62,7 +62,10 @@ pub fn redact_url(url: &str) -> String {
 impl RedisConfig {
     /// The defaults with `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ..Self::default() }
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the key prefix.
@@ -90,7 +93,9 @@ impl RedisConfig {
         let prefix = &self.key_prefix;
         let valid = !prefix.is_empty()
             && prefix.len() <= 64
-            && prefix.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'?' | b'[' | b']' | b'\\'));
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'?' | b'[' | b']' | b'\\'));
         if valid {
             Ok(())
         } else {
@@ -122,16 +127,40 @@ mod tests {
     #[test]
     fn prefixes() {
         for good in ["session:", "app1/sessions:", "x"] {
-            assert!(RedisConfig::default().key_prefix(good).validate().is_ok(), "{good}");
+            assert!(
+                RedisConfig::default().key_prefix(good).validate().is_ok(),
+                "{good}"
+            );
         }
-        for bad in ["", "a*", "a?", "[a]", "a\\", "has space", "tab\t", "é", &"p".repeat(65)] {
-            assert_eq!(RedisConfig::default().key_prefix(bad).validate().unwrap_err().kind(), ErrorKind::Config, "{bad:?}");
+        for bad in [
+            "",
+            "a*",
+            "a?",
+            "[a]",
+            "a\\",
+            "has space",
+            "tab\t",
+            "é",
+            &"p".repeat(65),
+        ] {
+            assert_eq!(
+                RedisConfig::default()
+                    .key_prefix(bad)
+                    .validate()
+                    .unwrap_err()
+                    .kind(),
+                ErrorKind::Config,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn debug_hides_passwords() {
         let shown = format!("{:?}", RedisConfig::new("redis://app:s3cr3t@cache:6379/2"));
-        assert!(!shown.contains("s3cr3t") && shown.contains("cache"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("cache"),
+            "{shown}"
+        );
     }
 }

@@ -11,16 +11,24 @@ pub(crate) fn map_redis_error(doing: &'static str, error: RedisError) -> Error {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
-        || matches!(error.retry_method(), RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry);
+        || matches!(
+            error.retry_method(),
+            RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry
+        );
     // WRONGTYPE: a foreign type under our prefix; CORRUPT: our scripts' word for a foreign string.
     let text = error.to_string();
-    let kind = if matches!(error.code(), Some("WRONGTYPE" | "CORRUPT")) || text.contains("WRONGTYPE") || text.contains("CORRUPT") {
+    let kind = if matches!(error.code(), Some("WRONGTYPE" | "CORRUPT"))
+        || text.contains("WRONGTYPE")
+        || text.contains("CORRUPT")
+    {
         ErrorKind::Decode
     } else {
         match error.kind() {
             RedisKind::AuthenticationFailed | RedisKind::InvalidClientConfig => ErrorKind::Config,
             RedisKind::Server(redis::ServerErrorKind::NoPerm) => ErrorKind::Config,
-            _ if error.code() == Some("NOAUTH") || error.code() == Some("WRONGPASS") => ErrorKind::Config,
+            _ if error.code() == Some("NOAUTH") || error.code() == Some("WRONGPASS") => {
+                ErrorKind::Config
+            }
             _ => ErrorKind::Backend,
         }
     };

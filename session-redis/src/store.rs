@@ -6,8 +6,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, from_unix_millis, truncate_to_millis, unix_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
+    UpdateOutcome, async_trait, from_unix_millis, truncate_to_millis, unix_millis,
 };
 
 use crate::config::{RedisConfig, redact_url};
@@ -61,7 +61,9 @@ pub struct RedisStore {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,14 +87,21 @@ fn encode(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Vec<u8> {
 
 fn decode(value: Vec<u8>) -> Result<Record> {
     if value.len() < HEADER {
-        return Err(Error::new(ErrorKind::Decode, "redis: a value under the store's prefix is not a session"));
+        return Err(Error::new(
+            ErrorKind::Decode,
+            "redis: a value under the store's prefix is not a session",
+        ));
     }
     let version = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
     let millis = i64::from_be_bytes(value[8..HEADER].try_into().expect("8 bytes"));
     let expires_at = from_unix_millis(millis)
         .ok_or_else(|| Error::new(ErrorKind::Decode, "redis: a stored expiry is out of range"))?;
     let mut data = Bytes::from(value);
-    Ok(Record { data: data.split_off(HEADER), expires_at, version })
+    Ok(Record {
+        data: data.split_off(HEADER),
+        expires_at,
+        version,
+    })
 }
 
 impl RedisStore {
@@ -102,21 +111,36 @@ impl RedisStore {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         config.validate()?;
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::with_source(ErrorKind::Config, format!("redis: invalid URL {}", redact_url(&config.url)), e)
+            Error::with_source(
+                ErrorKind::Config,
+                format!("redis: invalid URL {}", redact_url(&config.url)),
+                e,
+            )
         })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connection_timeout))
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(2);
-        let mut connection = ConnectionManager::new_with_config(client, manager_config).await.map_err(rd("connecting"))?;
-        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut connection).await.map_err(rd("reading INFO"))?;
+        let mut connection = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(rd("connecting"))?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut connection)
+            .await
+            .map_err(rd("reading INFO"))?;
         if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "redis: Redis Cluster is not supported yet: the two keys of an id rotation live in different hash slots, so the rotation could not be one atomic script",
             ));
         }
-        Ok(Self { connection, config, update: Script::new(UPDATE_SCRIPT), touch: Script::new(TOUCH_SCRIPT) })
+        Ok(Self {
+            connection,
+            config,
+            update: Script::new(UPDATE_SCRIPT),
+            touch: Script::new(TOUCH_SCRIPT),
+        })
     }
 
     /// The configuration.
@@ -140,7 +164,11 @@ impl RedisStore {
     pub async fn count(&self) -> Result<u64> {
         let mut connection = self.connection.clone();
         let mut iter: redis::AsyncIter<'_, String> = connection
-            .scan_options(redis::ScanOptions::default().with_pattern(self.pattern()).with_count(1000))
+            .scan_options(
+                redis::ScanOptions::default()
+                    .with_pattern(self.pattern())
+                    .with_count(1000),
+            )
             .await
             .map_err(rd("scanning keys"))?;
         let mut count = 0;
@@ -154,7 +182,12 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
         let expires_at = truncate_to_millis(expires_at);
         let reply: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
@@ -168,13 +201,20 @@ impl SessionStore for RedisStore {
         match reply.as_deref() {
             Some("OK") => Ok(CreateOutcome::Created),
             None => Ok(CreateOutcome::IdTaken),
-            Some(_) => Err(Error::new(ErrorKind::Backend, "redis: unexpected reply to SET NX")),
+            Some(_) => Err(Error::new(
+                ErrorKind::Backend,
+                "redis: unexpected reply to SET NX",
+            )),
         }
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let value: Option<Vec<u8>> =
-            self.connection.clone().get(self.key(key)).await.map_err(rd("reading a session"))?;
+        let value: Option<Vec<u8>> = self
+            .connection
+            .clone()
+            .get(self.key(key))
+            .await
+            .map_err(rd("reading a session"))?;
         value.map(decode).transpose()
     }
 
@@ -205,7 +245,10 @@ impl SessionStore for RedisStore {
             1 => Ok(UpdateOutcome::Updated { version }),
             2 => Ok(UpdateOutcome::Conflict),
             3 => Ok(UpdateOutcome::IdTaken),
-            _ => Err(Error::new(ErrorKind::Backend, "redis: unexpected reply from the update script")),
+            _ => Err(Error::new(
+                ErrorKind::Backend,
+                "redis: unexpected reply from the update script",
+            )),
         }
     }
 
@@ -223,7 +266,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        let _: i64 = self.connection.clone().unlink(self.key(key)).await.map_err(rd("deleting a session"))?;
+        let _: i64 = self
+            .connection
+            .clone()
+            .unlink(self.key(key))
+            .await
+            .map_err(rd("deleting a session"))?;
         Ok(())
     }
 
@@ -239,7 +287,11 @@ impl SessionStore for RedisStore {
         let mut keys: Vec<String> = Vec::new();
         {
             let mut iter: redis::AsyncIter<'_, String> = scanner
-                .scan_options(redis::ScanOptions::default().with_pattern(self.pattern()).with_count(1000))
+                .scan_options(
+                    redis::ScanOptions::default()
+                        .with_pattern(self.pattern())
+                        .with_count(1000),
+                )
                 .await
                 .map_err(rd("scanning keys"))?;
             while let Some(item) = iter.next_item().await {
@@ -247,7 +299,12 @@ impl SessionStore for RedisStore {
             }
         }
         for batch in keys.chunks(CLEAR_BATCH) {
-            let _: i64 = self.connection.clone().unlink(batch).await.map_err(rd("clearing sessions"))?;
+            let _: i64 = self
+                .connection
+                .clone()
+                .unlink(batch)
+                .await
+                .map_err(rd("clearing sessions"))?;
         }
         Ok(())
     }

@@ -29,20 +29,47 @@ struct PrivateRedis {
 impl PrivateRedis {
     /// Starts one, or returns `None` (loudly; a failure under CI) when `redis-server` is missing.
     fn start(extra: &[&str]) -> Option<Self> {
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
-            assert!(!conformance_tests::servers_required(), "redis-server is not installed but CI requires these tests");
-            eprintln!("SKIPPED: redis-server is not installed; the private-server tests do not run");
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            assert!(
+                !conformance_tests::servers_required(),
+                "redis-server is not installed but CI requires these tests"
+            );
+            eprintln!(
+                "SKIPPED: redis-server is not installed; the private-server tests do not run"
+            );
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = Self { port, extra: extra.iter().map(|s| s.to_string()).collect(), child: None };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
         server.spawn();
         Some(server)
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,7 +78,10 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the private redis-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the private redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -76,8 +106,12 @@ impl Drop for PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_and_restarted_under_load() {
-    let Some(mut server) = PrivateRedis::start(&[]) else { return };
-    let config = RedisConfig::new(server.url()).key_prefix("fault:").response_timeout(Duration::from_secs(1));
+    let Some(mut server) = PrivateRedis::start(&[]) else {
+        return;
+    };
+    let config = RedisConfig::new(server.url())
+        .key_prefix("fault:")
+        .response_timeout(Duration::from_secs(1));
     let store = Arc::new(RedisStore::connect(config).await.unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..8)
@@ -92,7 +126,10 @@ async fn server_killed_and_restarted_under_load() {
                         Ok(CreateOutcome::Created) => acked.push(key),
                         Ok(CreateOutcome::IdTaken) => panic!("a fresh key was reported taken"),
                         Err(e) => {
-                            assert!(e.is_transient(), "a dead server gave a permanent error: {e}");
+                            assert!(
+                                e.is_transient(),
+                                "a dead server gave a permanent error: {e}"
+                            );
                             errors += 1;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
@@ -119,19 +156,32 @@ async fn server_killed_and_restarted_under_load() {
     // Later operations succeed on the same store once it has reconnected.
     let mut recovered = None;
     while restarted.elapsed() < Duration::from_secs(15) {
-        if store.create(&SessionId::generate().key(), later(), b"after").await.is_ok() {
+        if store
+            .create(&SessionId::generate().key(), later(), b"after")
+            .await
+            .is_ok()
+        {
             recovered = Some(restarted.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(recovered.is_some(), "the store did not recover after the restart");
+    assert!(
+        recovered.is_some(),
+        "the store did not recover after the restart"
+    );
     for _ in 0..100 {
         let key = SessionId::generate().key();
-        assert_eq!(store.create(&key, later(), b"after").await.unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            store.create(&key, later(), b"after").await.unwrap(),
+            CreateOutcome::Created
+        );
         assert!(store.read(&key).await.unwrap().is_some());
     }
-    println!("{} creates acknowledged, {errors} transient errors, recovered {recovered:?} after the restart", acked.len());
+    println!(
+        "{} creates acknowledged, {errors} transient errors, recovered {recovered:?} after the restart",
+        acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +219,15 @@ async fn client_kill_gives_transient_errors_never_false_success() {
     let mut killed = 0i64;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let n: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query_async(&mut admin).await.unwrap();
+        let n: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
         killed += n;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -180,40 +238,80 @@ async fn client_kill_gives_transient_errors_never_false_success() {
     }
     assert!(killed > 0);
     for key in &acked {
-        assert!(store.read(key).await.unwrap().is_some(), "an acknowledged create is missing");
+        assert!(
+            store.read(key).await.unwrap().is_some(),
+            "an acknowledged create is missing"
+        );
     }
     factory.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_clusters_and_bad_urls() {
-    let err = RedisStore::connect(RedisConfig::new("redis://:pw@[bad-host")).await.unwrap_err();
+    let err = RedisStore::connect(RedisConfig::new("redis://:pw@[bad-host"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(!format!("{err} {err:?}").contains("pw@"), "{err}");
-    let err = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379").key_prefix("all*")).await.unwrap_err();
+    let err = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379").key_prefix("all*"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 
-    let unused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unused = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = Instant::now();
-    let config = RedisConfig::new(format!("redis://127.0.0.1:{unused}")).connection_timeout(Duration::from_secs(1));
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{unused}"))
+        .connection_timeout(Duration::from_secs(1));
     let err = RedisStore::connect(config).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
     assert!(err.is_transient(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 
-    let Some(secured) = PrivateRedis::start(&["--requirepass", "right-password"]) else { return };
+    let Some(secured) = PrivateRedis::start(&["--requirepass", "right-password"]) else {
+        return;
+    };
     let wrong = format!("redis://:wrong-password@127.0.0.1:{}", secured.port);
-    let err = RedisStore::connect(RedisConfig::new(wrong)).await.unwrap_err();
+    let err = RedisStore::connect(RedisConfig::new(wrong))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(!format!("{err} {err:?}").contains("wrong-password"), "the password leaked: {err}");
+    assert!(
+        !format!("{err} {err:?}").contains("wrong-password"),
+        "the password leaked: {err}"
+    );
     let right = format!("redis://:right-password@127.0.0.1:{}", secured.port);
     let store = RedisStore::connect(RedisConfig::new(right)).await.unwrap();
-    assert_eq!(store.create(&SessionId::generate().key(), later(), b"ok").await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store
+            .create(&SessionId::generate().key(), later(), b"ok")
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
 
     let dir = std::env::temp_dir().join(format!("session-redis-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let Some(cluster) = PrivateRedis::start(&["--cluster-enabled", "yes", "--cluster-config-file", dir.join("nodes.conf").to_str().unwrap(), "--dir", dir.to_str().unwrap()]) else { return };
-    let err = RedisStore::connect(RedisConfig::new(cluster.url())).await.unwrap_err();
+    let Some(cluster) = PrivateRedis::start(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        dir.join("nodes.conf").to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]) else {
+        return;
+    };
+    let err = RedisStore::connect(RedisConfig::new(cluster.url()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("Cluster"), "{err}");
     drop(cluster);
@@ -230,30 +328,82 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
     let store = RedisStore::connect(config.clone()).await.unwrap();
     let client = redis::Client::open(factory.url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let (hash, garbage, fine) = (SessionId::generate().key(), SessionId::generate().key(), SessionId::generate().key());
+    let (hash, garbage, fine) = (
+        SessionId::generate().key(),
+        SessionId::generate().key(),
+        SessionId::generate().key(),
+    );
     let name = |k: &SessionKey| format!("{}{}", config.key_prefix, k.to_hex());
-    let _: () = redis::cmd("HSET").arg(name(&hash)).arg("f").arg("v").query_async(&mut raw).await.unwrap();
-    let _: () = redis::cmd("SET").arg(name(&garbage)).arg("junk").query_async(&mut raw).await.unwrap();
-    assert_eq!(store.create(&fine, later(), b"fine").await.unwrap(), CreateOutcome::Created);
+    let _: () = redis::cmd("HSET")
+        .arg(name(&hash))
+        .arg("f")
+        .arg("v")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(name(&garbage))
+        .arg("junk")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.create(&fine, later(), b"fine").await.unwrap(),
+        CreateOutcome::Created
+    );
     for key in [&hash, &garbage] {
         assert_eq!(store.read(key).await.unwrap_err().kind(), ErrorKind::Decode);
-        assert_eq!(store.update(key, key, 1, later(), b"x").await.unwrap_err().kind(), ErrorKind::Decode);
-        assert_eq!(store.touch(key, later()).await.unwrap_err().kind(), ErrorKind::Decode);
+        assert_eq!(
+            store
+                .update(key, key, 1, later(), b"x")
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Decode
+        );
+        assert_eq!(
+            store.touch(key, later()).await.unwrap_err().kind(),
+            ErrorKind::Decode
+        );
     }
     // Nothing else changed: the foreign values are as they were, the session intact.
-    let kind: String = redis::cmd("TYPE").arg(name(&hash)).query_async(&mut raw).await.unwrap();
+    let kind: String = redis::cmd("TYPE")
+        .arg(name(&hash))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(kind, "hash");
-    let junk: String = redis::cmd("GET").arg(name(&garbage)).query_async(&mut raw).await.unwrap();
+    let junk: String = redis::cmd("GET")
+        .arg(name(&garbage))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(junk, "junk");
-    assert_eq!(store.read(&fine).await.unwrap().unwrap().data.to_vec(), b"fine".to_vec());
+    assert_eq!(
+        store.read(&fine).await.unwrap().unwrap().data.to_vec(),
+        b"fine".to_vec()
+    );
     // clear removes this namespace only, foreign values included; a key one character longer
     // (another namespace's shape) survives.
     let neighbour = format!("{}{}x", config.key_prefix, fine.to_hex());
-    let _: () = redis::cmd("SET").arg(&neighbour).arg("other").query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&neighbour)
+        .arg("other")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     store.clear().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 0);
-    let other: Option<String> = redis::cmd("GET").arg(&neighbour).query_async(&mut raw).await.unwrap();
+    let other: Option<String> = redis::cmd("GET")
+        .arg(&neighbour)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(other.as_deref(), Some("other"));
-    let _: () = redis::cmd("DEL").arg(&neighbour).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&neighbour)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     factory.finish().await;
 }

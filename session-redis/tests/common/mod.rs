@@ -16,7 +16,10 @@ pub struct RedisFactory {
 
 impl RedisFactory {
     pub fn from_env() -> Self {
-        Self { url: conformance_tests::server_url("SESSION_TEST_REDIS_URL"), prefixes: Mutex::new(Vec::new()) }
+        Self {
+            url: conformance_tests::server_url("SESSION_TEST_REDIS_URL"),
+            prefixes: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -49,13 +52,17 @@ impl StoreFactory for RedisFactory {
     }
 
     fn unavailable(&self) -> Option<String> {
-        self.url.is_none().then(|| "SESSION_TEST_REDIS_URL is not set".to_owned())
+        self.url
+            .is_none()
+            .then(|| "SESSION_TEST_REDIS_URL is not set".to_owned())
     }
 
     async fn finish(&self) {
         let prefixes = std::mem::take(&mut *self.prefixes.lock().unwrap());
         for prefix in prefixes {
-            if let Ok(store) = RedisStore::connect(RedisConfig::new(self.url()).key_prefix(prefix)).await {
+            if let Ok(store) =
+                RedisStore::connect(RedisConfig::new(self.url()).key_prefix(prefix)).await
+            {
                 let _ = store.clear().await;
             }
         }
