@@ -186,13 +186,16 @@ async fn server_killed_and_restarted_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_kill_gives_transient_errors_never_false_success() {
-    let factory = RedisFactory::from_env();
-    if factory.unavailable().is_some() {
+    // A private server: killing every client of the shared one would break other tests.
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
-    }
-    let config = factory.fresh_config();
-    let store = Arc::new(RedisStore::connect(config.clone()).await.unwrap());
-    let admin = redis::Client::open(factory.url()).unwrap();
+    };
+    let store = Arc::new(
+        RedisStore::connect(RedisConfig::new(server.url()).key_prefix("kill:"))
+            .await
+            .unwrap(),
+    );
+    let admin = redis::Client::open(server.url()).unwrap();
     let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..8)
@@ -237,13 +240,19 @@ async fn client_kill_gives_transient_errors_never_false_success() {
         acked.extend(worker.await.unwrap().0);
     }
     assert!(killed > 0);
+    let mut checked = 0;
     for key in &acked {
-        assert!(
-            store.read(key).await.unwrap().is_some(),
-            "an acknowledged create is missing"
-        );
+        // The first reads may still meet a killed connection; retry those, never accept None.
+        let record = loop {
+            match store.read(key).await {
+                Ok(record) => break record,
+                Err(e) => assert!(e.is_transient(), "{e}"),
+            }
+        };
+        assert!(record.is_some(), "an acknowledged create is missing");
+        checked += 1;
     }
-    factory.finish().await;
+    println!("killed {killed} client connections; {checked} acknowledged creates all present");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

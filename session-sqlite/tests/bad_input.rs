@@ -103,11 +103,14 @@ async fn a_read_only_file() {
             CreateOutcome::Created
         );
     }
-    // Fold the WAL back so the database is one file.
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE")
+    // Fold the WAL back so the database is one file. The dropped store's threads close their
+    // connections on their own schedule, hence the busy timeout.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
+    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE")
+        .unwrap();
+    drop(raw);
     let before = std::fs::read(&path).unwrap();
     {
         let Some(_guard) = Immutable::new(&path) else {
