@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod config;
 mod error;
 mod id;
 mod manager;
 mod store;
 
+pub use config::{redact_url, serde_millis, validate_identifier};
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};
 pub use manager::{

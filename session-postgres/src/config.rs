@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Error, ErrorKind, Result};
+use session_core::{Error, ErrorKind, Result, redact_url, validate_identifier};
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -23,7 +23,7 @@ pub struct PostgresConfig {
     pub min_connections: u32,
     /// How long an operation waits for a connection (including connecting) before a transient
     /// error.
-    #[serde(with = "millis")]
+    #[serde(with = "session_core::serde_millis")]
     pub acquire_timeout: Duration,
 }
 
@@ -50,38 +50,6 @@ impl fmt::Debug for PostgresConfig {
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .finish()
-    }
-}
-
-/// `url` with any password replaced by `***`; unparseable URLs are hidden whole.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            // Passwords can also hide in the query (`?password=`).
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(k, v)| {
-                    let hidden =
-                        k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-                    (
-                        k.into_owned(),
-                        if hidden {
-                            "***".to_owned()
-                        } else {
-                            v.into_owned()
-                        },
-                    )
-                })
-                .collect();
-            if !pairs.is_empty() {
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparseable url>".to_owned(),
     }
 }
 
@@ -130,8 +98,8 @@ impl PostgresConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        validate_identifier("schema", &self.schema)?;
-        validate_identifier("table", &self.table)?;
+        validate_identifier("postgres", "schema", &self.schema, 48)?;
+        validate_identifier("postgres", "table", &self.table, 48)?;
         if self.max_connections == 0 {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -139,35 +107,6 @@ impl PostgresConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// Checks that `name` is a plain identifier (it is also quoted wherever it is used).
-fn validate_identifier(what: &str, name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 48;
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "postgres: {what} name {:?} is not a plain identifier (letters, digits, `_`, at most 48 characters, no leading digit)",
-                name.chars().take(80).collect::<String>()
-            ),
-        ))
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
@@ -189,7 +128,6 @@ mod tests {
             shown.contains("db.internal") && shown.contains("app"),
             "{shown}"
         );
-        assert_eq!(redact_url("not a url with s3cr3t"), "<unparseable url>");
     }
 
     #[test]

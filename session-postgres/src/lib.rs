@@ -4,7 +4,7 @@ mod config;
 mod error;
 mod store;
 
-pub use config::{PostgresConfig, redact_url};
+pub use config::PostgresConfig;
 pub use store::PostgresStore;
 
 /// The `sqlx` this crate is built on, for sharing its pool or types.

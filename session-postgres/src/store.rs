@@ -6,12 +6,12 @@ use std::str::FromStr;
 use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, from_unix_millis, truncate_to_millis,
+    UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
-use crate::config::{PostgresConfig, redact_url};
+use crate::config::PostgresConfig;
 use crate::error::{UNIQUE_VIOLATION, map_sqlx_error};
 
 /// Key of the advisory lock that serialises `migrate` across application instances.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Error, ErrorKind, Result};
+use session_core::{Error, ErrorKind, Result, redact_url};
 
 /// Settings of a [`RedisStore`](crate::RedisStore). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -17,10 +17,10 @@ pub struct RedisConfig {
     /// without spaces or the glob characters `* ? [ ] \`.
     pub key_prefix: String,
     /// Timeout for establishing a connection.
-    #[serde(with = "millis")]
+    #[serde(with = "session_core::serde_millis")]
     pub connection_timeout: Duration,
     /// Timeout for one command's reply.
-    #[serde(with = "millis")]
+    #[serde(with = "session_core::serde_millis")]
     pub response_timeout: Duration,
 }
 
@@ -43,19 +43,6 @@ impl fmt::Debug for RedisConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
-    }
-}
-
-/// `url` with its password replaced by `***`; unparseable URLs are hidden whole.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparseable url>".to_owned(),
     }
 }
 
@@ -107,16 +94,6 @@ impl RedisConfig {
                 ),
             ))
         }
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

@@ -4,7 +4,7 @@ mod config;
 mod error;
 mod store;
 
-pub use config::{RedisConfig, redact_url};
+pub use config::RedisConfig;
 pub use store::RedisStore;
 
 /// The `redis` crate this store is built on, for sharing its types.

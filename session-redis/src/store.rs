@@ -7,10 +7,10 @@ use redis::{AsyncCommands, Script};
 use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, from_unix_millis, truncate_to_millis, unix_millis,
+    UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis, unix_millis,
 };
 
-use crate::config::{RedisConfig, redact_url};
+use crate::config::RedisConfig;
 use crate::error::map_redis_error;
 
 /// Bytes before the data in a stored value: version (u64) and expiry in ms (i64), big-endian.

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use session_core::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+use session_core::{Error, ErrorKind, Result, validate_identifier};
 
 /// How hard SQLite works to keep acknowledged writes across a power loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Durability {
@@ -23,7 +23,7 @@ pub enum Durability {
 }
 
 /// Settings of a [`SqliteStore`](crate::SqliteStore).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SqliteConfig {
@@ -37,7 +37,7 @@ pub struct SqliteConfig {
     /// Reader threads, each with its own connection (at least 1).
     pub readers: usize,
     /// How long an operation waits for another process's write lock before failing (transient).
-    #[serde(with = "millis")]
+    #[serde(with = "session_core::serde_millis")]
     pub busy_timeout: Duration,
 }
 
@@ -91,7 +91,7 @@ impl SqliteConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        validate_identifier(&self.table)?;
+        validate_identifier("sqlite", "table", &self.table, 63)?;
         if self.readers == 0 {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -99,62 +99,5 @@ impl SqliteConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// Checks that `name` is a plain SQL identifier (it is also quoted wherever it is used).
-pub(crate) fn validate_identifier(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63;
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "sqlite: table name {:?} is not a plain identifier (letters, digits, `_`, at most 63 characters, no leading digit)",
-                name.chars().take(80).collect::<String>()
-            ),
-        ))
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers() {
-        for good in ["sessions", "_s", "Sessions_2", &"a".repeat(63)] {
-            assert!(validate_identifier(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "2x",
-            "a-b",
-            "a b",
-            "a\"b",
-            "sessions; DROP TABLE x",
-            "é",
-            &"a".repeat(64),
-        ] {
-            assert_eq!(
-                validate_identifier(bad).unwrap_err().kind(),
-                ErrorKind::Config,
-                "{bad}"
-            );
-        }
     }
 }
