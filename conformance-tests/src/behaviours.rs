@@ -13,7 +13,9 @@ use session_core::{
 };
 use tokio::sync::Barrier;
 
-use crate::support::{CountingStore, create, create_expired, ensure, ensure_eq, in_secs, key};
+use crate::support::{
+    CountingStore, create, create_expired, ensure, ensure_eq, in_secs, key, live,
+};
 use crate::{CheckResult, Failure, StoreFactory};
 
 /// Concurrent tasks in each race.
@@ -84,10 +86,7 @@ pub async fn create_on_live_key_is_id_taken(factory: &dyn StoreFactory) -> Check
         CreateOutcome::IdTaken,
         "second create"
     );
-    let record = store
-        .read(&k)
-        .await?
-        .ok_or_else(|| Failure::new("the original record vanished"))?;
+    let record = live(&*store, &k, "the original record vanished").await?;
     ensure_eq!(
         record.data,
         b"original".to_vec(),
@@ -113,10 +112,7 @@ pub async fn create_over_expired_record(factory: &dyn StoreFactory) -> CheckResu
         CreateOutcome::Created,
         "create over an expired record"
     );
-    let record = store
-        .read(&k)
-        .await?
-        .ok_or_else(|| Failure::new("the new record reads as absent"))?;
+    let record = live(&*store, &k, "the new record reads as absent").await?;
     ensure_eq!(record.data, b"new".to_vec(), "data");
     ensure_eq!(record.version, 1, "version");
     ensure_eq!(record.expires_at, expires_at, "expiry");
@@ -206,10 +202,7 @@ pub async fn update_in_place(factory: &dyn StoreFactory) -> CheckResult {
             },
             "update with the current version"
         );
-        let record = store
-            .read(&k)
-            .await?
-            .ok_or_else(|| Failure::new("an updated record reads as absent"))?;
+        let record = live(&*store, &k, "an updated record reads as absent").await?;
         ensure_eq!(record.data, data, "data after update");
         ensure_eq!(record.expires_at, expires_at, "expiry after update");
         ensure_eq!(record.version, version + 1, "version after update");
@@ -247,10 +240,7 @@ pub async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -
             "a refused rotation created its target"
         );
     }
-    let record = store
-        .read(&k)
-        .await?
-        .ok_or_else(|| Failure::new("the record vanished"))?;
+    let record = live(&*store, &k, "the record vanished").await?;
     ensure_eq!(
         (record.data.to_vec(), record.version, record.expires_at),
         (b"v2".to_vec(), 2, expires_at),
@@ -274,10 +264,7 @@ pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResul
         store.read(&a).await?.is_none(),
         "the rotated-away key is still live"
     );
-    let record = store
-        .read(&b)
-        .await?
-        .ok_or_else(|| Failure::new("the rotation target reads as absent"))?;
+    let record = live(&*store, &b, "the rotation target reads as absent").await?;
     ensure_eq!(
         (record.data.to_vec(), record.version, record.expires_at),
         (b"at b".to_vec(), 2, expires_at),
@@ -312,14 +299,8 @@ pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> C
         UpdateOutcome::IdTaken,
         "rotation onto a live key"
     );
-    let ra = store
-        .read(&a)
-        .await?
-        .ok_or_else(|| Failure::new("the source of a refused rotation vanished"))?;
-    let rb = store
-        .read(&b)
-        .await?
-        .ok_or_else(|| Failure::new("the target of a refused rotation vanished"))?;
+    let ra = live(&*store, &a, "the source of a refused rotation vanished").await?;
+    let rb = live(&*store, &b, "the target of a refused rotation vanished").await?;
     ensure_eq!(
         (ra.data.to_vec(), ra.version, ra.expires_at),
         (b"a".to_vec(), 1, ea),
@@ -349,10 +330,7 @@ pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResul
         store.read(&a).await?.is_none(),
         "the rotated-away key is still live"
     );
-    let record = store
-        .read(&b)
-        .await?
-        .ok_or_else(|| Failure::new("the rotation target reads as absent"))?;
+    let record = live(&*store, &b, "the rotation target reads as absent").await?;
     ensure_eq!(
         (record.data.to_vec(), record.version, record.expires_at),
         (b"moved".to_vec(), 2, expires_at),
@@ -412,10 +390,7 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
             "rotation from {what} key created its target"
         );
     }
-    let record = store
-        .read(&successor)
-        .await?
-        .ok_or_else(|| Failure::new("the successor vanished"))?;
+    let record = live(&*store, &successor, "the successor vanished").await?;
     ensure_eq!(
         (record.data.to_vec(), record.version),
         (b"s".to_vec(), 2),
@@ -440,10 +415,7 @@ pub async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult 
             store.touch(&k, expires_at).await?,
             "touch of a live record returned false"
         );
-        let record = store
-            .read(&k)
-            .await?
-            .ok_or_else(|| Failure::new("a touched record reads as absent"))?;
+        let record = live(&*store, &k, "a touched record reads as absent").await?;
         ensure_eq!(
             (record.data.to_vec(), record.version, record.expires_at),
             (b"data2".to_vec(), 2, expires_at),
@@ -567,10 +539,7 @@ pub async fn clear_only_this_namespace(factory: &dyn StoreFactory) -> CheckResul
         "clear left a record behind"
     );
     for k in [shared, only_other] {
-        let record = other
-            .read(&k)
-            .await?
-            .ok_or_else(|| Failure::new("clear removed a record of another namespace"))?;
+        let record = live(&*other, &k, "clear removed a record of another namespace").await?;
         ensure_eq!(record.data, b"other".to_vec(), "the other namespace's data");
     }
     create(&*mine, &shared, in_secs(600), b"again").await?;
@@ -635,10 +604,7 @@ pub async fn race_concurrent_creates(factory: &dyn StoreFactory) -> CheckResult 
             "winners among {RACERS} concurrent creates (round {round})"
         );
         for store in [&stores.0, &stores.1] {
-            let record = store
-                .read(&k)
-                .await?
-                .ok_or_else(|| Failure::new("the raced key reads as absent"))?;
+            let record = live(&**store, &k, "the raced key reads as absent").await?;
             ensure_eq!(
                 record.data,
                 format!("task {}", winners[0]).into_bytes(),
@@ -747,11 +713,7 @@ pub async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult 
                 "update {i} returned {outcome:?} (round {round})"
             );
         }
-        let record = stores
-            .1
-            .read(&k)
-            .await?
-            .ok_or_else(|| Failure::new("the raced key reads as absent"))?;
+        let record = live(&*stores.1, &k, "the raced key reads as absent").await?;
         ensure_eq!(
             (record.data.to_vec(), record.version),
             (format!("task {}", winners[0]).into_bytes(), 2),
@@ -785,10 +747,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
                         if attempts > MAX_ATTEMPTS {
                             return Err(Failure::new("a CAS increment kept conflicting"));
                         }
-                        let record = store
-                            .read(&k)
-                            .await?
-                            .ok_or_else(|| Failure::new("the counter vanished"))?;
+                        let record = live(&*store, &k, "the counter vanished").await?;
                         let value = u64::from_be_bytes(
                             record.data[..]
                                 .try_into()
@@ -823,11 +782,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
             .await
             .map_err(|e| Failure::new(format!("a counting task panicked: {e}")))??;
     }
-    let record = stores
-        .1
-        .read(&k)
-        .await?
-        .ok_or_else(|| Failure::new("the counter vanished"))?;
+    let record = live(&*stores.1, &k, "the counter vanished").await?;
     let value = u64::from_be_bytes(
         record.data[..]
             .try_into()

@@ -77,6 +77,18 @@ pub(crate) async fn create_expired(
     Ok(())
 }
 
+/// The live record at `key`, or a failure saying `missing` when there is none.
+pub(crate) async fn live(
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    missing: &str,
+) -> Result<Record, crate::Failure> {
+    store
+        .read(key)
+        .await?
+        .ok_or_else(|| crate::Failure::new(missing))
+}
+
 /// Counts every call that reaches the inner store.
 pub(crate) struct CountingStore {
     inner: Arc<dyn SessionStore>,

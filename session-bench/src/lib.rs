@@ -223,6 +223,22 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
     Ok(stats)
 }
 
+/// Operations per benchmark cell: `BENCH_OPS` from the environment, else `default`.
+pub fn ops_from_env(default: usize) -> usize {
+    std::env::var("BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The multi-threaded runtime the benchmark programs run on (one worker per core).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// Formats a duration compactly: `850ns`, `12.3µs`, `4.56ms`.
 pub fn short(d: Duration) -> String {
     let nanos = d.as_nanos();

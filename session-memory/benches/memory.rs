@@ -154,10 +154,7 @@ baseline!(TokioMutexStore, tokio::sync::Mutex<Map>, |s| s
     .await);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = session_bench::runtime();
     let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
         ("MemoryStore", Arc::new(MemoryStore::new())),
         ("std Mutex<HashMap>", Arc::new(StdMutexStore::default())),
@@ -170,7 +167,7 @@ fn main() {
             &[Op::Create, Op::Read, Op::Update, Op::Delete],
             &[1, 16, 64],
             &[200, 4096],
-            64_000,
+            session_bench::ops_from_env(64_000),
             Duration::from_secs(5),
         ))
         .expect("benchmark");

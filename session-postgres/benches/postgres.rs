@@ -130,14 +130,8 @@ fn main() {
         eprintln!("set SESSION_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)");
         std::process::exit(2);
     };
-    let ops: usize = std::env::var("BENCH_OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let ops: usize = session_bench::ops_from_env(5_000);
+    let runtime = session_bench::runtime();
     let suffix = &SessionId::generate().key().to_hex()[..8];
     let (store_table, raw_table) = (
         format!("bench_store_{suffix}"),

@@ -139,14 +139,8 @@ fn main() {
         eprintln!("set SESSION_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379)");
         std::process::exit(2);
     };
-    let ops: usize = std::env::var("BENCH_OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let ops: usize = session_bench::ops_from_env(20_000);
+    let runtime = session_bench::runtime();
     let run = &SessionId::generate().key().to_hex()[..8];
     let rows = runtime.block_on(async {
         let store =

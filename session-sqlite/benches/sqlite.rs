@@ -125,15 +125,9 @@ impl SessionStore for RawSqlite {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = session_bench::runtime();
     let dir = tempfile::tempdir().unwrap();
-    let ops: usize = std::env::var("BENCH_OPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let ops: usize = session_bench::ops_from_env(20_000);
     let rows = runtime.block_on(async {
         let store = SqliteStore::with_config(SqliteConfig::new(dir.path().join("store.sqlite")))
             .await
