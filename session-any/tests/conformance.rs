@@ -1,0 +1,31 @@
+//! The whole conformance suite against each backend, every store built from a URL through
+//! `session_any` (so parsing, settings and dispatch are what is tested).
+
+use session_any::testing::UrlFactory;
+
+mod memory {
+    use super::*;
+    conformance_tests::suite!(UrlFactory::new("memory://").expect("a valid URL"));
+}
+
+mod sqlite_temporary {
+    use super::*;
+    conformance_tests::suite!(UrlFactory::new("sqlite::memory:").expect("a valid URL"));
+}
+
+mod sqlite_full_durability {
+    use super::*;
+    conformance_tests::suite!(
+        UrlFactory::new("sqlite::memory:?durability=full&timeout_ms=5000").expect("a valid URL")
+    );
+}
+
+mod postgres {
+    use super::*;
+    conformance_tests::suite!(UrlFactory::from_env("SESSION_TEST_POSTGRES_URL"));
+}
+
+mod redis {
+    use super::*;
+    conformance_tests::suite!(UrlFactory::from_env("SESSION_TEST_REDIS_URL"));
+}

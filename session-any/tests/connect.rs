@@ -1,0 +1,145 @@
+//! Opening stores from URLs: settings reach the store, namespaces stay apart, bad URLs and
+//! unreachable servers are clear errors without secrets.
+
+use std::time::Duration;
+
+use session_any::{AnyStore, Backend, StoreConfig, connect};
+use session_core::{
+    CreateOutcome, ErrorKind, SessionId, SessionStore, time::OffsetDateTime,
+};
+
+fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(3600)
+}
+
+#[tokio::test]
+async fn sqlite_settings_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let url = format!("sqlite://{}?table=web_sessions", path.display());
+    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let key = SessionId::generate().key();
+    assert_eq!(store.create(&key, later(), b"x").await.unwrap(), CreateOutcome::Created);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.live, counts.expired), (1, Some(0)));
+    drop(store);
+
+    // The session is in the named table of the named file.
+    let connection = session_sqlite::rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM web_sessions", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    // Reopened through the same URL, it is still there; another table does not see it.
+    let again = connect(&url).await.unwrap();
+    assert!(again.read(&key).await.unwrap().is_some());
+    let other = connect(&format!("sqlite://{}?table=other", path.display()))
+        .await
+        .unwrap();
+    assert!(other.read(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn temporary_sqlite_files_are_private_and_removed() {
+    let a = AnyStore::open(&StoreConfig::new("sqlite::memory:")).await.unwrap();
+    let b = AnyStore::open(&StoreConfig::new("sqlite::memory:")).await.unwrap();
+    let key = SessionId::generate().key();
+    assert_eq!(a.create(&key, later(), b"x").await.unwrap(), CreateOutcome::Created);
+    assert!(b.read(&key).await.unwrap().is_none());
+    let dir = format!("{a:?}");
+    assert!(dir.contains("session-any-"), "{dir}");
+}
+
+#[tokio::test]
+async fn drop_namespace_removes_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.db");
+    let url = format!("sqlite://{}?table=doomed", path.display());
+    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
+    assert_eq!(
+        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        CreateOutcome::Created
+    );
+    store.drop_namespace().await.unwrap();
+    drop(store);
+    let connection = session_sqlite::rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'doomed'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[tokio::test]
+async fn bad_urls_are_config_errors() {
+    for (url, needle) in [
+        ("mysql://root@localhost/test", "unknown store URL scheme `mysql`"),
+        ("sqlite://", "needs a file path"),
+        ("sqlite:///nonexistent-dir-for-session-any/x.db", "sqlite"),
+        ("postgres://u@h/d?table=bad-name", "not a plain identifier"),
+        ("redis://127.0.0.1:6379?key_prefix=a*b", "prefix"),
+    ] {
+        let error = connect(url).await.err().unwrap_or_else(|| panic!("{url} opened"));
+        assert!(error.to_string().contains(needle), "{url}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_servers_fail_fast_without_secrets() {
+    for url in [
+        "postgres://app:hunter2@127.0.0.1:1/app?timeout_ms=1500",
+        "redis://:hunter2@127.0.0.1:1?timeout_ms=1500",
+    ] {
+        let started = std::time::Instant::now();
+        let error = connect(url).await.err().expect("nothing listens on port 1");
+        assert!(started.elapsed() < Duration::from_secs(10), "{url}");
+        assert_eq!(error.kind(), ErrorKind::Backend, "{url}: {error}");
+        assert!(error.is_transient(), "{url}: {error}");
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn postgres_settings_reach_the_server() {
+    let Some(base) = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let namespace = session_any::testing::fresh_namespace();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}schema=session_any_tests&table={namespace}&max_connections=2");
+    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    assert_eq!(
+        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.counts().await.unwrap().live, 1);
+    let debug = format!("{store:?}");
+    assert!(debug.contains("session_any_tests") && debug.contains(&namespace), "{debug}");
+    store.drop_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_settings_reach_the_server() {
+    let Some(base) = conformance_tests::server_url("SESSION_TEST_REDIS_URL") else {
+        return;
+    };
+    let namespace = session_any::testing::fresh_namespace();
+    let url = format!("{base}?key_prefix={namespace}%3A");
+    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
+    assert_eq!(store.backend(), Backend::Redis);
+    assert_eq!(
+        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        CreateOutcome::Created
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.live, counts.expired), (1, None));
+    store.drop_namespace().await.unwrap();
+    assert_eq!(store.counts().await.unwrap().live, 0);
+}
