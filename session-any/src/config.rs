@@ -307,7 +307,10 @@ impl StoreConfig {
         let invalid = || {
             Error::new(
                 ErrorKind::Config,
-                format!("session-any: invalid {backend} URL {}", redact_url(&self.url)),
+                format!(
+                    "session-any: invalid {backend} URL {}",
+                    redact_url(&self.url)
+                ),
             )
         };
         let mut query_options = Vec::new();
@@ -473,8 +476,17 @@ mod tests {
         let error = resolve("mysql://root@localhost/db").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Config);
         let message = error.to_string();
-        assert!(message.contains("unknown store URL scheme `mysql`"), "{message}");
-        for scheme in ["memory://", "sqlite://path", "postgres://", "redis://", "rediss://"] {
+        assert!(
+            message.contains("unknown store URL scheme `mysql`"),
+            "{message}"
+        );
+        for scheme in [
+            "memory://",
+            "sqlite://path",
+            "postgres://",
+            "redis://",
+            "rediss://",
+        ] {
             assert!(message.contains(scheme), "{message} lacks {scheme}");
         }
         let error = resolve("no scheme here").unwrap_err();
@@ -536,15 +548,27 @@ mod tests {
             table: Some("from_field".into()),
             ..StoreConfig::new("sqlite://s.db?table=from_query")
         };
-        assert_eq!(config.resolve().unwrap().table.as_deref(), Some("from_field"));
+        assert_eq!(
+            config.resolve().unwrap().table.as_deref(),
+            Some("from_field")
+        );
     }
 
     #[test]
     fn misplaced_and_malformed_options_are_errors() {
         for (url, needle) in [
-            ("postgres://h/d?key_prefix=x", "`key_prefix` does not apply to the postgres store"),
-            ("redis://h?table=x", "`table` does not apply to the redis store"),
-            ("memory://?table=x", "`table` does not apply to the memory store"),
+            (
+                "postgres://h/d?key_prefix=x",
+                "`key_prefix` does not apply to the postgres store",
+            ),
+            (
+                "redis://h?table=x",
+                "`table` does not apply to the redis store",
+            ),
+            (
+                "memory://?table=x",
+                "`table` does not apply to the memory store",
+            ),
             ("sqlite://s.db?tabel=x", "unknown option `tabel`"),
             ("sqlite://s.db?durability=sometimes", "durability must be"),
             ("sqlite://s.db?timeout_ms=soon", "must be a whole number"),
@@ -582,13 +606,20 @@ mod tests {
         assert_eq!(config.durability, Some(Durability::Full));
         let config: StoreConfig =
             serde_json::from_str(r#"{"url":"redis://h","key_prefix":"app:"}"#).unwrap();
-        assert_eq!(config.resolve().unwrap().key_prefix.as_deref(), Some("app:"));
-        assert!(serde_json::from_str::<StoreConfig>(r#"{"url":"redis://h","prefix":"x"}"#).is_err());
+        assert_eq!(
+            config.resolve().unwrap().key_prefix.as_deref(),
+            Some("app:")
+        );
+        assert!(
+            serde_json::from_str::<StoreConfig>(r#"{"url":"redis://h","prefix":"x"}"#).is_err()
+        );
     }
 
     #[test]
     fn isolated_replaces_the_namespace() {
-        let pg = StoreConfig::new("postgres://h/d?table=sessions").isolated("ns1").unwrap();
+        let pg = StoreConfig::new("postgres://h/d?table=sessions")
+            .isolated("ns1")
+            .unwrap();
         assert_eq!(pg.resolve().unwrap().table.as_deref(), Some("ns1"));
         let redis = StoreConfig::new("redis://h").isolated("ns1").unwrap();
         assert_eq!(redis.resolve().unwrap().key_prefix.as_deref(), Some("ns1:"));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::{
-    CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, time::OffsetDateTime,
+    CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
+    async_trait, time::OffsetDateTime,
 };
 
 #[cfg(feature = "sqlite")]

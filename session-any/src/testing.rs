@@ -27,7 +27,7 @@ pub struct UrlFactory {
     /// For `sqlite::memory:`: one temporary file shared by the factory's stores, so that the two
     /// stores of a pair share it.
     #[cfg(feature = "sqlite")]
-    _temp: Option<tempfile::TempDir>,
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 impl std::fmt::Debug for UrlFactory {
@@ -65,7 +65,7 @@ impl UrlFactory {
                 url.push_str(query);
             }
             config.url = url;
-            temp = Some(dir);
+            temp = Some(Arc::new(dir));
         }
         Ok(Self {
             config,
@@ -94,6 +94,20 @@ impl UrlFactory {
         }
     }
 
+    /// A factory for the same URL (and the same temporary file) with no namespaces of its own
+    /// yet: one per behaviour when behaviours run at once, so that each one's
+    /// [`finish`](StoreFactory::finish) removes only its own namespaces.
+    pub fn fresh(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            backend: self.backend,
+            unavailable: self.unavailable.clone(),
+            created: Mutex::new(Vec::new()),
+            #[cfg(feature = "sqlite")]
+            _temp: self._temp.clone(),
+        }
+    }
+
     /// The backend of the URL.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -111,10 +125,10 @@ impl UrlFactory {
         let stores = std::mem::take(&mut *self.created.lock());
         let mut first = Ok(());
         for store in stores {
-            if let Err(e) = store.drop_namespace().await {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+            if let Err(e) = store.drop_namespace().await
+                && first.is_ok()
+            {
+                first = Err(e);
             }
         }
         first

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use session_any::{AnyStore, Backend, StoreConfig, connect};
-use session_core::{
-    CreateOutcome, ErrorKind, SessionId, SessionStore, time::OffsetDateTime,
-};
+use session_core::{CreateOutcome, ErrorKind, SessionId, SessionStore, time::OffsetDateTime};
 
 fn later() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::from_secs(3600)
@@ -20,7 +18,10 @@ async fn sqlite_settings_reach_the_file() {
     let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     let key = SessionId::generate().key();
-    assert_eq!(store.create(&key, later(), b"x").await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create(&key, later(), b"x").await.unwrap(),
+        CreateOutcome::Created
+    );
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.live, counts.expired), (1, Some(0)));
     drop(store);
@@ -43,10 +44,17 @@ async fn sqlite_settings_reach_the_file() {
 
 #[tokio::test]
 async fn temporary_sqlite_files_are_private_and_removed() {
-    let a = AnyStore::open(&StoreConfig::new("sqlite::memory:")).await.unwrap();
-    let b = AnyStore::open(&StoreConfig::new("sqlite::memory:")).await.unwrap();
+    let a = AnyStore::open(&StoreConfig::new("sqlite::memory:"))
+        .await
+        .unwrap();
+    let b = AnyStore::open(&StoreConfig::new("sqlite::memory:"))
+        .await
+        .unwrap();
     let key = SessionId::generate().key();
-    assert_eq!(a.create(&key, later(), b"x").await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        a.create(&key, later(), b"x").await.unwrap(),
+        CreateOutcome::Created
+    );
     assert!(b.read(&key).await.unwrap().is_none());
     let dir = format!("{a:?}");
     assert!(dir.contains("session-any-"), "{dir}");
@@ -59,7 +67,10 @@ async fn drop_namespace_removes_the_table() {
     let url = format!("sqlite://{}?table=doomed", path.display());
     let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
     assert_eq!(
-        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        store
+            .create(&SessionId::generate().key(), later(), b"x")
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     store.drop_namespace().await.unwrap();
@@ -78,13 +89,19 @@ async fn drop_namespace_removes_the_table() {
 #[tokio::test]
 async fn bad_urls_are_config_errors() {
     for (url, needle) in [
-        ("mysql://root@localhost/test", "unknown store URL scheme `mysql`"),
+        (
+            "mysql://root@localhost/test",
+            "unknown store URL scheme `mysql`",
+        ),
         ("sqlite://", "needs a file path"),
         ("sqlite:///nonexistent-dir-for-session-any/x.db", "sqlite"),
         ("postgres://u@h/d?table=bad-name", "not a plain identifier"),
         ("redis://127.0.0.1:6379?key_prefix=a*b", "prefix"),
     ] {
-        let error = connect(url).await.err().unwrap_or_else(|| panic!("{url} opened"));
+        let error = connect(url)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} opened"));
         assert!(error.to_string().contains(needle), "{url}: {error}");
     }
 }
@@ -116,12 +133,18 @@ async fn postgres_settings_reach_the_server() {
     let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     assert_eq!(
-        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        store
+            .create(&SessionId::generate().key(), later(), b"x")
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(store.counts().await.unwrap().live, 1);
     let debug = format!("{store:?}");
-    assert!(debug.contains("session_any_tests") && debug.contains(&namespace), "{debug}");
+    assert!(
+        debug.contains("session_any_tests") && debug.contains(&namespace),
+        "{debug}"
+    );
     store.drop_namespace().await.unwrap();
 }
 
@@ -135,7 +158,10 @@ async fn redis_settings_reach_the_server() {
     let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
     assert_eq!(store.backend(), Backend::Redis);
     assert_eq!(
-        store.create(&SessionId::generate().key(), later(), b"x").await.unwrap(),
+        store
+            .create(&SessionId::generate().key(), later(), b"x")
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     let counts = store.counts().await.unwrap();

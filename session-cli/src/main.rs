@@ -1,0 +1,500 @@
+#![doc = include_str!("../README.md")]
+
+use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use conformance_tests::{BEHAVIOURS, Behaviour};
+use futures::{FutureExt, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use session_any::testing::{UrlFactory, fresh_namespace};
+use session_any::{AnyStore, Backend, StoreConfig};
+use session_bench::{Op, Workload};
+use session_core::{Error, SessionId, SessionStore};
+
+/// Check, benchmark and inspect session stores.
+#[derive(Debug, Parser)]
+#[command(name = "sessionctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every conformance behaviour against a store, each in a fresh namespace (a new table or
+    /// key prefix, removed afterwards): existing sessions are never touched.
+    Check {
+        /// Store URL (memory://, sqlite://path, postgres://…, redis://…). Default: an embedded
+        /// SQLite file in a temporary directory.
+        url: Option<String>,
+        /// Only behaviours whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+        /// Behaviours run at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+    },
+    /// Measure create/read/update/rotate/touch/delete throughput and latency, in a fresh
+    /// namespace removed afterwards.
+    Bench {
+        /// Store URL. Default: an embedded SQLite file in a temporary directory.
+        url: Option<String>,
+        /// Concurrent tasks, one measurement per value.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        tasks: Vec<usize>,
+        /// Session data sizes in bytes, one measurement per value.
+        #[arg(long, value_delimiter = ',', default_value = "200,4096")]
+        payload: Vec<usize>,
+        /// Operations per measurement.
+        #[arg(long, default_value_t = 5000)]
+        ops: usize,
+        /// Longest time per measurement, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Operations to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "create,read,update,rotate,touch,delete"
+        )]
+        op: Vec<BenchOp>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Live and expired sessions of a store.
+    Stats {
+        /// Store URL.
+        url: String,
+    },
+    /// Purge expired sessions (`delete_expired`) and print how many went.
+    Gc {
+        /// Store URL.
+        url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchOp {
+    Create,
+    Read,
+    Update,
+    Rotate,
+    Touch,
+    Delete,
+}
+
+impl From<BenchOp> for Op {
+    fn from(op: BenchOp) -> Self {
+        match op {
+            BenchOp::Create => Op::Create,
+            BenchOp::Read => Op::Read,
+            BenchOp::Update => Op::Update,
+            BenchOp::Rotate => Op::Rotate,
+            BenchOp::Touch => Op::Touch,
+            BenchOp::Delete => Op::Delete,
+        }
+    }
+}
+
+/// What ends the program early: a one-line error (exit status 2).
+struct Fatal(String);
+
+impl From<Error> for Fatal {
+    fn from(error: Error) -> Self {
+        Self(error.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sessionctl: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check { url, only, jobs } => check(url, only, jobs.into()).await,
+            Command::Bench {
+                url,
+                tasks,
+                payload,
+                ops,
+                duration,
+                op,
+                format,
+            } => {
+                let settings = BenchSettings {
+                    tasks,
+                    payloads: payload,
+                    ops,
+                    duration,
+                    ops_to_run: op.into_iter().map(Op::from).collect(),
+                    format,
+                };
+                bench(url, settings).await
+            }
+            Command::Stats { url } => stats(&url).await,
+            Command::Gc { url } => gc(&url).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(Fatal(message)) => {
+            eprintln!("sessionctl: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The factory for `url`, or for a temporary SQLite file; checks that the store is reachable
+/// and usable (creates and removes a namespace) before anything else runs.
+async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal> {
+    let url = url.unwrap_or_else(|| "sqlite::memory:".to_owned());
+    let factory = UrlFactory::new(&url)?;
+    let probe = async {
+        let store = factory.open(&fresh_namespace()).await?;
+        store.read(&SessionId::generate().key()).await?;
+        factory.remove_namespaces().await
+    };
+    if let Err(error) = probe.await {
+        let _ = factory.remove_namespaces().await;
+        return Err(Fatal(format!(
+            "cannot use the store at {}: {error}",
+            session_core::redact_url(&url)
+        )));
+    }
+    let shown = if url == "sqlite::memory:" {
+        "sqlite (temporary file)".to_owned()
+    } else {
+        session_core::redact_url(&url).into_owned()
+    };
+    Ok((factory, shown))
+}
+
+fn progress(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+async fn check(url: Option<String>, only: Option<String>, jobs: usize) -> Result<ExitCode, Fatal> {
+    let (factory, shown) = factory_for(url).await?;
+    let selected: Vec<Behaviour> = BEHAVIOURS
+        .iter()
+        .filter(|b| only.as_deref().is_none_or(|text| b.name.contains(text)))
+        .copied()
+        .collect();
+    if selected.is_empty() {
+        return Err(Fatal(format!(
+            "no behaviour's name contains {:?}",
+            only.unwrap_or_default()
+        )));
+    }
+    // A misbehaving store may make a behaviour panic: that is its failure, reported in the
+    // table, not a crash of the program.
+    std::panic::set_hook(Box::new(|_| {}));
+    let bar = progress(selected.len());
+    bar.set_message(format!("checking {shown}"));
+    let started = Instant::now();
+    let factory = &factory;
+    let bar_ref = &bar;
+    let results: Vec<(Behaviour, Result<(), String>, Duration)> =
+        futures::stream::iter(selected.iter().copied())
+            .map(|behaviour| async move {
+                let own = factory.fresh();
+                let run = AssertUnwindSafe(behaviour.check(&own)).catch_unwind();
+                let outcome = run.await;
+                if let Err(error) = own.remove_namespaces().await {
+                    bar_ref.suspend(|| {
+                        eprintln!(
+                            "sessionctl: warning: could not remove a check namespace: {error}"
+                        );
+                    });
+                }
+                let (result, took) = match outcome {
+                    Ok((result, took)) => (result.map_err(|f| f.to_string()), took),
+                    Err(payload) => (
+                        Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+                        Duration::ZERO,
+                    ),
+                };
+                bar_ref.inc(1);
+                bar_ref.set_message(behaviour.name);
+                (behaviour, result, took)
+            })
+            .buffered(jobs)
+            .collect()
+            .await;
+    bar.finish_and_clear();
+    let _ = std::panic::take_hook();
+
+    let width = results
+        .iter()
+        .map(|(b, ..)| b.name.len())
+        .max()
+        .unwrap_or(9);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<6}  {:>9}",
+        "behaviour", "result", "time"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(width + 19));
+    for (behaviour, result, took) in &results {
+        let verdict = if result.is_ok() { "pass" } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {verdict:<6}  {:>9}",
+            behaviour.name,
+            session_bench::short(*took)
+        );
+    }
+    let failed: Vec<_> = results.iter().filter(|(_, r, _)| r.is_err()).collect();
+    for (behaviour, result, _) in &failed {
+        if let Err(message) = result {
+            let _ = writeln!(out, "\nFAILED {}: {message}", behaviour.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} passed, {} failed in {:.1}s against {shown}",
+        results.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    print!("{out}");
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+struct BenchSettings {
+    tasks: Vec<usize>,
+    payloads: Vec<usize>,
+    ops: usize,
+    duration: f64,
+    ops_to_run: Vec<Op>,
+    format: Format,
+}
+
+/// One measurement, as printed.
+#[derive(Debug, Serialize)]
+struct BenchRow {
+    op: &'static str,
+    tasks: usize,
+    payload: usize,
+    ops: u64,
+    ops_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+}
+
+async fn bench(url: Option<String>, settings: BenchSettings) -> Result<ExitCode, Fatal> {
+    if !(settings.duration.is_finite() && settings.duration > 0.0 && settings.duration <= 3600.0) {
+        return Err(Fatal(
+            "--duration must be a number of seconds between 0 and 3600".into(),
+        ));
+    }
+    if settings.ops == 0 || settings.ops > 10_000_000 {
+        return Err(Fatal("--ops must be between 1 and 10000000".into()));
+    }
+    if settings.tasks.iter().any(|&t| t == 0 || t > 4096) {
+        return Err(Fatal("--tasks values must be between 1 and 4096".into()));
+    }
+    if settings.payloads.iter().any(|&p| p > 1 << 20) {
+        return Err(Fatal(
+            "--payload values must be at most 1048576 bytes (the default size limit)".into(),
+        ));
+    }
+    let (factory, shown) = factory_for(url).await?;
+    let store: Arc<dyn SessionStore> = factory.open(&fresh_namespace()).await?;
+    let max_duration = Duration::from_secs_f64(settings.duration);
+    let mut cells = Vec::new();
+    for &op in &settings.ops_to_run {
+        for &payload in &settings.payloads {
+            for &tasks in &settings.tasks {
+                cells.push(Workload {
+                    op,
+                    tasks,
+                    payload,
+                    ops: settings.ops,
+                    max_duration,
+                });
+            }
+        }
+    }
+    let bar = progress(cells.len());
+    let mut rows = Vec::with_capacity(cells.len());
+    let mut failure = None;
+    for workload in cells {
+        bar.set_message(format!(
+            "{} x{} {}B on {shown}",
+            workload.op, workload.tasks, workload.payload
+        ));
+        match session_bench::run(Arc::clone(&store), workload).await {
+            Ok(stats) => rows.push(BenchRow {
+                op: workload.op.name(),
+                tasks: workload.tasks,
+                payload: workload.payload,
+                ops: stats.ops,
+                ops_per_sec: stats.ops_per_sec().round(),
+                p50_us: micros(stats.quantile(0.5)),
+                p99_us: micros(stats.quantile(0.99)),
+                max_us: micros(stats.max()),
+            }),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    drop(store);
+    let cleanup = factory.remove_namespaces().await;
+    if let Some(error) = failure {
+        return Err(Fatal(format!("benchmark failed: {error}")));
+    }
+    cleanup?;
+    print!("{}", render(&rows, settings.format, &shown));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn micros(d: Duration) -> f64 {
+    (d.as_nanos() as f64 / 100.0).round() / 10.0
+}
+
+fn render(rows: &[BenchRow], format: Format, shown: &str) -> String {
+    let mut out = String::new();
+    match format {
+        Format::Table => {
+            let _ = writeln!(out, "store: {shown}");
+            let _ = writeln!(
+                out,
+                "{:<7} {:>5} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9}",
+                "op", "tasks", "payload", "ops", "ops/s", "p50", "p99", "max"
+            );
+            for row in rows {
+                let _ = writeln!(
+                    out,
+                    "{:<7} {:>5} {:>7} {:>8} {:>10.0} {:>9} {:>9} {:>9}",
+                    row.op,
+                    row.tasks,
+                    row.payload,
+                    row.ops,
+                    row.ops_per_sec,
+                    short_us(row.p50_us),
+                    short_us(row.p99_us),
+                    short_us(row.max_us),
+                );
+            }
+        }
+        Format::Csv => {
+            let _ = writeln!(out, "op,tasks,payload,ops,ops_per_sec,p50_us,p99_us,max_us");
+            for row in rows {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{}",
+                    row.op,
+                    row.tasks,
+                    row.payload,
+                    row.ops,
+                    row.ops_per_sec,
+                    row.p50_us,
+                    row.p99_us,
+                    row.max_us
+                );
+            }
+        }
+        Format::Json => {
+            out = serde_json::to_string_pretty(rows).expect("rows serialize");
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn short_us(us: f64) -> String {
+    session_bench::short(Duration::from_nanos((us * 1000.0) as u64))
+}
+
+/// Opens `url` for an operator command; a memory store is refused (it lives inside one
+/// process, so there is nothing of an application's to see from here).
+async fn open_for_operator(url: &str) -> Result<AnyStore, Fatal> {
+    let config = StoreConfig::new(url);
+    if config.backend()? == Backend::Memory {
+        return Err(Fatal(
+            "a memory:// store lives inside one application process; sessionctl cannot see it"
+                .into(),
+        ));
+    }
+    AnyStore::open(&config).await.map_err(|error| {
+        Fatal(format!(
+            "cannot open the store at {}: {error}",
+            session_core::redact_url(url)
+        ))
+    })
+}
+
+async fn stats(url: &str) -> Result<ExitCode, Fatal> {
+    let store = open_for_operator(url).await?;
+    let counts = store.counts().await?;
+    println!("store    {}", session_core::redact_url(url));
+    println!("live     {}", counts.live);
+    match counts.expired {
+        Some(expired) => println!("expired  {expired}"),
+        None => println!(
+            "expired  - ({} drops expired sessions itself)",
+            store.backend()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gc(url: &str) -> Result<ExitCode, Fatal> {
+    let store = open_for_operator(url).await?;
+    let deleted = store.delete_expired().await?;
+    if store.backend() == Backend::Redis {
+        println!("deleted {deleted} expired sessions (Redis drops expired sessions itself)");
+    } else {
+        println!("deleted {deleted} expired sessions");
+    }
+    Ok(ExitCode::SUCCESS)
+}
