@@ -9,7 +9,8 @@ use time::{Duration, OffsetDateTime};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::SessionId;
 use crate::store::{
-    CreateOutcome, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis, unix_millis,
+    CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
+    unix_millis,
 };
 
 /// Default limit on the size of one session's data: 1 MiB.
@@ -116,11 +117,11 @@ impl Default for ExpiryPolicy {
 /// A loaded (or just created) session as the manager sees it: id, data, version, deadlines.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionState {
-    id: SessionId,
-    data: Bytes,
-    version: u64,
-    expires_at: OffsetDateTime,
-    absolute_deadline: Option<OffsetDateTime>,
+    pub(crate) id: SessionId,
+    pub(crate) data: Bytes,
+    pub(crate) version: u64,
+    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) absolute_deadline: Option<OffsetDateTime>,
 }
 
 impl SessionState {
@@ -328,14 +329,23 @@ impl<S: SessionStore> SessionManager<S> {
     /// On [`CreateOutcome::IdTaken`] another fresh id is tried, up to the configured number of
     /// attempts; then [`ErrorKind::IdCollision`]. An existing session is never overwritten.
     pub async fn create(&self, data: impl Into<Bytes>) -> Result<SessionState> {
-        let data = data.into();
+        self.create_with(data.into(), None).await
+    }
+
+    /// [`create`](Self::create) with an expiry chosen by the caller (still capped by the
+    /// absolute deadline) instead of the policy's idle deadline.
+    pub(crate) async fn create_with(
+        &self,
+        data: Bytes,
+        requested: Option<OffsetDateTime>,
+    ) -> Result<SessionState> {
         self.check_size(&data)?;
         let now = OffsetDateTime::now_utc();
         let absolute_deadline = self
             .policy
             .absolute
             .map(|life| truncate_to_millis(now.saturating_add(life)));
-        let expires_at = self.policy.expires_at(now, absolute_deadline);
+        let expires_at = self.expiry_for(requested, absolute_deadline)?;
         let stored = envelope::encode(absolute_deadline, &data);
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
@@ -362,14 +372,7 @@ impl<S: SessionStore> SessionManager<S> {
         let Some(record) = self.store.read(&id.key()).await? else {
             return Ok(None);
         };
-        let (absolute_deadline, data) = envelope::decode(record.data)?;
-        Ok(Some(SessionState {
-            id: id.clone(),
-            data,
-            version: record.version,
-            expires_at: record.expires_at,
-            absolute_deadline,
-        }))
+        self.state_from(id.clone(), record).map(Some)
     }
 
     /// Parses a client-supplied id (a cookie value) and loads it. A malformed id is
@@ -379,18 +382,44 @@ impl<S: SessionStore> SessionManager<S> {
         self.load(&id).await
     }
 
-    /// The expiry for a write now, or [`ErrorKind::NotFound`] when the absolute deadline has
-    /// passed (the session is over; writing it would only store an expired record).
-    fn next_expiry(&self, state: &SessionState) -> Result<OffsetDateTime> {
+    /// The expiry for a write now: `requested` or the policy's, capped by the absolute
+    /// deadline; [`ErrorKind::NotFound`] when that is not in the future (the session is over;
+    /// writing it would only store an expired record).
+    pub(crate) fn expiry_for(
+        &self,
+        requested: Option<OffsetDateTime>,
+        absolute_deadline: Option<OffsetDateTime>,
+    ) -> Result<OffsetDateTime> {
         let now = OffsetDateTime::now_utc();
-        let expires_at = self.policy.expires_at(now, state.absolute_deadline);
+        let expires_at = match requested {
+            Some(requested) => truncate_to_millis(
+                absolute_deadline.map_or(requested, |deadline| requested.min(deadline)),
+            ),
+            None => self.policy.expires_at(now, absolute_deadline),
+        };
         if expires_at <= now {
             return Err(Error::new(
                 ErrorKind::NotFound,
-                "the session reached its absolute deadline",
+                "the session's expiry is not in the future (absolute deadline reached)",
             ));
         }
         Ok(expires_at)
+    }
+
+    fn next_expiry(&self, state: &SessionState) -> Result<OffsetDateTime> {
+        self.expiry_for(None, state.absolute_deadline)
+    }
+
+    /// Decodes a stored record into a state for `id`.
+    pub(crate) fn state_from(&self, id: SessionId, record: Record) -> Result<SessionState> {
+        let (absolute_deadline, data) = envelope::decode(record.data)?;
+        Ok(SessionState {
+            id,
+            data,
+            version: record.version,
+            expires_at: record.expires_at,
+            absolute_deadline,
+        })
     }
 
     /// Saves `state`'s data if the stored version is still the one `state` was loaded at
@@ -400,8 +429,17 @@ impl<S: SessionStore> SessionManager<S> {
     /// [`ErrorKind::NotFound`]: the session is gone (expired, destroyed, rotated away); it is
     /// never recreated.
     pub async fn save(&self, state: &mut SessionState) -> Result<()> {
+        self.save_with(state, None).await
+    }
+
+    /// [`save`](Self::save) with a caller-chosen expiry (capped by the absolute deadline).
+    pub(crate) async fn save_with(
+        &self,
+        state: &mut SessionState,
+        requested: Option<OffsetDateTime>,
+    ) -> Result<()> {
         self.check_size(&state.data)?;
-        let expires_at = self.next_expiry(state)?;
+        let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
         let stored = envelope::encode(state.absolute_deadline, &state.data);
         let key = state.id.key();
         match self
@@ -428,8 +466,18 @@ impl<S: SessionStore> SessionManager<S> {
     /// Moves the session to a fresh id in one atomic store update, keeping its data and absolute
     /// deadline (and saving `state`'s current data). The old id stops working at once.
     pub async fn cycle_id(&self, state: &mut SessionState) -> Result<()> {
+        self.cycle_id_with(state, None).await
+    }
+
+    /// [`cycle_id`](Self::cycle_id) with a caller-chosen expiry (capped by the absolute
+    /// deadline).
+    pub(crate) async fn cycle_id_with(
+        &self,
+        state: &mut SessionState,
+        requested: Option<OffsetDateTime>,
+    ) -> Result<()> {
         self.check_size(&state.data)?;
-        let expires_at = self.next_expiry(state)?;
+        let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
         let stored = envelope::encode(state.absolute_deadline, &state.data);
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
@@ -472,6 +520,15 @@ impl<S: SessionStore> SessionManager<S> {
             return Ok(());
         }
         let expires_at = self.next_expiry(state)?;
+        self.touch_to(state, expires_at).await
+    }
+
+    /// Moves the stored expiry of `state` to `expires_at`.
+    pub(crate) async fn touch_to(
+        &self,
+        state: &mut SessionState,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
         if self.store.touch(&state.id.key(), expires_at).await? {
             state.expires_at = expires_at;
             Ok(())

@@ -1,0 +1,352 @@
+//! [`Tiered`]: a bounded fast front (memory) over a durable back, the back the source of truth.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::SessionKey;
+use crate::store::{
+    CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
+    unix_millis,
+};
+use crate::{async_trait, time::OffsetDateTime};
+
+/// Default longest time a front entry serves reads before the back is asked again.
+pub const DEFAULT_FRONT_TTL: Duration = Duration::from_secs(5);
+/// Default largest number of sessions in the front.
+pub const DEFAULT_FRONT_CAPACITY: usize = 100_000;
+
+/// A store in two tiers (seed 004's memory-first sessions, made safe for several processes):
+/// reads are served by the `front` (typically a memory store) and, on a miss, by the `back`
+/// (SQLite, PostgreSQL, Redis), whose record then fills the front; every write goes to the back
+/// first, with the back's atomic compare-and-swap, and only then to the front.
+///
+/// What holds with any number of `Tiered` instances (app servers) sharing one back:
+/// - **No lost update, no fork, no resurrection.** Writes are decided by the back alone: a save
+///   based on a stale front version is `Conflict`, a rotation of a key rotated elsewhere
+///   `NotFound`, a save of a deleted session `NotFound`. A refused or failed-over write
+///   invalidates the keys it named in this front, so the next read asks the back.
+/// - **A failed back write (an error) leaves the front unchanged.**
+/// - **Bounded staleness of reads.** A front entry serves reads for at most its time to live
+///   ([`with_front_ttl`](Self::with_front_ttl), default 5 s) and never past the record's own
+///   expiry. Within that window an instance can still read a session that *another* instance
+///   updated, rotated or deleted; its own writes it always reads back. Choose the TTL as the
+///   longest a logout may take to reach every server, or use the back alone.
+/// - **Bounded memory.** At most [`with_capacity`](Self::with_capacity) sessions (default
+///   100 000) are kept in the front; the oldest filled go first.
+///
+/// The front holds the back's version and expiry inside its own record, so the front store's
+/// own version counter does not matter; give each `Tiered` a front store of its own.
+pub struct Tiered<F, B> {
+    front: F,
+    back: B,
+    ttl: Duration,
+    capacity: usize,
+    keys: Mutex<FrontKeys>,
+    /// Per key shard, incremented before and after every write through this instance: a read
+    /// that saw its shard's counter change while it asked the back does not fill the front (its
+    /// record may be older than the write's).
+    writes: [AtomicU64; WRITE_SHARDS],
+}
+
+#[derive(Default)]
+struct FrontKeys {
+    order: VecDeque<SessionKey>,
+    present: HashSet<SessionKey>,
+}
+
+impl<F: fmt::Debug, B: fmt::Debug> fmt::Debug for Tiered<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tiered")
+            .field("front", &self.front)
+            .field("back", &self.back)
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+const WRITE_SHARDS: usize = 64;
+
+fn shard(key: &SessionKey) -> usize {
+    usize::from(key.as_bytes()[0]) % WRITE_SHARDS
+}
+
+/// Front value: `[back version u64 BE][back expiry ms i64 BE][data]`.
+const HEADER: usize = 16;
+
+fn encode(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + data.len());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&unix_millis(expires_at).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn decode(record: Record) -> Result<Record> {
+    let corrupt = || {
+        Error::new(
+            ErrorKind::Decode,
+            "tiered: front record is not a tiered entry",
+        )
+    };
+    if record.data.len() < HEADER {
+        return Err(corrupt());
+    }
+    let version = u64::from_be_bytes(record.data[..8].try_into().expect("8 bytes"));
+    let millis = i64::from_be_bytes(record.data[8..HEADER].try_into().expect("8 bytes"));
+    let expires_at = from_unix_millis(millis).ok_or_else(corrupt)?;
+    Ok(Record {
+        data: record.data.slice(HEADER..),
+        expires_at,
+        version,
+    })
+}
+
+impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
+    /// `front` over `back`, with [`DEFAULT_FRONT_TTL`] and [`DEFAULT_FRONT_CAPACITY`].
+    pub fn new(front: F, back: B) -> Self {
+        Self {
+            front,
+            back,
+            ttl: DEFAULT_FRONT_TTL,
+            capacity: DEFAULT_FRONT_CAPACITY,
+            keys: Mutex::new(FrontKeys::default()),
+            writes: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Sets how long a front entry may serve reads (zero: the front is never filled by reads).
+    #[must_use]
+    pub fn with_front_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the most sessions kept in the front (zero: none).
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The front store.
+    pub fn front(&self) -> &F {
+        &self.front
+    }
+
+    /// The back store.
+    pub fn back(&self) -> &B {
+        &self.back
+    }
+
+    /// Sessions currently tracked in the front.
+    pub fn front_len(&self) -> usize {
+        self.keys.lock().present.len()
+    }
+
+    /// Puts the back's `record` at `key` in the front (replacing what is there), evicting the
+    /// oldest entries beyond the capacity.
+    async fn put_front(&self, key: &SessionKey, record: &Record) -> Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let until = record.expires_at.min(now + self.ttl);
+        self.front.delete(key).await?;
+        if until <= now || self.capacity == 0 {
+            self.forget(key);
+            return Ok(());
+        }
+        let value = encode(record.version, record.expires_at, &record.data);
+        if self.front.create(key, until, &value).await? == CreateOutcome::IdTaken {
+            // Another task of this instance filled it between our delete and create; which of
+            // the two is newer is unknown, so keep neither.
+            self.front.delete(key).await?;
+            self.forget(key);
+            return Ok(());
+        }
+        let evicted = {
+            let mut keys = self.keys.lock();
+            if keys.present.insert(*key) {
+                keys.order.push_back(*key);
+            }
+            let mut evicted = Vec::new();
+            while keys.present.len() > self.capacity {
+                let Some(oldest) = keys.order.pop_front() else {
+                    break;
+                };
+                if keys.present.remove(&oldest) {
+                    evicted.push(oldest);
+                }
+            }
+            if keys.order.len() > 2 * self.capacity.max(16) {
+                let FrontKeys { order, present } = &mut *keys;
+                order.retain(|k| present.contains(k));
+            }
+            evicted
+        };
+        for key in evicted {
+            self.front.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn invalidate(&self, key: &SessionKey) -> Result<()> {
+        self.forget(key);
+        self.front.delete(key).await
+    }
+
+    fn forget(&self, key: &SessionKey) {
+        self.keys.lock().present.remove(key);
+    }
+
+    /// Marks the start or the end of a write of `keys`.
+    fn bump(&self, keys: &[&SessionKey]) {
+        for key in keys {
+            self.writes[shard(key)].fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn bump_all(&self) {
+        for counter in &self.writes {
+            counter.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[async_trait]
+impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
+        self.bump(&[key]);
+        let result = async {
+            let outcome = self.back.create(key, expires_at, data).await?;
+            match outcome {
+                CreateOutcome::Created => {
+                    let record = Record {
+                        data: data.to_vec().into(),
+                        expires_at: truncate_to_millis(expires_at),
+                        version: 1,
+                    };
+                    self.put_front(key, &record).await?;
+                }
+                CreateOutcome::IdTaken => self.invalidate(key).await?,
+            }
+            Ok(outcome)
+        }
+        .await;
+        self.bump(&[key]);
+        result
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        if let Some(record) = self.front.read(key).await? {
+            let record = decode(record)?;
+            if record.expires_at > OffsetDateTime::now_utc() {
+                return Ok(Some(record));
+            }
+        }
+        let counter = &self.writes[shard(key)];
+        let writes = counter.load(Ordering::Acquire);
+        let record = self.back.read(key).await?;
+        if let Some(record) = &record
+            && counter.load(Ordering::Acquire) == writes
+        {
+            self.put_front(key, record).await?;
+            if counter.load(Ordering::Acquire) != writes {
+                // A write through this instance raced the fill: drop what may be older.
+                self.invalidate(key).await?;
+            }
+        }
+        Ok(record)
+    }
+
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        self.bump(&[current, previous]);
+        let result = async {
+            let outcome = self
+                .back
+                .update(current, previous, expected_version, expires_at, data)
+                .await?;
+            match outcome {
+                UpdateOutcome::Updated { version } => {
+                    if current != previous {
+                        self.invalidate(previous).await?;
+                    }
+                    let record = Record {
+                        data: data.to_vec().into(),
+                        expires_at: truncate_to_millis(expires_at),
+                        version,
+                    };
+                    self.put_front(current, &record).await?;
+                }
+                UpdateOutcome::NotFound | UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
+                    // The front disagreed with the back (or may): ask the back next time.
+                    self.invalidate(previous).await?;
+                    if current != previous {
+                        self.invalidate(current).await?;
+                    }
+                }
+            }
+            Ok(outcome)
+        }
+        .await;
+        self.bump(&[current, previous]);
+        result
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        self.bump(&[key]);
+        let result = async {
+            let touched = self.back.touch(key, expires_at).await?;
+            // The front entry's copy of the expiry is now wrong either way.
+            self.invalidate(key).await?;
+            Ok(touched)
+        }
+        .await;
+        self.bump(&[key]);
+        result
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.bump(&[key]);
+        let result = async {
+            self.back.delete(key).await?;
+            self.invalidate(key).await
+        }
+        .await;
+        self.bump(&[key]);
+        result
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        let count = self.back.delete_expired().await?;
+        self.front.delete_expired().await?;
+        Ok(count)
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.bump_all();
+        let result = async {
+            self.back.clear().await?;
+            *self.keys.lock() = FrontKeys::default();
+            self.front.clear().await
+        }
+        .await;
+        self.bump_all();
+        result
+    }
+}
