@@ -15,8 +15,9 @@ use crate::manager::{SessionManager, SessionState};
 use crate::store::SessionStore;
 
 /// How many times [`Session::save`] reloads and replays its changes after a `Conflict` before
-/// giving up with [`ErrorKind::Conflict`].
-pub const DEFAULT_CONFLICT_RETRIES: u32 = 8;
+/// giving up with [`ErrorKind::Conflict`]. Every round of concurrent saves lets at least one
+/// through, so 32 concurrent requests on one session all get their changes in.
+pub const DEFAULT_CONFLICT_RETRIES: u32 = 32;
 
 /// When a session expires, as the application chooses per session (seed: tower-sessions'
 /// `Expiry`).

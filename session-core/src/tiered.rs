@@ -2,10 +2,10 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::{RwLock, RwLockWriteGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::SessionKey;
@@ -47,10 +47,12 @@ pub struct Tiered<F, B> {
     ttl: Duration,
     capacity: usize,
     keys: Mutex<FrontKeys>,
-    /// Per key shard, incremented before and after every write through this instance: a read
-    /// that saw its shard's counter change while it asked the back does not fill the front (its
-    /// record may be older than the write's).
-    writes: [AtomicU64; WRITE_SHARDS],
+    /// Per key shard: a write through this instance holds its keys' shards exclusively from
+    /// before the back write until the front is updated; a read that misses the front holds its
+    /// key's shard shared while it asks the back and fills the front. So a fill never installs a
+    /// record older than a write of this instance, and no reader of this instance sees a
+    /// rotation half applied (both keys live, or neither).
+    shards: Box<[RwLock<()>]>,
 }
 
 #[derive(Default)]
@@ -70,10 +72,10 @@ impl<F: fmt::Debug, B: fmt::Debug> fmt::Debug for Tiered<F, B> {
     }
 }
 
-const WRITE_SHARDS: usize = 64;
+const SHARDS: usize = 256;
 
 fn shard(key: &SessionKey) -> usize {
-    usize::from(key.as_bytes()[0]) % WRITE_SHARDS
+    usize::from(key.as_bytes()[0]) % SHARDS
 }
 
 /// Front value: `[back version u64 BE][back expiry ms i64 BE][data]`.
@@ -116,7 +118,7 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
             ttl: DEFAULT_FRONT_TTL,
             capacity: DEFAULT_FRONT_CAPACITY,
             keys: Mutex::new(FrontKeys::default()),
-            writes: std::array::from_fn(|_| AtomicU64::new(0)),
+            shards: (0..SHARDS).map(|_| RwLock::new(())).collect(),
         }
     }
 
@@ -202,17 +204,24 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
         self.keys.lock().present.remove(key);
     }
 
-    /// Marks the start or the end of a write of `keys`.
-    fn bump(&self, keys: &[&SessionKey]) {
-        for key in keys {
-            self.writes[shard(key)].fetch_add(1, Ordering::AcqRel);
+    /// Locks the shards of `keys` for a write, in index order (no deadlock between writers).
+    async fn lock(&self, keys: &[&SessionKey]) -> Vec<RwLockWriteGuard<'_, ()>> {
+        let mut indices: Vec<usize> = keys.iter().map(|k| shard(k)).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let mut guards = Vec::with_capacity(indices.len());
+        for i in indices {
+            guards.push(self.shards[i].write().await);
         }
+        guards
     }
 
-    fn bump_all(&self) {
-        for counter in &self.writes {
-            counter.fetch_add(1, Ordering::AcqRel);
+    async fn lock_all(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
+        let mut guards = Vec::with_capacity(SHARDS);
+        for lock in self.shards.iter() {
+            guards.push(lock.write().await);
         }
+        guards
     }
 }
 
@@ -224,8 +233,8 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<CreateOutcome> {
-        self.bump(&[key]);
-        let result = async {
+        let _guards = self.lock(&[key]).await;
+        {
             let outcome = self.back.create(key, expires_at, data).await?;
             match outcome {
                 CreateOutcome::Created => {
@@ -240,9 +249,6 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
             }
             Ok(outcome)
         }
-        .await;
-        self.bump(&[key]);
-        result
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -252,17 +258,17 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
                 return Ok(Some(record));
             }
         }
-        let counter = &self.writes[shard(key)];
-        let writes = counter.load(Ordering::Acquire);
-        let record = self.back.read(key).await?;
-        if let Some(record) = &record
-            && counter.load(Ordering::Acquire) == writes
-        {
-            self.put_front(key, record).await?;
-            if counter.load(Ordering::Acquire) != writes {
-                // A write through this instance raced the fill: drop what may be older.
-                self.invalidate(key).await?;
+        let _guard = self.shards[shard(key)].read().await;
+        // A write may have finished while this task waited: its result is in the front.
+        if let Some(record) = self.front.read(key).await? {
+            let record = decode(record)?;
+            if record.expires_at > OffsetDateTime::now_utc() {
+                return Ok(Some(record));
             }
+        }
+        let record = self.back.read(key).await?;
+        if let Some(record) = &record {
+            self.put_front(key, record).await?;
         }
         Ok(record)
     }
@@ -275,8 +281,8 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        self.bump(&[current, previous]);
-        let result = async {
+        let _guards = self.lock(&[current, previous]).await;
+        {
             let outcome = self
                 .back
                 .update(current, previous, expected_version, expires_at, data)
@@ -303,33 +309,22 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
             }
             Ok(outcome)
         }
-        .await;
-        self.bump(&[current, previous]);
-        result
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        self.bump(&[key]);
-        let result = async {
+        let _guards = self.lock(&[key]).await;
+        {
             let touched = self.back.touch(key, expires_at).await?;
             // The front entry's copy of the expiry is now wrong either way.
             self.invalidate(key).await?;
             Ok(touched)
         }
-        .await;
-        self.bump(&[key]);
-        result
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        self.bump(&[key]);
-        let result = async {
-            self.back.delete(key).await?;
-            self.invalidate(key).await
-        }
-        .await;
-        self.bump(&[key]);
-        result
+        let _guards = self.lock(&[key]).await;
+        self.back.delete(key).await?;
+        self.invalidate(key).await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
@@ -339,14 +334,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     }
 
     async fn clear(&self) -> Result<()> {
-        self.bump_all();
-        let result = async {
-            self.back.clear().await?;
-            *self.keys.lock() = FrontKeys::default();
-            self.front.clear().await
-        }
-        .await;
-        self.bump_all();
-        result
+        let _guards = self.lock_all().await;
+        self.back.clear().await?;
+        *self.keys.lock() = FrontKeys::default();
+        self.front.clear().await
     }
 }

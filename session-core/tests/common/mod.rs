@@ -1,0 +1,89 @@
+//! A store wrapper whose writes can be made to fail, for the wrappers' tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use session_core::time::OffsetDateTime;
+use session_core::{
+    CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
+    async_trait,
+};
+
+/// Forwards to `inner`; while `fail_writes` is set every write fails (transient); the first
+/// `failing_purges` calls of `delete_expired` fail. Counts `delete_expired` calls.
+#[derive(Debug, Default)]
+pub(crate) struct Flaky<S> {
+    pub(crate) inner: S,
+    pub(crate) fail_writes: AtomicBool,
+    pub(crate) failing_purges: AtomicU64,
+    pub(crate) purges: AtomicU64,
+}
+
+impl<S> Flaky<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self {
+            inner,
+            fail_writes: AtomicBool::new(false),
+            failing_purges: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.fail_writes.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::Backend, "injected failure").transient(true));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for Flaky<S> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
+        self.check()?;
+        self.inner.create(key, at, data).await
+    }
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.inner.read(key).await
+    }
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        version: u64,
+        at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        self.check()?;
+        self.inner
+            .update(current, previous, version, at, data)
+            .await
+    }
+    async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<bool> {
+        self.check()?;
+        self.inner.touch(key, at).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn delete_expired(&self) -> Result<u64> {
+        self.purges.fetch_add(1, Ordering::AcqRel);
+        let failing = self.failing_purges.load(Ordering::Acquire);
+        if failing > 0 {
+            self.failing_purges.store(failing - 1, Ordering::Release);
+            return Err(Error::new(ErrorKind::Backend, "injected purge failure").transient(true));
+        }
+        self.check()?;
+        self.inner.delete_expired().await
+    }
+    async fn clear(&self) -> Result<()> {
+        self.check()?;
+        self.inner.clear().await
+    }
+}

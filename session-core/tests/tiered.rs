@@ -1,0 +1,299 @@
+//! `Tiered`: the whole conformance suite, and two instances (two app servers) over one back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use session_core::time::OffsetDateTime;
+use session_core::{
+    CreateOutcome, Session, SessionId, SessionManager, SessionStore, Tiered, UpdateOutcome,
+};
+use session_memory::MemoryStore;
+
+mod common;
+use common::Flaky;
+
+type Instance = Tiered<MemoryStore, Arc<MemoryStore>>;
+
+mod conformance {
+    use super::*;
+    conformance_tests::suite!(conformance_tests::factory(|| async {
+        Ok(Tiered::new(MemoryStore::new(), MemoryStore::new()))
+    }));
+}
+
+fn two_servers(ttl: Duration) -> (Arc<MemoryStore>, Arc<Instance>, Arc<Instance>) {
+    let back = Arc::new(MemoryStore::new());
+    let a = Tiered::new(MemoryStore::new(), Arc::clone(&back)).with_front_ttl(ttl);
+    let b = Tiered::new(MemoryStore::new(), Arc::clone(&back)).with_front_ttl(ttl);
+    (back, Arc::new(a), Arc::new(b))
+}
+
+fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(600)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cas_counter_across_instances_loses_no_update() {
+    const TASKS: usize = 16;
+    const INCREMENTS: u64 = 25;
+    let (back, a, b) = two_servers(Duration::from_secs(60));
+    let key = SessionId::generate().key();
+    assert_eq!(
+        a.create(&key, later(), &0u64.to_be_bytes()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            tokio::spawn(async move {
+                let mut conflicts = 0u64;
+                for _ in 0..INCREMENTS {
+                    loop {
+                        let record = store.read(&key).await.unwrap().expect("the counter exists");
+                        let value = u64::from_be_bytes(record.data[..].try_into().unwrap());
+                        match store
+                            .update(
+                                &key,
+                                &key,
+                                record.version,
+                                later(),
+                                &(value + 1).to_be_bytes(),
+                            )
+                            .await
+                            .unwrap()
+                        {
+                            UpdateOutcome::Updated { .. } => break,
+                            UpdateOutcome::Conflict => conflicts += 1,
+                            other => panic!("{other:?}"),
+                        }
+                        assert!(
+                            conflicts < 100_000,
+                            "a stale front kept the counter conflicting"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let record = back.read(&key).await.unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(record.data[..].try_into().unwrap()),
+        TASKS as u64 * INCREMENTS
+    );
+    assert_eq!(record.version, 1 + TASKS as u64 * INCREMENTS);
+}
+
+#[tokio::test]
+async fn a_stale_front_never_resurrects_a_deleted_session() {
+    let (back, a, b) = two_servers(Duration::from_secs(60));
+    let key = SessionId::generate().key();
+    assert_eq!(
+        a.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert!(b.read(&key).await.unwrap().is_some(), "b's front is filled");
+    a.delete(&key).await.unwrap();
+    // Within the TTL b may still read it (documented)...
+    let stale = b
+        .read(&key)
+        .await
+        .unwrap()
+        .expect("b serves its front entry");
+    // ...but cannot write it back.
+    assert_eq!(
+        b.update(&key, &key, stale.version, later(), b"v2")
+            .await
+            .unwrap(),
+        UpdateOutcome::NotFound
+    );
+    assert!(back.read(&key).await.unwrap().is_none());
+    assert!(
+        b.read(&key).await.unwrap().is_none(),
+        "the refused write invalidated b's entry"
+    );
+    assert!(!b.touch(&key, later()).await.unwrap());
+    assert!(back.read(&key).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotations_from_two_instances_never_fork() {
+    const RACERS: usize = 32;
+    let (back, a, b) = two_servers(Duration::from_secs(60));
+    for _round in 0..10 {
+        let previous = SessionId::generate().key();
+        assert_eq!(
+            a.create(&previous, later(), b"origin").await.unwrap(),
+            CreateOutcome::Created
+        );
+        b.read(&previous).await.unwrap();
+        let targets: Vec<_> = (0..RACERS).map(|_| SessionId::generate().key()).collect();
+        let tasks: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let store = if i % 2 == 0 {
+                    Arc::clone(&a)
+                } else {
+                    Arc::clone(&b)
+                };
+                let target = *target;
+                tokio::spawn(
+                    async move { store.update(&target, &previous, 1, later(), b"moved").await },
+                )
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap().unwrap() {
+                UpdateOutcome::Updated { version: 2 } => winners += 1,
+                UpdateOutcome::NotFound | UpdateOutcome::Conflict => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(winners, 1);
+        let mut live = 0;
+        for target in &targets {
+            if back.read(target).await.unwrap().is_some() {
+                live += 1;
+            }
+        }
+        assert_eq!(live, 1, "exactly one successor in the back");
+        assert!(back.read(&previous).await.unwrap().is_none());
+        assert!(a.read(&previous).await.unwrap().is_none());
+        assert!(b.read(&previous).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn staleness_is_bounded_by_the_front_ttl() {
+    let (_back, a, b) = two_servers(Duration::from_millis(200));
+    let key = SessionId::generate().key();
+    assert_eq!(
+        a.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(&b.read(&key).await.unwrap().unwrap().data[..], b"v1");
+    assert!(matches!(
+        a.update(&key, &key, 1, later(), b"v2").await.unwrap(),
+        UpdateOutcome::Updated { .. }
+    ));
+    // Own writes are read back at once.
+    assert_eq!(&a.read(&key).await.unwrap().unwrap().data[..], b"v2");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let record = b.read(&key).await.unwrap().unwrap();
+    assert_eq!((&record.data[..], record.version), (&b"v2"[..], 2));
+}
+
+#[tokio::test]
+async fn a_failed_back_write_leaves_the_front_unchanged() {
+    let back = Arc::new(Flaky::new(MemoryStore::new()));
+    let store = Tiered::new(MemoryStore::new(), Arc::clone(&back));
+    let key = SessionId::generate().key();
+    assert_eq!(
+        store.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    back.fail_writes.store(true, Ordering::Release);
+    let fresh = SessionId::generate().key();
+    assert!(store.update(&key, &key, 1, later(), b"v2").await.is_err());
+    assert!(store.update(&fresh, &key, 1, later(), b"v2").await.is_err());
+    assert!(store.delete(&key).await.is_err());
+    assert!(store.create(&fresh, later(), b"x").await.is_err());
+    assert_eq!(store.front_len(), 1);
+    assert!(
+        store.front().read(&key).await.unwrap().is_some(),
+        "front entry kept"
+    );
+    assert!(store.front().read(&fresh).await.unwrap().is_none());
+    let record = store.read(&key).await.unwrap().unwrap();
+    assert_eq!((&record.data[..], record.version), (&b"v1"[..], 1));
+    back.fail_writes.store(false, Ordering::Release);
+    assert_eq!(
+        store.update(&key, &key, 1, later(), b"v2").await.unwrap(),
+        UpdateOutcome::Updated { version: 2 }
+    );
+}
+
+#[tokio::test]
+async fn the_front_is_bounded() {
+    let back = Arc::new(MemoryStore::new());
+    let store = Tiered::new(MemoryStore::new(), Arc::clone(&back)).with_capacity(10);
+    let mut keys = Vec::new();
+    for _ in 0..50 {
+        let key = SessionId::generate().key();
+        assert_eq!(
+            back.create(&key, later(), b"x").await.unwrap(),
+            CreateOutcome::Created
+        );
+        keys.push(key);
+    }
+    for key in &keys {
+        assert!(store.read(key).await.unwrap().is_some());
+    }
+    for key in &keys {
+        assert_eq!(
+            store.create(key, later(), b"y").await.unwrap(),
+            CreateOutcome::IdTaken
+        );
+        assert!(store.read(key).await.unwrap().is_some());
+    }
+    assert!(store.front_len() <= 10, "{}", store.front_len());
+    assert!(
+        store.front().live_records() <= 10,
+        "{}",
+        store.front().live_records()
+    );
+    // The most recently read keys are the ones kept.
+    assert!(store.front().read(&keys[49]).await.unwrap().is_some());
+    assert!(store.front().read(&keys[0]).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_handles_on_two_servers_merge_their_changes() {
+    const TASKS: usize = 16;
+    let (back, a, b) = two_servers(Duration::from_secs(60));
+    let managers: Vec<Arc<SessionManager<Arc<dyn SessionStore>>>> = [a, b]
+        .into_iter()
+        .map(|s| Arc::new(SessionManager::new(s as Arc<dyn SessionStore>)))
+        .collect();
+    let first = Session::with_manager(None, Arc::clone(&managers[0]), None);
+    first.insert("origin", true).await.unwrap();
+    first.save().await.unwrap();
+    let id = first.id().unwrap();
+    let handles: Vec<Session> = (0..TASKS)
+        .map(|i| Session::with_manager(Some(id.clone()), Arc::clone(&managers[i % 2]), None))
+        .collect();
+    for handle in &handles {
+        handle.get_value("origin").await.unwrap();
+    }
+    let tasks: Vec<_> = handles
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            tokio::spawn(async move {
+                s.insert(&format!("k{i}"), i).await.unwrap();
+                s.save().await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    // The back holds every request's key.
+    let back_view = Session::new(Some(id), back, None);
+    for i in 0..TASKS {
+        assert_eq!(
+            back_view.get::<usize>(&format!("k{i}")).await.unwrap(),
+            Some(i)
+        );
+    }
+    assert_eq!(back_view.get::<bool>("origin").await.unwrap(), Some(true));
+}
