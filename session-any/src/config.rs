@@ -229,7 +229,8 @@ impl fmt::Debug for StoreConfig {
 impl FromStr for StoreConfig {
     type Err = Error;
 
-    /// A config of just `url`, checked ([`StoreConfig::resolve`]).
+    /// A config of just `url`, checked: an unknown scheme, a disabled feature or a bad option
+    /// is an error here.
     fn from_str(url: &str) -> Result<Self> {
         let config = Self::new(url);
         config.resolve()?;
