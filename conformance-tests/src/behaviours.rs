@@ -1,5 +1,5 @@
 //! The behaviours, one `pub async fn` each. Every function takes a [`StoreFactory`], asks it for
-//! fresh stores, and returns `Ok(())` or the first [`Failure`](crate::Failure) it saw.
+//! fresh stores, and returns `Ok(())` or the first [`Failure`] it saw.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
