@@ -393,6 +393,13 @@ impl Session {
         (self.expiry_date() - OffsetDateTime::now_utc()).max(Duration::ZERO)
     }
 
+    /// `true` once the handle knows what the store holds (it loaded, or it has no id and so
+    /// nothing to load): a web layer uses it to skip the save of requests that never used
+    /// their session.
+    pub fn is_loaded(&self) -> bool {
+        self.state.lock().stored != Stored::Unknown
+    }
+
     /// `true` once the data, the expiry or the id changed through this handle.
     pub fn is_modified(&self) -> bool {
         self.state.lock().modified
@@ -683,4 +690,21 @@ fn decode_map(bytes: &[u8]) -> Result<Map<String, Value>> {
             e,
         )
     })
+}
+
+/// With the `axum` feature, a handler takes a `Session` argument; the session layer
+/// (`session_axum::SessionLayer`) must have put one in the request.
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Session {
+    type Rejection = (http::StatusCode, &'static str);
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        parts.extensions.get::<Session>().cloned().ok_or((
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "no session in this request: add session_axum::SessionLayer to the router (around this route)",
+        ))
+    }
 }
