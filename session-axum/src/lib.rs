@@ -248,7 +248,10 @@ async fn finish<B: Default>(
                 Incoming::Id(old) => *old != id,
                 Incoming::None | Incoming::Malformed => true,
             };
-            if !(changed || session.is_modified() || (persistent && session.is_loaded())) {
+            // A browser-session cookie carries nothing but the id: re-sent only when the id or
+            // the kind of expiry changed. A persistent one slides with each use.
+            let refresh = persistent && (session.is_modified() || session.is_loaded());
+            if !(changed || refresh || expiry != config.expiry) {
                 return;
             }
             let mut cookie = base_cookie(config, id.expose());

@@ -263,9 +263,19 @@ async fn cookie_settings_apply() {
 async fn get_after_insert_and_remove_last_value() {
     let server = plain_server().await;
     let client = jar_client();
-    server.get(&client, "/insert").await;
-    assert_eq!(server.get(&client, "/get").await.0, "42");
-    server.get(&client, "/remove").await;
+    let (_, cookies) = server.get(&client, "/insert").await;
+    assert_eq!(cookies.len(), 1);
+    let (body, cookies) = server.get(&client, "/get").await;
+    assert_eq!(body, "42");
+    assert!(
+        cookies.is_empty(),
+        "an unchanged browser-session cookie is not re-sent"
+    );
+    let (_, cookies) = server.get(&client, "/remove").await;
+    assert!(
+        cookies.is_empty(),
+        "same id, same kind of cookie: nothing to re-send"
+    );
     assert_eq!(server.get(&client, "/get").await.0, "none");
 }
 
