@@ -294,15 +294,7 @@ impl Session {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get_value(key)
             .await?
-            .map(|value| {
-                serde_json::from_value(value).map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::Decode,
-                        format!("session value {key:?} has another type"),
-                        e,
-                    )
-                })
-            })
+            .map(|value| typed(key, value))
             .transpose()
     }
 
@@ -316,15 +308,7 @@ impl Session {
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.remove_value(key)
             .await?
-            .map(|value| {
-                serde_json::from_value(value).map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::Decode,
-                        format!("session value {key:?} has another type"),
-                        e,
-                    )
-                })
-            })
+            .map(|value| typed(key, value))
             .transpose()
     }
 
@@ -436,41 +420,17 @@ impl Session {
             };
             let now = OffsetDateTime::now_utc();
             let requested = requested_expiry(expiry, now);
-            let (id, version, expires_at, absolute_deadline) = match (id, stored) {
-                (
-                    Some(id),
-                    Stored::Present {
-                        version,
-                        expires_at,
-                        absolute_deadline,
-                    },
-                ) => (id, version, expires_at, absolute_deadline),
-                _ => {
-                    if data.is_empty() {
-                        return Ok(());
-                    }
-                    let bytes = encode_map(&data)?;
-                    let created = self.manager.create_with(bytes.into(), requested).await?;
-                    let mut state = self.state.lock();
-                    state.id = Some(created.id().clone());
-                    state.stored = Stored::Present {
-                        version: created.version(),
-                        expires_at: created.expires_at(),
-                        absolute_deadline: created.absolute_deadline(),
-                    };
-                    state.changes.clear();
-                    state.expiry_changed = false;
-                    state.modified = true;
+            let Some(mut session) = stored_session(id, stored, &data)? else {
+                if data.is_empty() {
                     return Ok(());
                 }
+                let bytes = encode_map(&data)?;
+                let created = self.manager.create_with(bytes.into(), requested).await?;
+                self.committed(&created);
+                self.state.lock().modified = true;
+                return Ok(());
             };
-            let mut session = SessionState {
-                id: id.clone(),
-                data: encode_map(&data)?.into(),
-                version,
-                expires_at,
-                absolute_deadline,
-            };
+            let id = session.id().clone();
             if !dirty {
                 return self
                     .touch_if_due(&mut session, requested, expiry)
@@ -479,14 +439,7 @@ impl Session {
             }
             match self.manager.save_with(&mut session, requested).await {
                 Ok(()) => {
-                    let mut state = self.state.lock();
-                    state.stored = Stored::Present {
-                        version: session.version(),
-                        expires_at: session.expires_at(),
-                        absolute_deadline,
-                    };
-                    state.changes.clear();
-                    state.expiry_changed = false;
+                    self.committed(&session);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -539,6 +492,20 @@ impl Session {
             *expires_at = session.expires_at();
         }
         Ok(())
+    }
+
+    /// Records a successful write of `session`: its id and version are now the stored ones and
+    /// nothing is left to save.
+    fn committed(&self, session: &SessionState) {
+        let mut state = self.state.lock();
+        state.id = Some(session.id().clone());
+        state.stored = Stored::Present {
+            version: session.version(),
+            expires_at: session.expires_at(),
+            absolute_deadline: session.absolute_deadline(),
+        };
+        state.changes.clear();
+        state.expiry_changed = false;
     }
 
     /// After `NotFound` for `id`: the session is over; empty the handle.
@@ -613,39 +580,15 @@ impl Session {
                     state.expiry,
                 )
             };
-            let (id, version, expires_at, absolute_deadline) = match (id, stored) {
-                (
-                    Some(id),
-                    Stored::Present {
-                        version,
-                        expires_at,
-                        absolute_deadline,
-                    },
-                ) => (id, version, expires_at, absolute_deadline),
-                _ => {
-                    self.state.lock().id = None;
-                    return Ok(());
-                }
+            let Some(mut session) = stored_session(id, stored, &data)? else {
+                self.state.lock().id = None;
+                return Ok(());
             };
-            let mut session = SessionState {
-                id: id.clone(),
-                data: encode_map(&data)?.into(),
-                version,
-                expires_at,
-                absolute_deadline,
-            };
+            let id = session.id().clone();
             let requested = requested_expiry(expiry, OffsetDateTime::now_utc());
             match self.manager.cycle_id_with(&mut session, requested).await {
                 Ok(()) => {
-                    let mut state = self.state.lock();
-                    state.id = Some(session.id().clone());
-                    state.stored = Stored::Present {
-                        version: session.version(),
-                        expires_at: session.expires_at(),
-                        absolute_deadline,
-                    };
-                    state.changes.clear();
-                    state.expiry_changed = false;
+                    self.committed(&session);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -665,6 +608,43 @@ impl Session {
             }
         }
     }
+}
+
+/// The stored session the handle would write over (id, loaded version and deadlines, `data`
+/// encoded), or `None` when the store has none.
+fn stored_session(
+    id: Option<SessionId>,
+    stored: Stored,
+    data: &Map<String, Value>,
+) -> Result<Option<SessionState>> {
+    let (
+        Some(id),
+        Stored::Present {
+            version,
+            expires_at,
+            absolute_deadline,
+        },
+    ) = (id, stored)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(SessionState {
+        id,
+        data: encode_map(data)?.into(),
+        version,
+        expires_at,
+        absolute_deadline,
+    }))
+}
+
+fn typed<T: DeserializeOwned>(key: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Decode,
+            format!("session value {key:?} has another type"),
+            e,
+        )
+    })
 }
 
 fn requested_expiry(expiry: Option<Expiry>, now: OffsetDateTime) -> Option<OffsetDateTime> {
