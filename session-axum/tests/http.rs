@@ -124,37 +124,32 @@ fn set_cookies(response: &reqwest::Response) -> Vec<Cookie<'static>> {
         .collect()
 }
 
+/// Sends `request`, checks for success, returns the body and the cookies set.
+async fn body_and_cookies(
+    path: &str,
+    request: reqwest::RequestBuilder,
+) -> (String, Vec<Cookie<'static>>) {
+    let response = request.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let cookies = set_cookies(&response);
+    (response.text().await.unwrap(), cookies)
+}
+
 impl Server {
     async fn get(&self, client: &reqwest::Client, path: &str) -> (String, Vec<Cookie<'static>>) {
-        let response = client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        let cookies = set_cookies(&response);
-        (response.text().await.unwrap(), cookies)
+        body_and_cookies(path, client.get(format!("{}{path}", self.base))).await
     }
 
     /// A request with exactly `cookie` as its Cookie header, from a client without a jar.
     async fn get_with(&self, path: &str, cookie: &str) -> (String, Vec<Cookie<'static>>) {
-        let response = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .get(format!("{}{path}", self.base))
-            .header(COOKIE, cookie)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        let cookies = set_cookies(&response);
-        (response.text().await.unwrap(), cookies)
+            .header(COOKIE, cookie);
+        body_and_cookies(path, request).await
     }
 }
 
