@@ -122,6 +122,17 @@ async fn unreachable_servers_fail_fast_without_secrets() {
     }
 }
 
+/// Opens `url`, checks its backend, and creates one session in it.
+async fn open_with_one_session(url: &str, backend: Backend) -> AnyStore {
+    let store = AnyStore::open(&StoreConfig::new(url)).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    let outcome = store
+        .create(&SessionId::generate().key(), later(), b"x")
+        .await;
+    assert_eq!(outcome.unwrap(), CreateOutcome::Created);
+    store
+}
+
 #[tokio::test]
 async fn postgres_settings_reach_the_server() {
     let Some(base) = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL") else {
@@ -130,15 +141,7 @@ async fn postgres_settings_reach_the_server() {
     let namespace = session_any::testing::fresh_namespace();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}schema=session_any_tests&table={namespace}&max_connections=2");
-    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
-    assert_eq!(store.backend(), Backend::Postgres);
-    assert_eq!(
-        store
-            .create(&SessionId::generate().key(), later(), b"x")
-            .await
-            .unwrap(),
-        CreateOutcome::Created
-    );
+    let store = open_with_one_session(&url, Backend::Postgres).await;
     assert_eq!(store.counts().await.unwrap().live, 1);
     let debug = format!("{store:?}");
     assert!(
@@ -146,6 +149,7 @@ async fn postgres_settings_reach_the_server() {
         "{debug}"
     );
     store.drop_namespace().await.unwrap();
+    assert!(store.counts().await.is_err(), "the table is gone");
 }
 
 #[tokio::test]
@@ -155,15 +159,7 @@ async fn redis_settings_reach_the_server() {
     };
     let namespace = session_any::testing::fresh_namespace();
     let url = format!("{base}?key_prefix={namespace}%3A");
-    let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
-    assert_eq!(store.backend(), Backend::Redis);
-    assert_eq!(
-        store
-            .create(&SessionId::generate().key(), later(), b"x")
-            .await
-            .unwrap(),
-        CreateOutcome::Created
-    );
+    let store = open_with_one_session(&url, Backend::Redis).await;
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.live, counts.expired), (1, None));
     store.drop_namespace().await.unwrap();
