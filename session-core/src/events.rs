@@ -1,4 +1,4 @@
-//! [`Observed`]: a store wrapper that tells subscribers what changed (seed 002's observers).
+//! [`Observed`]: a store wrapper that tells subscribers what changed.
 
 use std::fmt;
 

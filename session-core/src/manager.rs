@@ -7,7 +7,7 @@ use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::SessionId;
+use crate::id::{SessionId, SessionKey};
 use crate::store::{
     CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
     unix_millis,
@@ -214,6 +214,12 @@ mod envelope {
 ///
 /// Every write is a single store operation: `save` is a compare-and-swap on the loaded version,
 /// `cycle_id` one atomic rotation.
+///
+/// An error from the store means the outcome is unknown: a network store may have applied a
+/// write whose reply was lost. After a transient error on `create`, `save` or `cycle_id` the
+/// manager re-reads the record it wrote and, when the store holds exactly that version, expiry
+/// and data, reports success (for `cycle_id`: with the new id). Otherwise the error is returned
+/// and the write may still land later.
 pub struct SessionManager<S> {
     store: S,
     generator: Arc<dyn IdGenerator>,
@@ -349,7 +355,15 @@ impl<S: SessionStore> SessionManager<S> {
         let stored = envelope::encode(absolute_deadline, &data);
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
-            match self.store.create(&id.key(), expires_at, &stored).await? {
+            let key = id.key();
+            let outcome = match self.store.create(&key, expires_at, &stored).await {
+                Ok(outcome) => outcome,
+                Err(e) if self.landed(&e, &key, 1, expires_at, &stored).await => {
+                    CreateOutcome::Created
+                }
+                Err(e) => return Err(e),
+            };
+            match outcome {
                 CreateOutcome::Created => {
                     return Ok(SessionState {
                         id,
@@ -365,6 +379,38 @@ impl<S: SessionStore> SessionManager<S> {
             }
         }
         Err(self.id_collision())
+    }
+
+    /// After `error` from a write of `stored` at `key`: whether the write was applied anyway
+    /// (its reply was lost). Only transient errors are in doubt; the answer is a re-read that
+    /// finds exactly the version, expiry and bytes the write would have left. `false` also when
+    /// the re-read fails or finds something else: the write may still land later (an error means
+    /// the outcome is unknown), so the caller reports the original error.
+    async fn landed(
+        &self,
+        error: &Error,
+        key: &SessionKey,
+        version: u64,
+        expires_at: OffsetDateTime,
+        stored: &[u8],
+    ) -> bool {
+        if !error.is_transient() {
+            return false;
+        }
+        match self.store.read(key).await {
+            Ok(Some(record)) => {
+                let landed = record.version == version
+                    && record.expires_at == expires_at
+                    && record.data.as_ref() == stored;
+                tracing::debug!(%error, landed, "re-read after a write whose outcome was unknown");
+                landed
+            }
+            Ok(None) => false,
+            Err(reread) => {
+                tracing::debug!(%error, %reread, "could not re-read after a write whose outcome was unknown");
+                false
+            }
+        }
     }
 
     /// Loads the live session `id`, or `None` when there is none.
@@ -442,11 +488,24 @@ impl<S: SessionStore> SessionManager<S> {
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
         let stored = envelope::encode(state.absolute_deadline, &state.data);
         let key = state.id.key();
-        match self
+        let outcome = match self
             .store
             .update(&key, &key, state.version, expires_at, &stored)
-            .await?
+            .await
         {
+            Ok(outcome) => outcome,
+            Err(e)
+                if self
+                    .landed(&e, &key, state.version + 1, expires_at, &stored)
+                    .await =>
+            {
+                UpdateOutcome::Updated {
+                    version: state.version + 1,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        match outcome {
             UpdateOutcome::Updated { version } => {
                 state.version = version;
                 state.expires_at = expires_at;
@@ -482,11 +541,25 @@ impl<S: SessionStore> SessionManager<S> {
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
-            match self
+            let current = id.key();
+            let outcome = match self
                 .store
-                .update(&id.key(), &previous, state.version, expires_at, &stored)
-                .await?
+                .update(&current, &previous, state.version, expires_at, &stored)
+                .await
             {
+                Ok(outcome) => outcome,
+                Err(e)
+                    if self
+                        .landed(&e, &current, state.version + 1, expires_at, &stored)
+                        .await =>
+                {
+                    UpdateOutcome::Updated {
+                        version: state.version + 1,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            match outcome {
                 UpdateOutcome::Updated { version } => {
                     state.id = id;
                     state.version = version;

@@ -1,7 +1,10 @@
 //! [`Session`]: the key-value handle an application uses during one request.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -19,8 +22,7 @@ use crate::store::SessionStore;
 /// through, so 32 concurrent requests on one session all get their changes in.
 pub const DEFAULT_CONFLICT_RETRIES: u32 = 32;
 
-/// When a session expires, as the application chooses per session (seed: tower-sessions'
-/// `Expiry`).
+/// When a session expires, as the application chooses per session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expiry {
     /// The cookie lives until the browser closes; the stored session follows the manager's
@@ -45,7 +47,8 @@ enum Change {
 enum Stored {
     /// Not asked yet (lazy).
     Unknown,
-    /// The store has no live session under the handle's id (or the handle has no id).
+    /// The store has no live session under the handle's id (or the handle has no id): a save
+    /// with data creates one under a fresh id.
     Absent,
     /// The store had this version, with this expiry and absolute deadline.
     Present {
@@ -53,6 +56,9 @@ enum Stored {
         expires_at: OffsetDateTime,
         absolute_deadline: Option<OffsetDateTime>,
     },
+    /// The handle had a stored session and found it gone (deleted, rotated away or expired
+    /// elsewhere): it never writes again, under any id, until [`Session::flush`] starts over.
+    Gone,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,31 +67,91 @@ struct State {
     stored: Stored,
     /// The data as the application sees it: the stored data with `changes` applied.
     data: Map<String, Value>,
-    /// Changes not yet saved, in order.
-    changes: Vec<Change>,
+    /// The stored data bytes of the loaded version (to see whether a save would write the same
+    /// bytes). Not part of a snapshot: a restored handle compares nothing and writes.
+    #[serde(skip)]
+    base: Option<Bytes>,
+    /// Changes not yet saved, in order, each with its sequence number.
+    changes: Vec<(u64, Change)>,
+    /// Keys whose stored value the application read, with the value it saw (`None`: absent). A
+    /// replay onto a session where one of them changed is a `Conflict`, not a merge.
+    #[serde(default)]
+    reads: BTreeMap<String, Option<Value>>,
+    /// The next sequence number for a change or an expiry setting.
+    #[serde(default)]
+    seq: u64,
     expiry: Option<Expiry>,
-    /// `set_expiry` was called since the last save.
-    expiry_changed: bool,
+    /// Sequence number of a `set_expiry` not saved yet.
+    expiry_changed: Option<u64>,
     /// Changed during this handle's life (data, expiry or id): what `is_modified` reports.
     modified: bool,
+    /// This handle ended its session itself (`flush` or `delete`).
+    #[serde(default)]
+    ended: bool,
 }
 
 impl State {
     fn dirty(&self) -> bool {
-        !self.changes.is_empty() || self.expiry_changed
+        !self.changes.is_empty() || self.expiry_changed.is_some()
     }
 
-    fn record(&mut self, change: Change) {
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.seq;
+        self.seq += 1;
+        seq
+    }
+
+    /// Records `change` (already applied to `data`); `modifies` says whether it changed what the
+    /// application sees (an insert of the value already there does not, but is still written).
+    fn record(&mut self, change: Change, modifies: bool) {
         if change == Change::Clear {
             self.changes.clear();
         }
-        self.changes.push(change);
-        self.modified = true;
+        let seq = self.next_seq();
+        self.changes.push((seq, change));
+        self.modified |= modifies;
+    }
+
+    /// Whether an unsaved change of this handle decides `key`'s value.
+    fn changed_here(&self, key: &str) -> bool {
+        self.changes.iter().any(|(_, change)| match change {
+            Change::Insert(k, _) | Change::Remove(k) => k == key,
+            Change::Clear => true,
+        })
+    }
+
+    /// Notes that the application is about to see `key`'s stored value: the handle's later
+    /// writes may depend on it.
+    fn note_read(&mut self, key: &str) {
+        if self.reads.contains_key(key) || self.changed_here(key) {
+            return;
+        }
+        let seen = self.data.get(key).cloned();
+        self.reads.insert(key.to_owned(), seen);
+    }
+
+    /// The key of the first read value that `fresh` no longer holds.
+    fn stale_read(&self, fresh: &Map<String, Value>) -> Option<&str> {
+        self.reads
+            .iter()
+            .find(|(key, seen)| fresh.get(key.as_str()) != seen.as_ref())
+            .map(|(key, _)| key.as_str())
+    }
+
+    /// Forgets the session: no id, no data, nothing to save.
+    fn end(&mut self, stored: Stored) {
+        self.id = None;
+        self.stored = stored;
+        self.data.clear();
+        self.base = None;
+        self.changes.clear();
+        self.reads.clear();
+        self.expiry_changed = None;
     }
 }
 
-fn apply(data: &mut Map<String, Value>, changes: &[Change]) {
-    for change in changes {
+fn apply(data: &mut Map<String, Value>, changes: &[(u64, Change)]) {
+    for (_, change) in changes {
         match change {
             Change::Insert(key, value) => {
                 data.insert(key.clone(), value.clone());
@@ -98,22 +164,41 @@ fn apply(data: &mut Map<String, Value>, changes: &[Change]) {
     }
 }
 
-/// A session as a map of string keys to JSON values, over any [`SessionStore`] (seed 001:
-/// tower-sessions' `Session` API). Cheap to clone: clones share one state.
+/// A session as a map of string keys to JSON values, over any [`SessionStore`]. Cheap to clone:
+/// clones share one state.
 ///
 /// - **Lazy**: [`new`](Self::new) makes no store call; the first read or write loads the session.
 /// - **No fixation**: an id the store does not know is dropped when loading; if data is then
 ///   saved, the session is created under a fresh id from the generator.
-/// - **Conflict replay**: the handle records each `insert`, `remove` and `clear`. When
-///   [`save`](Self::save) meets a concurrent save (`Conflict`), it reloads the session, replays
-///   its own changes onto the fresh data in the order they were made, and tries again (up to
-///   [`DEFAULT_CONFLICT_RETRIES`] times). Two requests changing *different* keys therefore both
-///   keep their writes. When both change the *same* key, the save that reaches the store last
-///   wins, because its replay runs on top of the other's stored result: "last save wins", per key.
-/// - **No resurrection**: a save after the session was deleted or rotated away elsewhere is
-///   [`ErrorKind::NotFound`]; the old id is never written again.
+/// - **Concurrent saves** (another request saved the session since this handle loaded it: the
+///   store answers `Conflict` to the compare-and-swap): the handle reloads and, if it may, replays
+///   its own `insert`, `remove` and `clear` calls onto the fresh data, in order, and tries again
+///   (up to [`DEFAULT_CONFLICT_RETRIES`] times). Whether it may depends on what it read:
+///
+///   | what the handle did | example | on a concurrent save |
+///   |---|---|---|
+///   | blind write: `insert` (or `clear`) of keys it never read | `insert("last_seen", now)` | merged: replayed on top, so the last save wins per key and other keys keep their writes |
+///   | read-then-write: `get` (or `insert_value`, which returns the old value) of a key, then any write | read a counter, insert counter + 1 | [`ErrorKind::Conflict`] if a key it read changed meanwhile; nothing is written |
+///   | remove-once: `remove` of a key (a read that hands the value out) | take a one-time OAuth state | [`ErrorKind::Conflict`] if the key changed meanwhile: of two handles removing one value, one save succeeds |
+///
+///   Every key whose stored value the application saw through this handle is in its read set
+///   (keys it wrote itself before reading are not: it saw its own write). On a conflict the
+///   save fails if any key of the read set changed, whichever keys the handle wrote: a write may
+///   depend on any value that was read. Reads of a handle that writes nothing are never checked.
+///   After a `Conflict`, [`discard`](Self::discard) the handle's changes (or use a new handle)
+///   and redo the request's work on fresh data.
+/// - **No resurrection**: a handle whose stored session was deleted, rotated away or expired
+///   elsewhere never writes it again, under any id: [`save`](Self::save) and
+///   [`cycle_id`](Self::cycle_id) return [`ErrorKind::NotFound`], on the first attempt and after
+///   any replay, until [`flush`](Self::flush) starts a new session.
+/// - **Errors**: an error from the store means the outcome is unknown (a network store may have
+///   applied a write whose reply was lost). After a transient error on a save or a rotation the
+///   manager re-reads the session and reports success when the store holds exactly what was
+///   written.
 /// - Unchanged sessions are not written; they are only touched when their idle deadline would
-///   move by at least 5% of the idle timeout (at most 20 touches per idle period).
+///   move by at least 5% of the idle timeout (at most 20 touches per idle period). Inserting the
+///   value already there is still a write of that value, checked against the store with one read
+///   (no write) when nobody saved in between.
 #[derive(Clone)]
 pub struct Session {
     manager: Arc<SessionManager<Arc<dyn SessionStore>>>,
@@ -134,8 +219,9 @@ impl fmt::Debug for Session {
     }
 }
 
-/// A serializable picture of a [`Session`] handle (id, expiry, data, version, unsaved changes),
-/// to resume it later (seed 000). It holds the session token: keep it as secret as the cookie.
+/// A serializable picture of a [`Session`] handle (id, expiry, data, version, unsaved changes
+/// and the values it read), to resume it later. It holds the session token: keep it as secret
+/// as the cookie.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SessionSnapshot {
     state: State,
@@ -159,6 +245,37 @@ fn not_found() -> Error {
         ErrorKind::NotFound,
         "the session no longer exists (deleted, expired or rotated away); it was not recreated",
     )
+}
+
+fn read_conflict(key: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "session value {key:?}, which this handle read, was changed by a concurrent save; nothing was written (discard the changes and redo them on fresh data)"
+        ),
+    )
+}
+
+fn kept_changing() -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "the session kept changing: {DEFAULT_CONFLICT_RETRIES} reloads and replays all met a newer save"
+        ),
+    )
+}
+
+/// What one save attempt works from, taken under one lock.
+struct Attempt {
+    id: Option<SessionId>,
+    stored: Stored,
+    data: Map<String, Value>,
+    base: Option<Bytes>,
+    dirty: bool,
+    expiry: Option<Expiry>,
+    expiry_changed: bool,
+    /// Changes with a smaller sequence number are carried by this attempt.
+    upto: u64,
 }
 
 impl Session {
@@ -186,10 +303,14 @@ impl Session {
                 id,
                 stored,
                 data: Map::new(),
+                base: None,
                 changes: Vec::new(),
+                reads: BTreeMap::new(),
+                seq: 0,
                 expiry,
-                expiry_changed: false,
+                expiry_changed: None,
                 modified: false,
+                ended: false,
             },
         )
     }
@@ -209,9 +330,10 @@ impl Session {
         }
     }
 
-    /// A handle resumed from `snapshot` over `manager`: same id, data, expiry, loaded version
-    /// and unsaved changes. Its next save is a compare-and-swap on the snapshot's version, so a
-    /// session changed meanwhile is reloaded and the snapshot's changes replayed on top.
+    /// A handle resumed from `snapshot` over `manager`: same id, data, expiry, loaded version,
+    /// unsaved changes and read set. Its next save is a compare-and-swap on the snapshot's
+    /// version, so a session changed meanwhile is reloaded and the snapshot's changes replayed on
+    /// top (or `Conflict`, under the rules of the type's docs).
     pub fn restore(
         snapshot: SessionSnapshot,
         manager: Arc<SessionManager<Arc<dyn SessionStore>>>,
@@ -231,12 +353,16 @@ impl Session {
         self.load_locked().await
     }
 
-    /// Reads the session from the store and applies the unsaved changes on top. Call with
-    /// `io` held.
+    /// Reads the session from the store and applies the unsaved changes on top; `Conflict`
+    /// (nothing changed in the handle) when a value the handle read is no longer the stored one.
+    /// Call with `io` held.
     async fn load_locked(&self) -> Result<()> {
         let id = self.state.lock().id.clone();
         let Some(id) = id else {
-            self.state.lock().stored = Stored::Absent;
+            let mut state = self.state.lock();
+            if state.stored != Stored::Gone {
+                state.stored = Stored::Absent;
+            }
             return Ok(());
         };
         let loaded = self.manager.load(&id).await?;
@@ -251,18 +377,27 @@ impl Session {
         }
         match (loaded, fresh) {
             (Some(loaded), Some(mut data)) => {
+                if let Some(key) = state.stale_read(&data) {
+                    return Err(read_conflict(key));
+                }
                 apply(&mut data, &state.changes);
                 state.data = data;
+                state.base = Some(loaded.data.clone());
                 state.stored = Stored::Present {
                     version: loaded.version(),
                     expires_at: loaded.expires_at(),
                     absolute_deadline: loaded.absolute_deadline(),
                 };
             }
+            _ if matches!(state.stored, Stored::Present { .. }) => {
+                // It was there and is gone: ended elsewhere. Never written again.
+                state.end(Stored::Gone);
+            }
             _ => {
                 // Unknown to the store: never adopt the client's id.
                 state.id = None;
                 state.stored = Stored::Absent;
+                state.base = None;
                 let mut data = Map::new();
                 apply(&mut data, &state.changes);
                 state.data = data;
@@ -271,26 +406,35 @@ impl Session {
         Ok(())
     }
 
-    /// Inserts a value (anything `Serialize`, stored as JSON) under `key`.
+    /// Inserts a value (anything `Serialize`, stored as JSON) under `key`: a blind write (see
+    /// the type's docs), merged with concurrent saves.
     pub async fn insert(&self, key: &str, value: impl Serialize) -> Result<()> {
         let value = serde_json::to_value(value).map_err(encode_error)?;
-        self.insert_value(key, value).await.map(drop)
+        self.write(key, value, false).await.map(drop)
     }
 
     /// Inserts a JSON value under `key`. Returns the previous value if there was a different
-    /// one; inserting the value already there returns `None` and changes nothing.
+    /// one; inserting the value already there returns `None` and leaves
+    /// [`is_modified`](Self::is_modified) as it was (the value is still saved, so that it wins
+    /// over a concurrent save). Since it hands out the previous value, it counts as a read of
+    /// `key` (a read-then-write): use [`insert`](Self::insert) for a blind write.
     pub async fn insert_value(&self, key: &str, value: Value) -> Result<Option<Value>> {
-        self.ensure_loaded().await?;
-        let mut state = self.state.lock();
-        if state.data.get(key) == Some(&value) {
-            return Ok(None);
-        }
-        let previous = state.data.insert(key.to_owned(), value.clone());
-        state.record(Change::Insert(key.to_owned(), value));
-        Ok(previous)
+        self.write(key, value, true).await
     }
 
-    /// The value under `key`, deserialized; `None` when absent.
+    async fn write(&self, key: &str, value: Value, read: bool) -> Result<Option<Value>> {
+        self.ensure_loaded().await?;
+        let mut state = self.state.lock();
+        if read {
+            state.note_read(key);
+        }
+        let previous = state.data.insert(key.to_owned(), value.clone());
+        let unchanged = previous.as_ref() == Some(&value);
+        state.record(Change::Insert(key.to_owned(), value), !unchanged);
+        Ok(if unchanged { None } else { previous })
+    }
+
+    /// The value under `key`, deserialized; `None` when absent. Adds `key` to the read set.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get_value(key)
             .await?
@@ -298,13 +442,16 @@ impl Session {
             .transpose()
     }
 
-    /// The JSON value under `key`.
+    /// The JSON value under `key`. Adds `key` to the read set.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
         self.ensure_loaded().await?;
-        Ok(self.state.lock().data.get(key).cloned())
+        let mut state = self.state.lock();
+        state.note_read(key);
+        Ok(state.data.get(key).cloned())
     }
 
-    /// Removes `key`, returning its value deserialized.
+    /// Removes `key`, returning its value deserialized: a remove-once (it conflicts with a
+    /// concurrent save that changed or removed the value).
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.remove_value(key)
             .await?
@@ -312,26 +459,42 @@ impl Session {
             .transpose()
     }
 
-    /// Removes `key`, returning its JSON value.
+    /// Removes `key`, returning its JSON value: a remove-once, as [`remove`](Self::remove).
     pub async fn remove_value(&self, key: &str) -> Result<Option<Value>> {
         self.ensure_loaded().await?;
         let mut state = self.state.lock();
+        state.note_read(key);
         let removed = state.data.remove(key);
         if removed.is_some() {
-            state.record(Change::Remove(key.to_owned()));
+            state.record(Change::Remove(key.to_owned()), true);
         }
         Ok(removed)
     }
 
-    /// Removes every value from the handle (also values not loaded yet). The session stays in the
-    /// store until saved (then empty) or deleted.
+    /// Removes every value from the handle (also values not loaded yet): a blind write. The
+    /// session stays in the store until saved (then empty) or deleted.
     pub async fn clear(&self) {
         let mut state = self.state.lock();
         state.data.clear();
-        state.record(Change::Clear);
+        state.record(Change::Clear, true);
     }
 
-    /// `true` when the handle has no id and no data (seed 001's table of cases).
+    /// Drops the unsaved changes (data and expiry) and the read set; the next access reloads
+    /// the session. The way on after a [`ErrorKind::Conflict`] from [`save`](Self::save): redo
+    /// the work on fresh data.
+    pub fn discard(&self) {
+        let mut state = self.state.lock();
+        state.changes.clear();
+        state.reads.clear();
+        state.expiry_changed = None;
+        state.data.clear();
+        state.base = None;
+        if state.id.is_some() && state.stored != Stored::Gone {
+            state.stored = Stored::Unknown;
+        }
+    }
+
+    /// `true` when the handle has no id and no data.
     pub async fn is_empty(&self) -> bool {
         let state = self.state.lock();
         state.id.is_none() && state.data.is_empty()
@@ -352,7 +515,8 @@ impl Session {
     pub fn set_expiry(&self, expiry: Option<Expiry>) {
         let mut state = self.state.lock();
         state.expiry = expiry;
-        state.expiry_changed = true;
+        let seq = state.next_seq();
+        state.expiry_changed = Some(seq);
         state.modified = true;
     }
 
@@ -389,71 +553,121 @@ impl Session {
         self.state.lock().modified
     }
 
+    /// `true` when this handle ended its session itself ([`flush`](Self::flush) or
+    /// [`delete`](Self::delete)), as opposed to finding it ended elsewhere: a web layer removes
+    /// the cookie only then.
+    pub fn ended_here(&self) -> bool {
+        self.state.lock().ended
+    }
+
     /// Reloads the session from the store, keeping unsaved changes on top.
+    /// [`ErrorKind::Conflict`] (nothing changed in the handle) when a value the handle read has
+    /// changed meanwhile, since its unsaved changes may depend on it.
     pub async fn load(&self) -> Result<()> {
         let _io = self.io.lock().await;
         self.load_locked().await
     }
 
+    fn attempt(&self) -> Attempt {
+        let state = self.state.lock();
+        Attempt {
+            id: state.id.clone(),
+            stored: state.stored.clone(),
+            data: state.data.clone(),
+            base: state.base.clone(),
+            dirty: state.dirty(),
+            expiry: state.expiry,
+            expiry_changed: state.expiry_changed.is_some(),
+            upto: state.seq,
+        }
+    }
+
+    /// Reloads after a `Conflict` (at most [`DEFAULT_CONFLICT_RETRIES`] times): `NotFound` when
+    /// the session is gone, `Conflict` when a read value changed.
+    async fn reload_after_conflict(&self, attempts: &mut u32, id: &SessionId) -> Result<()> {
+        *attempts += 1;
+        if *attempts > DEFAULT_CONFLICT_RETRIES {
+            return Err(kept_changing());
+        }
+        tracing::debug!(session = %id, attempts = *attempts, "write met a concurrent save; reloading");
+        self.load_locked().await?;
+        if self.state.lock().stored == Stored::Gone {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
     /// Writes the session if it changed: creates it (under a fresh id) if the store has none,
     /// otherwise a compare-and-swap update, replaying this handle's changes after a concurrent
-    /// save (see the type's docs). An unchanged session is not written; it is touched when its
-    /// idle deadline needs to move. A session that does not exist and has no data is not
-    /// created.
+    /// save when the rules of the type's docs allow. An unchanged session is not written; it is
+    /// touched when its idle deadline needs to move. A session that does not exist and has no
+    /// data is not created.
     ///
     /// [`ErrorKind::NotFound`] when the session was deleted, expired or rotated away meanwhile:
-    /// nothing is written and the handle becomes empty (no id, no data).
+    /// nothing is written and the handle becomes empty (no id, no data) and stays so.
+    /// [`ErrorKind::Conflict`] when a value the handle read was changed by a concurrent save:
+    /// nothing is written and the handle keeps its changes.
     pub async fn save(&self) -> Result<()> {
         self.ensure_loaded().await?;
         let _io = self.io.lock().await;
         let mut attempts = 0;
         loop {
-            let (id, stored, data, dirty, expiry) = {
-                let state = self.state.lock();
-                (
-                    state.id.clone(),
-                    state.stored.clone(),
-                    state.data.clone(),
-                    state.dirty(),
-                    state.expiry,
-                )
-            };
+            let attempt = self.attempt();
+            if attempt.stored == Stored::Gone {
+                return Err(not_found());
+            }
             let now = OffsetDateTime::now_utc();
-            let requested = requested_expiry(expiry, now);
-            let Some(mut session) = stored_session(id, stored, &data)? else {
-                if data.is_empty() {
+            let requested = requested_expiry(attempt.expiry, now);
+            let Some(mut session) = stored_session(attempt.id, attempt.stored, &attempt.data)?
+            else {
+                if attempt.data.is_empty() {
                     return Ok(());
                 }
-                let bytes = encode_map(&data)?;
+                let bytes = encode_map(&attempt.data)?;
                 let created = self.manager.create_with(bytes.into(), requested).await?;
-                self.committed(&created);
+                self.committed(&created, attempt.upto);
                 self.state.lock().modified = true;
                 return Ok(());
             };
             let id = session.id().clone();
-            if !dirty {
+            if !attempt.dirty {
                 return self
-                    .touch_if_due(&mut session, requested, expiry)
+                    .touch_if_due(&mut session, requested, attempt.expiry)
                     .await
                     .inspect_err(|e| self.forget_if_gone(e, &id));
             }
+            if !attempt.expiry_changed && attempt.base.as_ref() == Some(&session.data) {
+                // Only values equal to the stored ones were written: if nobody saved since the
+                // load, the store already holds them (one read instead of a write); otherwise
+                // the changes are replayed on the fresh data and written.
+                let loaded_version = session.version();
+                self.load_locked().await?;
+                let unchanged = {
+                    let mut state = self.state.lock();
+                    if state.stored == Stored::Gone {
+                        return Err(not_found());
+                    }
+                    let unchanged = matches!(state.stored, Stored::Present { version, .. } if version == loaded_version);
+                    if unchanged {
+                        state.changes.retain(|(seq, _)| *seq >= attempt.upto);
+                    }
+                    unchanged
+                };
+                if !unchanged {
+                    attempts += 1;
+                    if attempts > DEFAULT_CONFLICT_RETRIES {
+                        return Err(kept_changing());
+                    }
+                }
+                continue;
+            }
             match self.manager.save_with(&mut session, requested).await {
                 Ok(()) => {
-                    self.committed(&session);
+                    self.committed(&session, attempt.upto);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
-                    attempts += 1;
-                    if attempts > DEFAULT_CONFLICT_RETRIES {
-                        return Err(Error::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "the session kept changing: {DEFAULT_CONFLICT_RETRIES} reloads and replays all met a newer save"
-                            ),
-                        ));
-                    }
-                    tracing::debug!(session = %id, attempts, "save met a concurrent save; reloading and replaying");
-                    self.load_locked().await?;
+                    self.reload_after_conflict(&mut attempts, &id).await?;
                 }
                 Err(e) => {
                     self.forget_if_gone(&e, &id);
@@ -494,9 +708,10 @@ impl Session {
         Ok(())
     }
 
-    /// Records a successful write of `session`: its id and version are now the stored ones and
-    /// nothing is left to save.
-    fn committed(&self, session: &SessionState) {
+    /// Records a successful write of `session` carrying the changes numbered below `upto`: its
+    /// id and version are now the stored ones; changes made meanwhile (through a clone) stay to
+    /// be saved.
+    fn committed(&self, session: &SessionState, upto: u64) {
         let mut state = self.state.lock();
         state.id = Some(session.id().clone());
         state.stored = Stored::Present {
@@ -504,27 +719,26 @@ impl Session {
             expires_at: session.expires_at(),
             absolute_deadline: session.absolute_deadline(),
         };
-        state.changes.clear();
-        state.expiry_changed = false;
+        state.base = Some(session.data.clone());
+        state.changes.retain(|(seq, _)| *seq >= upto);
+        if state.expiry_changed.is_some_and(|seq| seq < upto) {
+            state.expiry_changed = None;
+        }
     }
 
-    /// After `NotFound` for `id`: the session is over; empty the handle.
+    /// After `NotFound` for `id`: the session is over; empty the handle for good.
     fn forget_if_gone(&self, error: &Error, id: &SessionId) {
         if error.kind() != ErrorKind::NotFound {
             return;
         }
         let mut state = self.state.lock();
         if state.id.as_ref() == Some(id) {
-            state.id = None;
-            state.stored = Stored::Absent;
-            state.data.clear();
-            state.changes.clear();
-            state.expiry_changed = false;
+            state.end(Stored::Gone);
         }
     }
 
     /// Deletes the session from the store. The handle keeps its id until the next access finds
-    /// the session gone (seed 001).
+    /// the session gone; new data saved after that creates a new session under a fresh id.
     pub async fn delete(&self) -> Result<()> {
         let _io = self.io.lock().await;
         let id = self.state.lock().id.clone();
@@ -535,13 +749,17 @@ impl Session {
         let mut state = self.state.lock();
         state.stored = Stored::Unknown;
         state.data.clear();
+        state.base = None;
         state.changes.clear();
-        state.expiry_changed = false;
+        state.reads.clear();
+        state.expiry_changed = None;
+        state.ended = true;
         Ok(())
     }
 
     /// Deletes the session from the store and empties the handle: no id, no data (logout).
-    /// A later [`save`](Self::save) of this handle writes nothing unless new data is inserted.
+    /// A later [`save`](Self::save) of this handle writes nothing unless new data is inserted,
+    /// which then goes into a new session under a fresh id.
     pub async fn flush(&self) -> Result<()> {
         let _io = self.io.lock().await;
         let id = self.state.lock().id.clone();
@@ -549,57 +767,46 @@ impl Session {
             self.manager.destroy(&id).await?;
         }
         let mut state = self.state.lock();
-        state.id = None;
-        state.stored = Stored::Absent;
-        state.data.clear();
-        state.changes.clear();
-        state.expiry_changed = false;
+        state.end(Stored::Absent);
         state.modified = true;
+        state.ended = true;
         Ok(())
     }
 
     /// Gives the session a fresh id, keeping its data and absolute deadline (call it on login).
     ///
     /// If the session exists in the store, this is one atomic rotation that also saves the
-    /// handle's changes (replayed after a concurrent save, as in [`save`](Self::save)): the old
-    /// id is dead at once. Of many concurrent rotations of one session exactly one succeeds; the
-    /// others get [`ErrorKind::NotFound`]. If the session does not exist yet, the handle simply
-    /// drops its id and the next save creates the session under a fresh one.
+    /// handle's changes (replayed after a concurrent save under the same rules as
+    /// [`save`](Self::save)): the old id is dead at once. Of many concurrent rotations of one
+    /// session exactly one succeeds; the others get [`ErrorKind::NotFound`]. If the session does
+    /// not exist yet, the handle simply drops its id and the next save creates the session under
+    /// a fresh one.
     pub async fn cycle_id(&self) -> Result<()> {
         self.ensure_loaded().await?;
         let _io = self.io.lock().await;
         let mut attempts = 0;
         loop {
-            let (id, stored, data, expiry) = {
-                let mut state = self.state.lock();
-                state.modified = true;
-                (
-                    state.id.clone(),
-                    state.stored.clone(),
-                    state.data.clone(),
-                    state.expiry,
-                )
+            let attempt = {
+                self.state.lock().modified = true;
+                self.attempt()
             };
-            let Some(mut session) = stored_session(id, stored, &data)? else {
+            if attempt.stored == Stored::Gone {
+                return Err(not_found());
+            }
+            let Some(mut session) = stored_session(attempt.id, attempt.stored, &attempt.data)?
+            else {
                 self.state.lock().id = None;
                 return Ok(());
             };
             let id = session.id().clone();
-            let requested = requested_expiry(expiry, OffsetDateTime::now_utc());
+            let requested = requested_expiry(attempt.expiry, OffsetDateTime::now_utc());
             match self.manager.cycle_id_with(&mut session, requested).await {
                 Ok(()) => {
-                    self.committed(&session);
+                    self.committed(&session, attempt.upto);
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
-                    attempts += 1;
-                    if attempts > DEFAULT_CONFLICT_RETRIES {
-                        return Err(e);
-                    }
-                    self.load_locked().await?;
-                    if self.state.lock().id.is_none() {
-                        return Err(not_found());
-                    }
+                    self.reload_after_conflict(&mut attempts, &id).await?;
                 }
                 Err(e) => {
                     self.forget_if_gone(&e, &id);

@@ -80,8 +80,14 @@ pub fn from_unix_millis(millis: i64) -> Option<OffsetDateTime> {
 ///
 /// A record whose `expires_at <= now` (the store's own clock) is absent for every operation,
 /// whether or not it was purged. Every operation is atomic with respect to every other caller
-/// sharing the backend, in this process or another; a failed operation changes nothing, and an
-/// error is never reported as success.
+/// sharing the backend, in this process or another, and visible to all of them once it returns.
+/// A success is never reported for something that did not happen.
+///
+/// **An error means the outcome is unknown.** A network store can apply a write and lose its
+/// reply (a cut connection, a timeout): callers must not assume that a failed write changed
+/// nothing. A store says in its docs when an error does guarantee that nothing changed (for
+/// example a request refused before it was sent). The front (`SessionManager`) resolves
+/// in-doubt saves and rotations by re-reading.
 ///
 /// Run `conformance-tests` against an implementation: it checks all of this.
 #[async_trait]

@@ -20,7 +20,7 @@ pub const DEFAULT_FRONT_TTL: Duration = Duration::from_secs(5);
 /// Default largest number of sessions in the front.
 pub const DEFAULT_FRONT_CAPACITY: usize = 100_000;
 
-/// A store in two tiers (seed 004's memory-first sessions, made safe for several processes):
+/// A store in two tiers (memory-first sessions, made safe for several processes):
 /// reads are served by the `front` (typically a memory store) and, on a miss, by the `back`
 /// (SQLite, PostgreSQL, Redis), whose record then fills the front; every write goes to the back
 /// first, with the back's atomic compare-and-swap, and only then to the front.
@@ -30,7 +30,8 @@ pub const DEFAULT_FRONT_CAPACITY: usize = 100_000;
 ///   based on a stale front version is `Conflict`, a rotation of a key rotated elsewhere
 ///   `NotFound`, a save of a deleted session `NotFound`. A refused or failed-over write
 ///   invalidates the keys it named in this front, so the next read asks the back.
-/// - **A failed back write (an error) leaves the front unchanged.**
+/// - **A failed back write (an error) empties the front of the keys it named.** The back may
+///   have applied it (an error means the outcome is unknown), so the next read asks the back.
 /// - **Bounded staleness of reads.** A front entry serves reads for at most its time to live
 ///   ([`with_front_ttl`](Self::with_front_ttl), default 5 s) and never past the record's own
 ///   expiry. Within that window an instance can still read a session that *another* instance
@@ -123,6 +124,7 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
     }
 
     /// Sets how long a front entry may serve reads (zero: the front is never filled by reads).
+    /// Any value is accepted: a huge one means "until the record's own expiry".
     #[must_use]
     pub fn with_front_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -155,7 +157,9 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
     /// oldest entries beyond the capacity.
     async fn put_front(&self, key: &SessionKey, record: &Record) -> Result<()> {
         let now = OffsetDateTime::now_utc();
-        let until = record.expires_at.min(now + self.ttl);
+        // Saturating: no TTL, however large, can overflow the clock.
+        let ttl = time::Duration::try_from(self.ttl).unwrap_or(time::Duration::MAX);
+        let until = record.expires_at.min(now.saturating_add(ttl));
         self.front.delete(key).await?;
         if until <= now || self.capacity == 0 {
             self.forget(key);
@@ -193,6 +197,19 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
             self.front.delete(&key).await?;
         }
         Ok(())
+    }
+
+    /// Passes `result` of a back write on; when it is an error the write's outcome is unknown
+    /// (the back may have applied it), so the front first forgets every key the write named.
+    async fn unless_failed<T>(&self, result: Result<T>, keys: &[&SessionKey]) -> Result<T> {
+        if result.is_err() {
+            for key in keys {
+                if let Err(error) = self.invalidate(key).await {
+                    tracing::warn!(%error, "could not drop a front entry after a failed back write");
+                }
+            }
+        }
+        result
     }
 
     async fn invalidate(&self, key: &SessionKey) -> Result<()> {
@@ -235,7 +252,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     ) -> Result<CreateOutcome> {
         let _guards = self.lock(&[key]).await;
         {
-            let outcome = self.back.create(key, expires_at, data).await?;
+            let outcome = self
+                .unless_failed(self.back.create(key, expires_at, data).await, &[key])
+                .await?;
             match outcome {
                 CreateOutcome::Created => {
                     let record = Record {
@@ -284,8 +303,12 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         let _guards = self.lock(&[current, previous]).await;
         {
             let outcome = self
-                .back
-                .update(current, previous, expected_version, expires_at, data)
+                .unless_failed(
+                    self.back
+                        .update(current, previous, expected_version, expires_at, data)
+                        .await,
+                    &[current, previous],
+                )
                 .await?;
             match outcome {
                 UpdateOutcome::Updated { version } => {
@@ -314,7 +337,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let _guards = self.lock(&[key]).await;
         {
-            let touched = self.back.touch(key, expires_at).await?;
+            let touched = self
+                .unless_failed(self.back.touch(key, expires_at).await, &[key])
+                .await?;
             // The front entry's copy of the expiry is now wrong either way.
             self.invalidate(key).await?;
             Ok(touched)
@@ -323,7 +348,8 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         let _guards = self.lock(&[key]).await;
-        self.back.delete(key).await?;
+        self.unless_failed(self.back.delete(key).await, &[key])
+            .await?;
         self.invalidate(key).await
     }
 

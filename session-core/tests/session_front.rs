@@ -69,12 +69,13 @@ async fn same_key_changed_by_two_requests_last_save_wins() {
         let id = saved(&manager).await;
         let a = Session::with_manager(Some(id.clone()), Arc::clone(&manager), None);
         let b = Session::with_manager(Some(id.clone()), Arc::clone(&manager), None);
-        a.get_value("x").await.unwrap();
-        b.get_value("x").await.unwrap();
+        // Both load the session; neither reads `x`: blind writes.
+        a.get_value("origin").await.unwrap();
+        b.get_value("origin").await.unwrap();
         a.insert("x", "a").await.unwrap();
         a.insert("only_a", 1).await.unwrap();
         b.insert("x", "b").await.unwrap();
-        b.remove_value("origin").await.unwrap();
+        b.insert("only_b", 2).await.unwrap();
         let (s1, s2) = if first == "a" { (&a, &b) } else { (&b, &a) };
         s1.save().await.unwrap();
         s2.save().await.unwrap();
@@ -85,7 +86,7 @@ async fn same_key_changed_by_two_requests_last_save_wins() {
         );
         // Changes to other keys survive whichever order.
         assert_eq!(check.get::<u32>("only_a").await.unwrap(), Some(1));
-        assert_eq!(check.get::<bool>("origin").await.unwrap(), None);
+        assert_eq!(check.get::<u32>("only_b").await.unwrap(), Some(2));
     }
 }
 
@@ -121,7 +122,12 @@ async fn save_after_delete_elsewhere_never_resurrects() {
     assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
     assert_eq!(store.live_records(), 0, "nothing was written");
     assert!(slow.id().is_none() && slow.is_empty().await);
-    slow.save().await.unwrap();
+    slow.insert("cart", 4).await.unwrap();
+    assert_eq!(
+        slow.save().await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "a handle whose session ended elsewhere never writes again"
+    );
     assert_eq!(
         store.live_records(),
         0,

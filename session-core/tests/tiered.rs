@@ -193,7 +193,7 @@ async fn staleness_is_bounded_by_the_front_ttl() {
 }
 
 #[tokio::test]
-async fn a_failed_back_write_leaves_the_front_unchanged() {
+async fn a_failed_back_write_empties_the_front_of_its_keys() {
     let back = Arc::new(Flaky::new(MemoryStore::new()));
     let store = Tiered::new(MemoryStore::new(), Arc::clone(&back));
     let key = SessionId::generate().key();
@@ -201,18 +201,21 @@ async fn a_failed_back_write_leaves_the_front_unchanged() {
         store.create(&key, later(), b"v1").await.unwrap(),
         CreateOutcome::Created
     );
+    assert_eq!(store.front_len(), 1);
     back.fail_writes.store(true, Ordering::Release);
     let fresh = SessionId::generate().key();
     assert!(store.update(&key, &key, 1, later(), b"v2").await.is_err());
+    assert_eq!(
+        store.front_len(),
+        0,
+        "an in-doubt write drops the front entry"
+    );
+    assert!(store.front().read(&key).await.unwrap().is_none());
     assert!(store.update(&fresh, &key, 1, later(), b"v2").await.is_err());
     assert!(store.delete(&key).await.is_err());
     assert!(store.create(&fresh, later(), b"x").await.is_err());
-    assert_eq!(store.front_len(), 1);
-    assert!(
-        store.front().read(&key).await.unwrap().is_some(),
-        "front entry kept"
-    );
     assert!(store.front().read(&fresh).await.unwrap().is_none());
+    // The back refused every write before applying it: reads find v1 there.
     let record = store.read(&key).await.unwrap().unwrap();
     assert_eq!((&record.data[..], record.version), (&b"v1"[..], 1));
     back.fail_writes.store(false, Ordering::Release);
@@ -220,6 +223,43 @@ async fn a_failed_back_write_leaves_the_front_unchanged() {
         store.update(&key, &key, 1, later(), b"v2").await.unwrap(),
         UpdateOutcome::Updated { version: 2 }
     );
+}
+
+#[tokio::test]
+async fn a_write_applied_by_the_back_but_reported_failed_is_read_back() {
+    let back = Arc::new(Flaky::new(MemoryStore::new()));
+    let store = Tiered::new(MemoryStore::new(), Arc::clone(&back));
+    let key = SessionId::generate().key();
+    assert_eq!(
+        store.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert!(store.read(&key).await.unwrap().is_some(), "front filled");
+    back.fail_after_write.store(true, Ordering::Release);
+    assert!(store.update(&key, &key, 1, later(), b"v2").await.is_err());
+    back.fail_after_write.store(false, Ordering::Release);
+    let record = store.read(&key).await.unwrap().unwrap();
+    assert_eq!((&record.data[..], record.version), (&b"v2"[..], 2));
+}
+
+#[tokio::test]
+async fn a_huge_front_ttl_does_not_panic() {
+    let store = Tiered::new(MemoryStore::new(), MemoryStore::new()).with_front_ttl(Duration::MAX);
+    let key = SessionId::generate().key();
+    assert_eq!(
+        store.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    let record = store.read(&key).await.unwrap().unwrap();
+    assert_eq!(&record.data[..], b"v1");
+    let unfilled =
+        Tiered::new(MemoryStore::new(), MemoryStore::new()).with_front_ttl(Duration::ZERO);
+    assert_eq!(
+        unfilled.create(&key, later(), b"v1").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(unfilled.front_len(), 0);
+    assert!(unfilled.read(&key).await.unwrap().is_some());
 }
 
 #[tokio::test]

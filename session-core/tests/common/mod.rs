@@ -9,12 +9,15 @@ use session_core::{
     async_trait,
 };
 
-/// Forwards to `inner`; while `fail_writes` is set every write fails (transient); the first
-/// `failing_purges` calls of `delete_expired` fail. Counts `delete_expired` calls.
+/// Forwards to `inner`; while `fail_writes` is set every write fails (transient) before reaching
+/// `inner`; while `fail_after_write` is set every create and update reaches `inner` and then
+/// fails (transient), as a write whose reply was lost; the first `failing_purges` calls of
+/// `delete_expired` fail. Counts `delete_expired` calls.
 #[derive(Debug, Default)]
 pub(crate) struct Flaky<S> {
     pub(crate) inner: S,
     pub(crate) fail_writes: AtomicBool,
+    pub(crate) fail_after_write: AtomicBool,
     pub(crate) failing_purges: AtomicU64,
     pub(crate) purges: AtomicU64,
 }
@@ -24,6 +27,7 @@ impl<S> Flaky<S> {
         Self {
             inner,
             fail_writes: AtomicBool::new(false),
+            fail_after_write: AtomicBool::new(false),
             failing_purges: AtomicU64::new(0),
             purges: AtomicU64::new(0),
         }
@@ -34,6 +38,15 @@ impl<S> Flaky<S> {
             return Err(Error::new(ErrorKind::Backend, "injected failure").transient(true));
         }
         Ok(())
+    }
+
+    /// `outcome` of a write that reached `inner`, or the reply lost.
+    fn reply<T>(&self, outcome: Result<T>) -> Result<T> {
+        if self.fail_after_write.load(Ordering::Acquire) {
+            outcome?;
+            return Err(Error::new(ErrorKind::Backend, "injected lost reply").transient(true));
+        }
+        outcome
     }
 }
 
@@ -46,7 +59,7 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         data: &[u8],
     ) -> Result<CreateOutcome> {
         self.check()?;
-        self.inner.create(key, at, data).await
+        self.reply(self.inner.create(key, at, data).await)
     }
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.inner.read(key).await
@@ -60,9 +73,11 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         data: &[u8],
     ) -> Result<UpdateOutcome> {
         self.check()?;
-        self.inner
-            .update(current, previous, version, at, data)
-            .await
+        self.reply(
+            self.inner
+                .update(current, previous, version, at, data)
+                .await,
+        )
     }
     async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<bool> {
         self.check()?;
