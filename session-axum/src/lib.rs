@@ -29,6 +29,24 @@ struct CookieConfig {
     http_only: bool,
     same_site: SameSite,
     expiry: Option<Expiry>,
+    host_prefix: bool,
+}
+
+impl CookieConfig {
+    /// The cookie's name on the wire: `__Host-` + name when the cookie qualifies for that prefix
+    /// (Secure, `Path=/`, no `Domain`) and the prefix was not turned off.
+    fn wire_name(&self) -> String {
+        if self.host_prefix
+            && self.secure
+            && self.path == "/"
+            && self.domain.is_none()
+            && !self.name.starts_with("__Host-")
+        {
+            format!("__Host-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// A tower [`Layer`] that gives every request a lazy [`Session`] (in its extensions, taken by
@@ -37,14 +55,26 @@ struct CookieConfig {
 ///
 /// - The cookie holds the session token; a malformed, unknown or expired cookie counts as no
 ///   session, and never causes a store write by itself. A session is created (under a fresh id)
-///   only when a handler writes to it.
+///   only when a handler writes to it. When the request carries several cookies of that name
+///   (a sibling subdomain can set one), the first well-formed one is used.
 /// - Requests that never touch their session make no store call at all.
-/// - Defaults: cookie `id`, path `/`, `HttpOnly`, `Secure`, `SameSite=Lax`, a browser-session
-///   cookie (no `Max-Age`); with [`Expiry::OnInactivity`] or [`Expiry::AtDateTime`] the cookie
-///   is persistent and follows the session's expiry.
-/// - A save that fails with a store error turns the response into a 500 (the error is logged
-///   with `tracing`); a save that finds the session gone (logged out or rotated elsewhere)
-///   removes the cookie and writes nothing.
+/// - Defaults: cookie `__Host-id` (the name `id` with the `__Host-` prefix, which browsers only
+///   accept from a secure origin for `Path=/` without `Domain`, so no subdomain can plant or
+///   shadow it; the prefix is added whenever the cookie qualifies, and
+///   [`with_host_prefix(false)`](Self::with_host_prefix) turns it off), path `/`, `HttpOnly`,
+///   `Secure`, `SameSite=Lax`, a browser-session cookie (no `Max-Age`); with
+///   [`Expiry::OnInactivity`] or [`Expiry::AtDateTime`] the cookie is persistent and follows
+///   the session's expiry.
+/// - The cookie is removed (`Max-Age=0`) only when the request's cookie is malformed or the
+///   handler itself ended the session ([`Session::flush`], [`Session::delete`]). A well-formed
+///   cookie whose session is unknown, or was rotated or deleted by another request, gets no
+///   `Set-Cookie` at all: a slow request still holding the old cookie of a session that was
+///   just rotated at login must not delete the browser's new cookie (same name, path and
+///   domain).
+/// - A save that finds the session gone (logged out or rotated elsewhere) writes nothing. A save
+///   that meets [`ErrorKind::Conflict`] (a value the handler read was changed by a concurrent
+///   request, see [`Session`]) turns the response into a 409 Conflict; any other store error
+///   into a 500, logged with `tracing` (the write's outcome is unknown; no cookie is sent).
 #[derive(Clone)]
 pub struct SessionLayer {
     manager: Arc<Manager>,
@@ -79,6 +109,7 @@ impl SessionLayer {
                 http_only: true,
                 same_site: SameSite::Lax,
                 expiry: None,
+                host_prefix: true,
             }),
         }
     }
@@ -88,7 +119,8 @@ impl SessionLayer {
         self
     }
 
-    /// Sets the cookie's name (default `id`).
+    /// Sets the cookie's name (default `id`; on the wire `__Host-id` while the cookie qualifies
+    /// for the prefix, see [`with_host_prefix`](Self::with_host_prefix)).
     #[must_use]
     pub fn with_name(self, name: impl Into<String>) -> Self {
         let name = name.into();
@@ -128,6 +160,14 @@ impl SessionLayer {
         self.edit(|c| c.same_site = same_site)
     }
 
+    /// Whether the `__Host-` prefix is added to the cookie's name when the cookie qualifies
+    /// (Secure, `Path=/`, no `Domain`; default on). Turn it off to keep the exact name, for
+    /// example to read cookies set by an earlier version of the application.
+    #[must_use]
+    pub fn with_host_prefix(self, host_prefix: bool) -> Self {
+        self.edit(|c| c.host_prefix = host_prefix)
+    }
+
     /// Sets the default expiry of new handles (default `None`: a browser-session cookie and the
     /// manager's policy in the store). Handlers may change it per session with
     /// [`Session::set_expiry`].
@@ -165,6 +205,8 @@ enum Incoming {
     Id(SessionId),
 }
 
+/// The first well-formed cookie `name` of the request; `Malformed` when there are only
+/// malformed ones.
 fn incoming<B>(request: &Request<B>, name: &str) -> Incoming {
     let mut found = Incoming::None;
     for header in request.headers().get_all(COOKIE) {
@@ -173,10 +215,10 @@ fn incoming<B>(request: &Request<B>, name: &str) -> Incoming {
         };
         for cookie in Cookie::split_parse(text).flatten() {
             if cookie.name() == name {
-                found = match SessionId::parse(cookie.value()) {
-                    Ok(id) => Incoming::Id(id),
-                    Err(_) => Incoming::Malformed,
-                };
+                match SessionId::parse(cookie.value()) {
+                    Ok(id) => return Incoming::Id(id),
+                    Err(_) => found = Incoming::Malformed,
+                }
             }
         }
     }
@@ -205,7 +247,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let config = &layer.cookie;
-            let incoming = incoming(&request, &config.name);
+            let incoming = incoming(&request, &config.wire_name());
             let id = match &incoming {
                 Incoming::Id(id) => Some(id.clone()),
                 Incoming::None | Incoming::Malformed => None,
@@ -226,16 +268,26 @@ async fn finish<B: Default>(
     config: &CookieConfig,
     response: &mut Response<B>,
 ) {
-    if (session.is_modified() || session.is_loaded())
+    if (session.is_modified() || session.is_loaded() || session.ended_here())
         && let Err(error) = session.save().await
     {
-        if error.kind() != ErrorKind::NotFound {
-            tracing::error!(%error, "saving the session failed");
-            *response = Response::default();
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            return;
+        match error.kind() {
+            ErrorKind::NotFound => {
+                tracing::debug!("the session ended elsewhere; nothing written, cookie left alone");
+            }
+            ErrorKind::Conflict => {
+                tracing::info!(%error, "a concurrent request changed a session value this one read");
+                *response = Response::default();
+                *response.status_mut() = StatusCode::CONFLICT;
+                return;
+            }
+            _ => {
+                tracing::error!(%error, "saving the session failed");
+                *response = Response::default();
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                return;
+            }
         }
-        tracing::debug!("the session ended elsewhere; removing the cookie");
     }
     let expiry = session.expiry();
     let persistent = matches!(
@@ -264,13 +316,10 @@ async fn finish<B: Default>(
             cookie
         }
         (None, Incoming::None) => return,
+        // A well-formed cookie whose session ended elsewhere (or never existed): leave it alone,
+        // it may already have been replaced in the browser by a newer one of the same name.
+        (None, Incoming::Id(_)) if !session.ended_here() => return,
         (None, Incoming::Malformed | Incoming::Id(_)) => {
-            if !session.is_loaded() && !session.is_modified() {
-                // A well-formed cookie the handler never looked at: leave it alone.
-                if matches!(incoming, Incoming::Id(_)) {
-                    return;
-                }
-            }
             let mut cookie = base_cookie(config, String::new());
             cookie.make_removal();
             cookie
@@ -285,7 +334,7 @@ async fn finish<B: Default>(
 }
 
 fn base_cookie(config: &CookieConfig, value: String) -> Cookie<'static> {
-    let mut cookie = Cookie::build((config.name.clone(), value))
+    let mut cookie = Cookie::build((config.wire_name(), value))
         .path(config.path.clone())
         .secure(config.secure)
         .http_only(config.http_only)

@@ -74,6 +74,23 @@ async fn slow_insert(session: Session) -> &'static str {
     "ok"
 }
 
+async fn slow_get(session: Session) -> String {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get_foo(session).await
+}
+
+async fn login(session: Session) -> &'static str {
+    session.insert("user", "alice").await.unwrap();
+    session.cycle_id().await.unwrap();
+    "ok"
+}
+
+async fn take_once(session: Session) -> String {
+    let taken: Option<u64> = session.remove("foo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("{taken:?}")
+}
+
 async fn noop() -> &'static str {
     "ok"
 }
@@ -95,6 +112,9 @@ async fn serve(layer: impl FnOnce(Arc<MemoryStore>) -> SessionLayer) -> Server {
         .route("/bump/{key}", get(bump))
         .route("/count", get(count_keys))
         .route("/slow_insert", get(slow_insert))
+        .route("/slow_get", get(slow_get))
+        .route("/login", get(login))
+        .route("/take_once", get(take_once))
         .route("/noop", get(noop))
         .layer(layer(Arc::clone(&store)));
     let app = with_session.route("/nolayer", get(get_foo));
@@ -185,17 +205,19 @@ async fn no_session_no_cookie_no_store_call() {
 async fn bogus_and_malformed_cookies_are_no_session_and_write_nothing() {
     let server = plain_server().await;
     let unknown = SessionId::generate().expose();
-    for cookie in [
-        format!("id={unknown}"),
-        "id=garbage".to_owned(),
-        "id=".to_owned(),
+    // A well-formed unknown cookie is left alone (it may be an old cookie that the browser has
+    // already replaced); a malformed one is removed.
+    for (cookie, removed) in [
+        (format!("id={unknown}"), false),
+        ("id=garbage".to_owned(), true),
+        ("id=".to_owned(), true),
     ] {
         let (body, cookies) = server.get_with("/get", &cookie).await;
         assert_eq!(body, "none", "{cookie}");
-        assert!(is_removal(&cookies), "{cookie}: {cookies:?}");
-        // A handler that never looks at the session: nothing happens for a well-formed cookie.
+        assert_eq!(is_removal(&cookies), removed, "{cookie}: {cookies:?}");
+        assert!(removed || cookies.is_empty(), "{cookie}: {cookies:?}");
         let (_, cookies) = server.get_with("/noop", &cookie).await;
-        assert!(cookies.is_empty() || is_removal(&cookies), "{cookie}");
+        assert_eq!(is_removal(&cookies), removed, "{cookie}: {cookies:?}");
     }
     assert_eq!(
         server.store.stored_records(),
@@ -212,7 +234,10 @@ async fn bogus_and_malformed_cookies_are_no_session_and_write_nothing() {
 async fn insert_sets_a_hardened_cookie() {
     let server = serve(SessionLayer::new).await;
     let (_, cookies) = server.get(&reqwest::Client::new(), "/insert").await;
-    let cookie = cookies.iter().find(|c| c.name() == "id").unwrap();
+    let cookie = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-id")
+        .expect("the __Host- prefix by default");
     assert!(SessionId::parse(cookie.value()).is_ok());
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.secure(), Some(true));
@@ -300,7 +325,10 @@ async fn cycle_id_kills_the_old_cookie() {
     assert_eq!(server.get(&client, "/get").await.0, "42");
     let (body, cookies) = server.get_with("/get", &format!("id={old}")).await;
     assert_eq!(body, "none");
-    assert!(is_removal(&cookies));
+    assert!(
+        cookies.is_empty(),
+        "the old cookie is not answered: {cookies:?}"
+    );
     assert_eq!(server.store.live_records(), 1);
 }
 
@@ -361,8 +389,8 @@ async fn logout_wins_over_a_slow_concurrent_request() {
     let (body, cookies) = slow.await.unwrap();
     assert_eq!(body, "ok");
     assert!(
-        is_removal(&cookies),
-        "the slow request learns the session is gone: {cookies:?}"
+        cookies.is_empty(),
+        "the slow request sets no cookie (the logout already removed it): {cookies:?}"
     );
     assert_eq!(
         server.store.stored_records(),
@@ -447,4 +475,115 @@ async fn a_failing_store_is_a_500_not_a_lost_write() {
         reqwest::StatusCode::INTERNAL_SERVER_ERROR
     );
     assert!(response.headers().get(SET_COOKIE).is_none());
+}
+
+/// A login (id rotation) while slow requests with the old cookie are in flight: neither the
+/// slow reader nor the slow writer deletes the browser's new cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_request_does_not_log_out_after_login() {
+    let server = Arc::new(plain_server().await);
+    let client = jar_client();
+    server.get(&client, "/insert").await;
+    let slow: Vec<_> = ["/slow_get", "/slow_insert"]
+        .into_iter()
+        .map(|path| {
+            let server = Arc::clone(&server);
+            let client = client.clone();
+            tokio::spawn(async move { server.get(&client, path).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, cookies) = server.get(&client, "/login").await;
+    let new = token(&cookies);
+    for task in slow {
+        let (_, cookies) = task.await.unwrap();
+        assert!(
+            cookies.is_empty(),
+            "a stale request sets no cookie: {cookies:?}"
+        );
+    }
+    // The browser still holds the logged-in session.
+    assert_eq!(server.get(&client, "/get").await.0, "42");
+    assert_eq!(server.get_with("/get", &format!("id={new}")).await.0, "42");
+    assert_eq!(server.store.live_records(), 1);
+}
+
+/// Duplicate cookie names: the first well-formed value is the session, whatever follows or
+/// precedes it.
+#[tokio::test]
+async fn the_first_well_formed_cookie_wins() {
+    let server = plain_server().await;
+    let (_, cookies) = server.get(&reqwest::Client::new(), "/insert").await;
+    let valid = token(&cookies);
+    let other = SessionId::generate().expose();
+    for header in [
+        format!("id={valid}; id=junk"),
+        format!("id=junk; id={valid}"),
+        format!("id={valid}; id={other}"),
+        format!("id=; other=1; id={valid}"),
+    ] {
+        let (body, cookies) = server.get_with("/get", &header).await;
+        assert_eq!(body, "42", "{header}");
+        assert!(cookies.is_empty(), "{header}: {cookies:?}");
+    }
+    assert_eq!(server.store.live_records(), 1);
+}
+
+/// The `__Host-` prefix: on by default when the cookie qualifies, off with
+/// `with_host_prefix(false)`, and never on a cookie that cannot carry it.
+#[tokio::test]
+async fn host_prefix_by_default_when_the_cookie_qualifies() {
+    for (layer, name) in [
+        (
+            SessionLayer::new as fn(Arc<MemoryStore>) -> SessionLayer,
+            "__Host-id",
+        ),
+        (|s| SessionLayer::new(s).with_host_prefix(false), "id"),
+        (|s| SessionLayer::new(s).with_name("sid"), "__Host-sid"),
+        (|s| SessionLayer::new(s).with_path("/app"), "id"),
+        (|s| SessionLayer::new(s).with_domain("example.test"), "id"),
+        (|s| SessionLayer::new(s).with_secure(false), "id"),
+    ] {
+        let server = serve(layer).await;
+        let (_, cookies) = server.get(&reqwest::Client::new(), "/insert").await;
+        let cookie = cookies.iter().find(|c| c.name() == name);
+        let cookie = cookie.unwrap_or_else(|| panic!("{name}: {cookies:?}"));
+        // The layer reads the cookie back under the same name.
+        let header = format!("{name}={}", cookie.value());
+        assert_eq!(server.get_with("/get", &header).await.0, "42", "{name}");
+    }
+}
+
+/// Two requests take the same one-time value: one gets it, the other's save is a 409 and
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_time_value_is_taken_once() {
+    let server = Arc::new(plain_server().await);
+    let (_, cookies) = server.get(&reqwest::Client::new(), "/insert").await;
+    let cookie = format!("id={}", token(&cookies));
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(format!("{}/take_once", server.base))
+                    .header(COOKIE, cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [reqwest::StatusCode::OK, reqwest::StatusCode::CONFLICT]
+    );
+    assert_eq!(server.get_with("/get", &cookie).await.0, "none");
 }

@@ -754,6 +754,7 @@ impl Session {
         state.reads.clear();
         state.expiry_changed = None;
         state.ended = true;
+        state.modified = true;
         Ok(())
     }
 
