@@ -29,8 +29,10 @@ pub trait StoreFactory: Send + Sync {
         Ok((Arc::clone(&store), store))
     }
 
-    /// `true` when the backend drops expired records by itself and `delete_expired` reports 0
-    /// (Redis). The purge count is then not checked; that expired records are absent still is.
+    /// `true` when the backend may drop expired records by itself, before any `delete_expired`
+    /// (Redis's own expiry, an in-process sweep). `delete_expired` may then count fewer records
+    /// than were expired (it did not find the others), never more; for other stores the count
+    /// must be exact. That expired records are absent and live ones stay is checked either way.
     fn expires_by_itself(&self) -> bool {
         false
     }
@@ -147,11 +149,33 @@ impl fmt::Debug for Failure {
 /// The result of one behaviour.
 pub type CheckResult = Result<(), Failure>;
 
+/// What a behaviour checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A rule of the store contract (the semantics table): a store that fails it is broken.
+    Store,
+    /// A check of the front (`SessionManager`) over the store: not a rule of the store
+    /// contract, run per backend so the front's promises are seen to hold on it.
+    Front,
+}
+
+impl Family {
+    /// `"store"` or `"front"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Store => "store",
+            Family::Front => "front",
+        }
+    }
+}
+
 /// One named behaviour of the suite.
 #[derive(Clone, Copy)]
 pub struct Behaviour {
     /// The behaviour's name (also its function's name in [`behaviours`]).
     pub name: &'static str,
+    /// Store rule or front check.
+    pub family: Family,
     /// Runs the behaviour against stores from the factory.
     pub run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>,
 }
@@ -160,6 +184,7 @@ impl fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Behaviour")
             .field("name", &self.name)
+            .field("family", &self.family)
             .finish()
     }
 }
@@ -181,40 +206,66 @@ impl Behaviour {
     }
 }
 
-/// Lists every behaviour name once, and hands the list to a macro.
+/// Lists every behaviour name once (store rules, then front checks), and hands the list to a
+/// macro. A `pub async fn` of `behaviours` that is missing here fails the test
+/// `every_behaviour_function_is_registered`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __with_behaviours {
     ($callback:ident ! ( $($args:tt)* )) => {
         $crate::$callback! { ($($args)*)
-            create_read_round_trip,
-            create_on_live_key_is_id_taken,
-            create_over_expired_record,
-            read_missing_or_expired_is_none,
-            expires_at_now_is_absent,
-            update_in_place,
-            update_with_stale_version_is_conflict,
-            rotation_moves_the_record,
-            rotation_onto_live_key_is_id_taken,
-            rotation_onto_expired_key,
-            update_of_absent_previous_is_not_found,
-            touch_moves_expiry_only,
-            touch_of_absent_creates_nothing,
-            delete_is_idempotent_and_final,
-            delete_expired_purges_only_expired,
-            clear_only_this_namespace,
-            race_concurrent_creates,
-            race_concurrent_rotations,
-            race_concurrent_updates,
-            race_cas_counter,
-            readers_never_see_both_or_neither,
-            expiry_in_real_time,
-            ten_thousand_sessions,
-            manager_retries_then_reports_collisions,
-            manager_cycle_id_keeps_data_and_deadline,
-            manager_rejects_invalid_ids_before_the_store,
-            manager_rejects_oversized_data,
-            manager_never_resurrects,
+            store: [
+                // basic
+                create_read_round_trip,
+                create_on_live_key_is_id_taken,
+                create_over_expired_record,
+                create_always_writes_version_one,
+                read_missing_or_expired_is_none,
+                update_in_place,
+                update_with_stale_version_is_conflict,
+                update_of_absent_previous_is_not_found,
+                absent_previous_is_never_conflict,
+                update_and_rotation_keep_data_exactly,
+                touch_moves_expiry_only,
+                touch_of_absent_creates_nothing,
+                delete_is_idempotent_and_final,
+                keys_are_whole,
+                ten_thousand_sessions,
+                // rotation
+                rotation_moves_the_record,
+                rotation_onto_live_key_is_id_taken,
+                rotation_onto_expired_key,
+                // expiry
+                expires_at_now_is_absent,
+                expiry_in_real_time,
+                millisecond_precision_everywhere,
+                expiry_boundaries_are_exact,
+                delete_expired_purges_only_expired,
+                delete_expired_at_scale_is_exact,
+                // namespaces
+                clear_only_this_namespace,
+                namespaces_are_whole_for_every_operation,
+                clear_is_complete_at_scale,
+                // races
+                race_concurrent_creates,
+                race_creates_over_expired_record,
+                race_concurrent_rotations,
+                race_concurrent_updates,
+                race_cas_counter,
+                race_touch_against_delete,
+                race_touch_against_update,
+                readers_never_see_both_or_neither,
+                writes_are_visible_across_instances,
+                // histories
+                histories_are_linearizable,
+            ],
+            front: [
+                manager_retries_then_reports_collisions,
+                manager_cycle_id_keeps_data_and_deadline,
+                manager_rejects_invalid_ids_before_the_store,
+                manager_rejects_oversized_data,
+                manager_never_resurrects,
+            ],
         }
     };
 }
@@ -222,11 +273,20 @@ macro_rules! __with_behaviours {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __behaviour_list {
-    (() $($name:ident),* $(,)?) => {
-        /// Every behaviour of the suite, in order.
-        pub const BEHAVIOURS: &[Behaviour] = &[$(
-            Behaviour { name: stringify!($name), run: |factory| Box::pin(behaviours::$name(factory)) },
-        )*];
+    (() store: [$($store:ident),* $(,)?], front: [$($front:ident),* $(,)?] $(,)?) => {
+        /// Every behaviour of the suite, in order: the store rules, then the front checks.
+        pub const BEHAVIOURS: &[Behaviour] = &[
+            $(Behaviour {
+                name: stringify!($store),
+                family: Family::Store,
+                run: |factory| Box::pin(behaviours::$store(factory)),
+            },)*
+            $(Behaviour {
+                name: stringify!($front),
+                family: Family::Front,
+                run: |factory| Box::pin(behaviours::$front(factory)),
+            },)*
+        ];
     };
 }
 
@@ -235,7 +295,10 @@ __with_behaviours!(__behaviour_list!());
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_tests {
-    (($factory:expr) $($name:ident),* $(,)?) => {$(
+    (($factory:expr) store: [$($store:ident),* $(,)?], front: [$($front:ident),* $(,)?] $(,)?) => {
+        $crate::__suite_tests!(@each ($factory) $($store,)* $($front,)*);
+    };
+    (@each ($factory:expr) $($name:ident,)*) => {$(
         #[test]
         fn $name() {
             $crate::run_test(stringify!($name), || $factory, |factory| {
@@ -287,7 +350,11 @@ pub fn run_test<F, M>(
         eprintln!("SKIPPED: behaviour `{name}`: {reason}");
         return;
     }
-    let behaviour = Behaviour { name: "", run };
+    let behaviour = Behaviour {
+        name: "",
+        family: Family::Store,
+        run,
+    };
     let (result, _) = runtime.block_on(async {
         let outcome = behaviour.check(&factory).await;
         factory.finish().await;
@@ -295,5 +362,53 @@ pub fn run_test<F, M>(
     });
     if let Err(failure) = result {
         panic!("behaviour `{name}` failed: {failure}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `pub async fn name(factory: &dyn StoreFactory) -> CheckResult` of the behaviour files
+    /// is in [`BEHAVIOURS`] (so in [`suite!`] and `sessionctl check`), and every entry is unique.
+    #[test]
+    fn every_behaviour_function_is_registered() {
+        let mut found = Vec::new();
+        for (file, source) in behaviours::SOURCES {
+            for item in source.split("\npub async fn ").skip(1) {
+                let (name, rest) = item.split_once('(').expect("a parameter list");
+                let params: String = rest
+                    .split(')')
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if params.trim_end_matches(',') == "factory: &dyn StoreFactory" {
+                    found.push((*file, name.to_owned()));
+                }
+            }
+        }
+        assert!(found.len() >= 40, "{found:?}");
+        for (file, name) in &found {
+            assert!(
+                BEHAVIOURS.iter().any(|b| b.name == name),
+                "behaviour `{name}` of {file}.rs is not in __with_behaviours!"
+            );
+        }
+        assert_eq!(
+            found.len(),
+            BEHAVIOURS.len(),
+            "listed but not found: {BEHAVIOURS:?}"
+        );
+        for behaviour in BEHAVIOURS {
+            let front = behaviour.name.starts_with("manager_");
+            assert_eq!(
+                behaviour.family == Family::Front,
+                front,
+                "{}: front checks are the manager_* behaviours",
+                behaviour.name
+            );
+        }
     }
 }

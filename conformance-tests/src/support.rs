@@ -157,3 +157,64 @@ impl SessionStore for CountingStore {
         self.inner.clear().await
     }
 }
+
+/// The data every write must keep exactly, on create, update and rotation alike: empty, every
+/// byte value, trailing NULs, trailing spaces, and 1 MiB of pseudo-random bytes.
+pub(crate) fn data_set() -> Vec<Vec<u8>> {
+    let every_byte: Vec<u8> = (0..=255u8).collect();
+    let mut big = vec![0u8; 1024 * 1024];
+    let mut x: u32 = 0x9e37_79b9;
+    for byte in &mut big {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *byte = x as u8;
+    }
+    vec![
+        Vec::new(),
+        every_byte,
+        b"trailing nuls\0\0\0".to_vec(),
+        b"trailing spaces   ".to_vec(),
+        b"\0".to_vec(),
+        b" ".to_vec(),
+        big,
+    ]
+}
+
+/// A short description of `data` for failure messages.
+pub(crate) fn describe(data: &[u8]) -> String {
+    let head: String = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{} bytes ({head}…)", data.len())
+}
+
+/// Waits until the wall clock reaches `at`.
+pub(crate) async fn sleep_until(at: OffsetDateTime) {
+    let left = at - OffsetDateTime::now_utc();
+    if left > Duration::ZERO {
+        tokio::time::sleep(left.try_into().unwrap_or_default()).await;
+    }
+}
+
+/// `key` with byte `index` flipped: a key that differs from it in exactly one byte.
+pub(crate) fn neighbour(key: &SessionKey, index: usize) -> SessionKey {
+    let mut bytes = *key.as_bytes();
+    bytes[index] ^= 0x01;
+    SessionKey::from_bytes(&bytes).expect("32 bytes")
+}
+
+/// Waits for every worker; the first failure (or panic) wins.
+pub(crate) async fn join_workers(
+    handles: Vec<tokio::task::JoinHandle<crate::CheckResult>>,
+) -> crate::CheckResult {
+    let mut first = Ok(());
+    for handle in handles {
+        let result = handle
+            .await
+            .map_err(|e| crate::Failure::new(format!("a worker panicked: {e}")))
+            .and_then(|r| r);
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
+}

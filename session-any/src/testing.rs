@@ -160,7 +160,8 @@ impl StoreFactory for UrlFactory {
     }
 
     fn expires_by_itself(&self) -> bool {
-        self.backend == Backend::Redis
+        // Redis expires keys itself; the memory store sweeps on insert.
+        matches!(self.backend, Backend::Redis | Backend::Memory)
     }
 
     fn unavailable(&self) -> Option<String> {

@@ -332,10 +332,18 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        let expected = encode_version(expected_version)?;
         if expected_version >= i64::MAX as u64 {
-            return Err(Error::new(ErrorKind::Backend, "postgres: version overflow"));
+            // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
+            // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
+            return match self.read(previous).await? {
+                None => Ok(UpdateOutcome::NotFound),
+                Some(record) if record.version == expected_version => {
+                    Err(Error::new(ErrorKind::Backend, "postgres: version overflow"))
+                }
+                Some(_) => Ok(UpdateOutcome::Conflict),
+            };
         }
+        let expected = encode_version(expected_version)?;
         let expires_at = truncate_to_millis(expires_at);
         // First the plain compare-and-swap: one statement, one round trip, and the answer when it
         // writes (the usual case). When it writes nothing (missing, stale, or an occupant of

@@ -345,10 +345,6 @@ impl SessionStore for SqliteStore {
             *previous.as_bytes(),
         );
         let (expires, data) = (unix_millis(expires_at), data.to_vec());
-        let version = expected_version
-            .checked_add(1)
-            .ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
-        let stored_version = encode_version(version)?;
         // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
         // the checks and the change.
         self.workers
@@ -359,6 +355,11 @@ impl SessionStore for SqliteStore {
                     Some(v) if v != expected_version => return Ok(UpdateOutcome::Conflict),
                     Some(_) => {}
                 }
+                // The stored version matched, so it fits an i64; only its successor may not.
+                let version = expected_version
+                    .checked_add(1)
+                    .ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
+                let stored_version = encode_version(version)?;
                 if current == previous {
                     c.prepare_cached(&sql.update)
                         .and_then(|mut s| {

@@ -1,0 +1,93 @@
+//! Rotation (`update` with `current != previous`): the record moves, atomically, onto free keys only.
+
+use super::prelude::*;
+
+/// Rotation moves the record: the old key is gone, the new one holds the new data, version + 1.
+pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResult {
+    let store = factory.store().await?;
+    let (a, b, c) = (key(), key(), key());
+    create(&*store, &a, in_secs(600), b"at a").await?;
+    let expires_at = in_secs(800);
+    ensure_eq!(
+        store.update(&b, &a, 1, expires_at, b"at b").await?,
+        UpdateOutcome::Updated { version: 2 },
+        "rotation a -> b"
+    );
+    ensure!(
+        store.read(&a).await?.is_none(),
+        "the rotated-away key is still live"
+    );
+    let record = live(&*store, &b, "the rotation target reads as absent").await?;
+    ensure_eq!(
+        (record.data.to_vec(), record.version, record.expires_at),
+        (b"at b".to_vec(), 2, expires_at),
+        "record at the new key"
+    );
+    ensure_eq!(
+        store.update(&c, &b, 2, expires_at, b"at c").await?,
+        UpdateOutcome::Updated { version: 3 },
+        "rotation b -> c"
+    );
+    ensure!(
+        store.read(&b).await?.is_none(),
+        "the second rotated-away key is still live"
+    );
+    ensure_eq!(
+        store.read(&c).await?.map(|r| r.version),
+        Some(3),
+        "version after two rotations"
+    );
+    Ok(())
+}
+
+/// Rotation onto a live key is `IdTaken`, and both records stay as they were.
+pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> CheckResult {
+    let store = factory.store().await?;
+    let (a, b) = (key(), key());
+    let (ea, eb) = (in_secs(600), in_secs(900));
+    create(&*store, &a, ea, b"a").await?;
+    create(&*store, &b, eb, b"b").await?;
+    ensure_eq!(
+        store.update(&b, &a, 1, in_secs(1200), b"moved").await?,
+        UpdateOutcome::IdTaken,
+        "rotation onto a live key"
+    );
+    let ra = live(&*store, &a, "the source of a refused rotation vanished").await?;
+    let rb = live(&*store, &b, "the target of a refused rotation vanished").await?;
+    ensure_eq!(
+        (ra.data.to_vec(), ra.version, ra.expires_at),
+        (b"a".to_vec(), 1, ea),
+        "source after refused rotation"
+    );
+    ensure_eq!(
+        (rb.data.to_vec(), rb.version, rb.expires_at),
+        (b"b".to_vec(), 1, eb),
+        "target after refused rotation"
+    );
+    Ok(())
+}
+
+/// Rotation onto a key holding an expired record succeeds and replaces it.
+pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResult {
+    let store = factory.store().await?;
+    let (a, b) = (key(), key());
+    create(&*store, &a, in_secs(600), b"a").await?;
+    create_expired(&*store, &b, b"stale").await?;
+    let expires_at = in_secs(700);
+    ensure_eq!(
+        store.update(&b, &a, 1, expires_at, b"moved").await?,
+        UpdateOutcome::Updated { version: 2 },
+        "rotation onto an expired key"
+    );
+    ensure!(
+        store.read(&a).await?.is_none(),
+        "the rotated-away key is still live"
+    );
+    let record = live(&*store, &b, "the rotation target reads as absent").await?;
+    ensure_eq!(
+        (record.data.to_vec(), record.version, record.expires_at),
+        (b"moved".to_vec(), 2, expires_at),
+        "record at the target"
+    );
+    Ok(())
+}
