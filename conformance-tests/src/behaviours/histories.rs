@@ -307,9 +307,9 @@ async fn one_history(
     let mut handles = Vec::new();
     for task in 0..options.tasks {
         let store = if task % 2 == 0 {
-            Arc::clone(&a)
+            Arc::clone(a)
         } else {
-            Arc::clone(&b)
+            Arc::clone(b)
         };
         let (keys, events, barrier) =
             (Arc::clone(&keys), Arc::clone(&events), Arc::clone(&barrier));
