@@ -567,3 +567,45 @@ fn the_behaviour_list_is_complete_and_unique() {
     names.dedup();
     assert_eq!(names.len(), BEHAVIOURS.len(), "duplicate behaviour names");
 }
+
+/// The linearizability family on its own catches stores that break atomicity or visibility, and
+/// its failure names the seed and shows a minimal failing history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn histories_catch_broken_stores_and_name_the_seed() {
+    use conformance_tests::behaviours::{HistoryOptions, check_histories};
+    for flaw in [
+        Flaw::CachePerInstance,
+        Flaw::UpdateWithoutVersionCheck,
+        Flaw::CreateUpserts,
+    ] {
+        let factory = ReferenceFactory::new(flaw);
+        let options = HistoryOptions {
+            histories: 200,
+            seed: 1000,
+            ..HistoryOptions::default()
+        };
+        let failure = check_histories(&factory, options)
+            .await
+            .expect_err(&format!("{flaw:?} passed 200 histories"))
+            .to_string();
+        println!("{flaw:?}: {failure}");
+        assert!(failure.contains("history of seed 1"), "{failure}");
+        assert!(failure.contains("minimal failing history"), "{failure}");
+        assert!(
+            failure.contains("invokes") && failure.contains("returns"),
+            "{failure}"
+        );
+    }
+    // And the reference store passes them all.
+    let factory = ReferenceFactory::new(Flaw::None);
+    check_histories(
+        &factory,
+        HistoryOptions {
+            histories: 200,
+            seed: 1000,
+            ..HistoryOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+}

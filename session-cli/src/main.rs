@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use conformance_tests::{BEHAVIOURS, Behaviour};
+use conformance_tests::behaviours::{HistoryOptions, check_histories};
+use conformance_tests::{BEHAVIOURS, Behaviour, CheckResult, Family};
 use futures::{FutureExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -38,6 +39,14 @@ enum Command {
         /// Behaviours run at once.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
+        /// Also run this many random concurrent histories and check each for linearizability
+        /// (beyond the fixed-seed ones of `histories_are_linearizable`).
+        #[arg(long, default_value_t = 0)]
+        histories: u32,
+        /// Seed of the first extra history (history i uses seed + i). Default: from the clock;
+        /// the seed is printed, and a failure names the seed of the failing history.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Measure create/read/update/rotate/touch/delete throughput and latency, in a fresh
     /// namespace removed afterwards.
@@ -132,7 +141,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Check { url, only, jobs } => check(url, only, jobs.into()).await,
+            Command::Check {
+                url,
+                only,
+                jobs,
+                histories,
+                seed,
+            } => check(url, only, jobs.into(), histories, seed).await,
             Command::Bench {
                 url,
                 tasks,
@@ -211,13 +226,65 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn check(url: Option<String>, only: Option<String>, jobs: usize) -> Result<ExitCode, Fatal> {
+/// One item of a check run: a behaviour of the suite, or the extra histories.
+#[derive(Clone, Copy)]
+enum Item {
+    Behaviour(Behaviour),
+    Histories(HistoryOptions),
+}
+
+impl Item {
+    fn name(&self) -> String {
+        match self {
+            Item::Behaviour(b) => b.name.to_owned(),
+            Item::Histories(o) => format!("{} histories from seed {}", o.histories, o.seed),
+        }
+    }
+
+    fn family(&self) -> Family {
+        match self {
+            Item::Behaviour(b) => b.family,
+            Item::Histories(_) => Family::Store,
+        }
+    }
+
+    async fn run(self, factory: &UrlFactory) -> (CheckResult, Duration) {
+        match self {
+            Item::Behaviour(b) => b.check(factory).await,
+            Item::Histories(options) => {
+                let started = Instant::now();
+                (check_histories(factory, options).await, started.elapsed())
+            }
+        }
+    }
+}
+
+async fn check(
+    url: Option<String>,
+    only: Option<String>,
+    jobs: usize,
+    histories: u32,
+    seed: Option<u64>,
+) -> Result<ExitCode, Fatal> {
     let (factory, shown) = factory_for(url).await?;
-    let selected: Vec<Behaviour> = BEHAVIOURS
+    let mut selected: Vec<Item> = BEHAVIOURS
         .iter()
         .filter(|b| only.as_deref().is_none_or(|text| b.name.contains(text)))
         .copied()
+        .map(Item::Behaviour)
         .collect();
+    if histories > 0 {
+        let seed = seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        selected.push(Item::Histories(HistoryOptions {
+            histories,
+            seed,
+            ..HistoryOptions::default()
+        }));
+    }
     if selected.is_empty() {
         return Err(Fatal(format!(
             "no behaviour's name contains {:?}",
@@ -232,11 +299,11 @@ async fn check(url: Option<String>, only: Option<String>, jobs: usize) -> Result
     let started = Instant::now();
     let factory = &factory;
     let bar_ref = &bar;
-    let results: Vec<(Behaviour, Result<(), String>, Duration)> =
+    let results: Vec<(Item, Result<(), String>, Duration)> =
         futures::stream::iter(selected.iter().copied())
-            .map(|behaviour| async move {
+            .map(|item| async move {
                 let own = factory.fresh();
-                let run = AssertUnwindSafe(behaviour.check(&own)).catch_unwind();
+                let run = AssertUnwindSafe(item.run(&own)).catch_unwind();
                 let outcome = run.await;
                 if let Err(error) = own.remove_namespaces().await {
                     bar_ref.suspend(|| {
@@ -253,8 +320,8 @@ async fn check(url: Option<String>, only: Option<String>, jobs: usize) -> Result
                     ),
                 };
                 bar_ref.inc(1);
-                bar_ref.set_message(behaviour.name);
-                (behaviour, result, took)
+                bar_ref.set_message(item.name());
+                (item, result, took)
             })
             .buffered(jobs)
             .collect()
@@ -264,36 +331,52 @@ async fn check(url: Option<String>, only: Option<String>, jobs: usize) -> Result
 
     let width = results
         .iter()
-        .map(|(b, ..)| b.name.len())
+        .map(|(item, ..)| item.name().len())
         .max()
         .unwrap_or(9);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<width$}  {:<6}  {:>9}",
-        "behaviour", "result", "time"
-    );
-    let _ = writeln!(out, "{}", "-".repeat(width + 19));
-    for (behaviour, result, took) in &results {
-        let verdict = if result.is_ok() { "pass" } else { "FAIL" };
+    for family in [Family::Store, Family::Front] {
+        let title = match family {
+            Family::Store => "store contract",
+            Family::Front => "front checks (the SessionManager over this store)",
+        };
+        let _ = writeln!(out, "{title}");
         let _ = writeln!(
             out,
-            "{:<width$}  {verdict:<6}  {:>9}",
-            behaviour.name,
-            session_bench::short(*took)
+            "{:<width$}  {:<6}  {:>9}",
+            "behaviour", "result", "time"
         );
+        let _ = writeln!(out, "{}", "-".repeat(width + 19));
+        for (item, result, took) in results.iter().filter(|(i, ..)| i.family() == family) {
+            let verdict = if result.is_ok() { "pass" } else { "FAIL" };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {verdict:<6}  {:>9}",
+                item.name(),
+                session_bench::short(*took)
+            );
+        }
+        let _ = writeln!(out);
     }
     let failed: Vec<_> = results.iter().filter(|(_, r, _)| r.is_err()).collect();
-    for (behaviour, result, _) in &failed {
+    for (item, result, _) in &failed {
         if let Err(message) = result {
-            let _ = writeln!(out, "\nFAILED {}: {message}", behaviour.name);
+            let _ = writeln!(out, "FAILED {}: {message}\n", item.name());
         }
     }
+    let count = |family: Family, passed: bool| {
+        results
+            .iter()
+            .filter(|(i, r, _)| i.family() == family && r.is_ok() == passed)
+            .count()
+    };
     let _ = writeln!(
         out,
-        "\n{} passed, {} failed in {:.1}s against {shown}",
-        results.len() - failed.len(),
-        failed.len(),
+        "store contract: {} passed, {} failed; front checks: {} passed, {} failed; {:.1}s against {shown}",
+        count(Family::Store, true),
+        count(Family::Store, false),
+        count(Family::Front, true),
+        count(Family::Front, false),
         started.elapsed().as_secs_f64()
     );
     print!("{out}");

@@ -29,7 +29,12 @@ fn assert_check_passes(output: &Output) {
         output.status,
         stderr(output)
     );
-    let total = conformance_tests::BEHAVIOURS.len();
+    let count = |family| {
+        conformance_tests::BEHAVIOURS
+            .iter()
+            .filter(|b| b.family == family)
+            .count()
+    };
     for behaviour in conformance_tests::BEHAVIOURS {
         let row = out
             .lines()
@@ -37,7 +42,12 @@ fn assert_check_passes(output: &Output) {
             .unwrap_or_else(|| panic!("no row for {}\n{out}", behaviour.name));
         assert_eq!(row.split_whitespace().nth(1), Some("pass"), "{row}");
     }
-    assert!(out.contains(&format!("{total} passed, 0 failed")), "{out}");
+    let summary = format!(
+        "store contract: {} passed, 0 failed; front checks: {} passed, 0 failed",
+        count(conformance_tests::Family::Store),
+        count(conformance_tests::Family::Front)
+    );
+    assert!(out.contains(&summary), "{out}");
 }
 
 #[test]
@@ -112,7 +122,16 @@ fn check_only_filters_behaviours() {
     let output = sessionctl(&["check", "memory://", "--only", "race_"]);
     let out = stdout(&output);
     assert!(output.status.success(), "{out}");
-    assert!(out.contains("4 passed, 0 failed"), "{out}");
+    let races = conformance_tests::BEHAVIOURS
+        .iter()
+        .filter(|b| b.name.contains("race_"))
+        .count();
+    assert!(
+        out.contains(&format!(
+            "store contract: {races} passed, 0 failed; front checks: 0 passed"
+        )),
+        "{out}"
+    );
     assert!(!out.contains("create_read_round_trip"), "{out}");
     let output = sessionctl(&["check", "memory://", "--only", "no_such_behaviour"]);
     assert_eq!(output.status.code(), Some(2));
@@ -317,4 +336,22 @@ fn stats_and_gc_on_sqlite() {
     assert_eq!(stdout(&output), "deleted 2 expired sessions\n");
     let output = sessionctl(&["stats", &url]);
     assert!(stdout(&output).contains("expired  0\n"));
+}
+
+#[test]
+fn check_runs_extra_histories_with_a_seed() {
+    let output = sessionctl(&[
+        "check",
+        "memory://",
+        "--only",
+        "histories",
+        "--histories",
+        "20",
+        "--seed",
+        "77",
+    ]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("20 histories from seed 77"), "{out}");
+    assert!(out.contains("pass"), "{out}");
 }

@@ -249,6 +249,98 @@ fn changed_nothing(ret: &Ret) -> bool {
     )
 }
 
+/// The keys an operation names.
+fn keys_of(op: &Op) -> (usize, usize) {
+    match *op {
+        Op::Create { key, .. } | Op::Read { key } | Op::Touch { key, .. } | Op::Delete { key } => {
+            (key, key)
+        }
+        Op::Update {
+            current, previous, ..
+        } => (current, previous),
+    }
+}
+
+/// The operations on `key` alone, when that is a sound witness: no successful rotation moved a
+/// record into or out of `key` (then the other keys' operations cannot have changed it, and a
+/// history whose projection is not linearizable is not linearizable either).
+fn project(events: &[Event], key: usize) -> Option<Vec<Event>> {
+    let mut open: Vec<Option<Op>> = Vec::new();
+    let mut keep = Vec::new();
+    for event in events {
+        match event {
+            Event::Invoke(task, op) => {
+                if open.len() <= *task {
+                    open.resize(*task + 1, None);
+                }
+                open[*task] = Some(op.clone());
+            }
+            Event::Return(task, ret) => {
+                let op = open[*task].take().expect("every return has an invocation");
+                let (current, previous) = keys_of(&op);
+                let moved = current != previous
+                    && matches!(ret, Ret::Update(UpdateOutcome::Updated { .. }));
+                if moved && (current == key || previous == key) {
+                    return None;
+                }
+                if current == key && previous == key {
+                    keep.push((*task, op, ret.clone()));
+                }
+            }
+        }
+    }
+    // Rebuild the events of the kept operations in their original order.
+    let kept: std::collections::HashSet<(usize, String)> = keep
+        .iter()
+        .map(|(task, op, _)| (*task, format!("{op:?}")))
+        .collect();
+    Some(
+        events
+            .iter()
+            .filter(|event| match event {
+                Event::Invoke(task, op) => kept.contains(&(*task, format!("{op:?}"))),
+                Event::Return(..) => true,
+            })
+            .scan(Vec::<bool>::new(), |open, event| {
+                Some(match event {
+                    Event::Invoke(task, _) => {
+                        if open.len() <= *task {
+                            open.resize(*task + 1, false);
+                        }
+                        open[*task] = true;
+                        Some(event.clone())
+                    }
+                    Event::Return(task, _) => {
+                        let was_open = open.get(*task).copied().unwrap_or(false);
+                        if let Some(flag) = open.get_mut(*task) {
+                            *flag = false;
+                        }
+                        was_open.then(|| event.clone())
+                    }
+                })
+            })
+            .flatten()
+            .collect(),
+    )
+}
+
+/// The smallest failing witness found: single-key projections where sound, then operations that
+/// changed nothing dropped one at a time while the rest stays non-linearizable.
+fn minimize(events: Vec<Event>, keys: usize) -> Vec<Event> {
+    let mut best = shrink(events.clone(), keys);
+    for key in 0..keys {
+        if let Some(projected) = project(&events, key)
+            && !linearizable(&projected, keys)
+        {
+            let smaller = shrink(projected, keys);
+            if smaller.len() < best.len() {
+                best = smaller;
+            }
+        }
+    }
+    best
+}
+
 /// Drops operations that changed nothing, one at a time, while the rest stays
 /// non-linearizable.
 fn shrink(mut events: Vec<Event>, keys: usize) -> Vec<Event> {
@@ -422,7 +514,7 @@ async fn one_history(
         if linearizable(&events, keys) {
             None
         } else {
-            let minimal = render(&shrink(events.clone(), keys));
+            let minimal = render(&minimize(events.clone(), keys));
             Some(NonLinearizable {
                 seed,
                 history: render(&events),
