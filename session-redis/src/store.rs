@@ -155,9 +155,21 @@ impl RedisStore {
         name
     }
 
-    /// The `SCAN MATCH` pattern of exactly this namespace's keys: the prefix and 64 characters.
+    /// The `SCAN MATCH` pattern of exactly the keys this store writes: the prefix and 64
+    /// lowercase hex digits (prefixes hold no glob characters: validated).
     fn pattern(&self) -> String {
-        format!("{}{}", self.config.key_prefix, "?".repeat(64))
+        format!("{}{}", self.config.key_prefix, "[0-9a-f]".repeat(64))
+    }
+
+    /// Whether `name` is a key this store writes (the pattern's check, again on the client).
+    fn is_ours(&self, name: &str) -> bool {
+        name.strip_prefix(self.config.key_prefix.as_str())
+            .is_some_and(|hex| {
+                hex.len() == 64
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
     }
 
     /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
@@ -173,8 +185,7 @@ impl RedisStore {
             .map_err(rd("scanning keys"))?;
         let mut count = 0;
         while let Some(item) = iter.next_item().await {
-            item.map_err(rd("scanning keys"))?;
-            count += 1;
+            count += u64::from(self.is_ours(&item.map_err(rd("scanning keys"))?));
         }
         Ok(count)
     }
@@ -280,8 +291,8 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 
-    /// `SCAN MATCH <prefix + 64 characters>` and batched `UNLINK`: this namespace only, never
-    /// `FLUSHDB`.
+    /// `SCAN MATCH <prefix + 64 lowercase hex digits>` and batched `UNLINK`: exactly the keys
+    /// this store writes, never `FLUSHDB`, never a foreign key under the same prefix.
     async fn clear(&self) -> Result<()> {
         let mut scanner = self.connection.clone();
         let mut keys: Vec<String> = Vec::new();
@@ -295,7 +306,10 @@ impl SessionStore for RedisStore {
                 .await
                 .map_err(rd("scanning keys"))?;
             while let Some(item) = iter.next_item().await {
-                keys.push(item.map_err(rd("scanning keys"))?);
+                let name = item.map_err(rd("scanning keys"))?;
+                if self.is_ours(&name) {
+                    keys.push(name);
+                }
             }
         }
         for batch in keys.chunks(CLEAR_BATCH) {

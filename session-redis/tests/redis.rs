@@ -401,6 +401,22 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
         .query_async(&mut raw)
         .await
         .unwrap();
+    // Keys of the same length as ours that are not 64 lowercase hex digits: not ours either.
+    let same_length = [
+        format!("{}{}", config.key_prefix, "z".repeat(64)),
+        format!("{}{}", config.key_prefix, fine.to_hex().to_uppercase()),
+        format!("{}{}-", config.key_prefix, &fine.to_hex()[..63]),
+    ];
+    for foreign in &same_length {
+        let _: () = redis::cmd("SET")
+            .arg(foreign)
+            .arg("foreign")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    // Counted: the session and the two foreign values under real session keys.
+    assert_eq!(store.count().await.unwrap(), 3);
     store.clear().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 0);
     let other: Option<String> = redis::cmd("GET")
@@ -409,10 +425,18 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
         .await
         .unwrap();
     assert_eq!(other.as_deref(), Some("other"));
-    let _: () = redis::cmd("DEL")
-        .arg(&neighbour)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    for foreign in same_length.iter().chain([&neighbour]) {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(foreign)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(value.is_some(), "clear removed the foreign key {foreign}");
+        let _: () = redis::cmd("DEL")
+            .arg(foreign)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
     factory.finish().await;
 }

@@ -292,7 +292,11 @@ pub async fn delete_expired_at_scale_is_exact(factory: &dyn StoreFactory) -> Che
         purged <= EXPIRED as u64,
         "delete_expired reported {purged} purged records, only {EXPIRED} were expired"
     );
-    if !factory.expires_by_itself() {
+    if factory.expires_by_itself() {
+        eprintln!(
+            "note: delete_expired_at_scale_is_exact: this store drops expired records by itself; its purge count ({purged} of {EXPIRED}) is checked as an upper bound only"
+        );
+    } else {
         ensure_eq!(
             purged,
             EXPIRED as u64,
