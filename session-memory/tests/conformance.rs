@@ -1,8 +1,10 @@
 //! The whole conformance suite against `MemoryStore`: with the default shards (rotations mostly
 //! cross two shards) and with a single shard (every rotation stays in one).
 //!
-//! The store sweeps expired records on its own (an amortised sweep on insert), so its factories
-//! say `expires_by_itself`: `delete_expired` may count fewer records than expired, never more.
+//! The store sweeps a shard's expired records on its own once the shard has doubled (and holds at
+//! least 64 records). With 64 shards the suite's namespaces never reach that, so the sharded
+//! factory is held to exact purge counts; the single-shard one sweeps during the suite's larger
+//! behaviours and says `expires_by_itself` (counts checked as an upper bound).
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ impl StoreFactory for Memory {
     }
 
     fn expires_by_itself(&self) -> bool {
-        true
+        self.shards == Some(1)
     }
 }
 
