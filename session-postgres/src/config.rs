@@ -25,7 +25,27 @@ pub struct PostgresConfig {
     /// error.
     #[serde(with = "session_core::serde_millis")]
     pub acquire_timeout: Duration,
+    /// The deadline of every operation, from its call to its answer (waiting for a connection
+    /// included), enforced by the client (so it holds against a frozen server or network) and
+    /// sent to the server as `statement_timeout` (so the server stops work nobody waits for).
+    /// A missed deadline is a transient error whose outcome is unknown. URL: `operation_timeout_ms`.
+    #[serde(with = "session_core::serde_millis")]
+    pub operation_timeout: Duration,
+    /// Open without a server: `connect` succeeds at once, operations fail with transient errors
+    /// until the server is reachable, and the table is checked (and created if allowed) on the
+    /// first operation that reaches it. Default `false`: `connect` fails fast, so a wrong URL stops
+    /// a deploy. URL: `lazy=true`.
+    pub lazy: bool,
+    /// Whether the store may create its schema, table and index. With `false` it never runs DDL
+    /// and a missing table (or one of another layout) is a `Config` error. Even with `true`, DDL
+    /// only runs when something is missing, so a role with nothing but SELECT, INSERT, UPDATE and
+    /// DELETE on an existing table works. URL: `migrate=false`.
+    pub migrate: bool,
 }
+
+/// The query parameters of a PostgreSQL URL that belong to this crate (removed before the URL
+/// reaches the driver).
+pub const URL_PARAMETERS: &[&str] = &["operation_timeout_ms", "lazy", "migrate"];
 
 impl Default for PostgresConfig {
     fn default() -> Self {
@@ -36,6 +56,9 @@ impl Default for PostgresConfig {
             max_connections: 16,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(5),
+            lazy: false,
+            migrate: true,
         }
     }
 }
@@ -49,6 +72,9 @@ impl fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("lazy", &self.lazy)
+            .field("migrate", &self.migrate)
             .finish()
     }
 }
@@ -97,9 +123,90 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets the operation deadline.
+    #[must_use]
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets lazy opening.
+    #[must_use]
+    pub fn lazy(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
+    /// Sets whether the store may create its table.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Splits this crate's parameters ([`URL_PARAMETERS`]) off the URL: the settings with them
+    /// applied (a URL parameter wins over the field), and the URL the driver gets.
+    pub(crate) fn resolved(&self) -> Result<(Self, String)> {
+        let bad = |what: String| {
+            Error::new(
+                ErrorKind::Config,
+                format!("postgres: {what} in {}", redact_url(&self.url)),
+            )
+        };
+        let mut config = self.clone();
+        let Some((base, query)) = self.url.split_once('?') else {
+            return Ok((config, self.url.clone()));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "operation_timeout_ms" => {
+                    let ms: u64 = value.parse().map_err(|_| {
+                        bad(format!(
+                            "`operation_timeout_ms` must be a whole number, not {value:?}"
+                        ))
+                    })?;
+                    config.operation_timeout = Duration::from_millis(ms);
+                }
+                "lazy" | "migrate" => {
+                    let flag = match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(bad(format!(
+                                "`{name}` must be true or false, not {value:?}"
+                            )));
+                        }
+                    };
+                    if name == "lazy" {
+                        config.lazy = flag;
+                    } else {
+                        config.migrate = flag;
+                    }
+                }
+                _ => kept.push(pair),
+            }
+        }
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        config.url = url.clone();
+        config.validate()?;
+        Ok((config, url))
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         validate_identifier("postgres", "schema", &self.schema, 48)?;
         validate_identifier("postgres", "table", &self.table, 48)?;
+        if self.operation_timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "postgres: `operation_timeout` must be more than zero",
+            ));
+        }
         if self.max_connections == 0 {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -128,6 +235,30 @@ mod tests {
             shown.contains("db.internal") && shown.contains("app"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn own_url_parameters_are_taken_off_the_url() {
+        let config = PostgresConfig::new(
+            "postgres://app:pw@db/app?sslmode=disable&operation_timeout_ms=250&lazy=true&migrate=false",
+        );
+        let (resolved, url) = config.resolved().unwrap();
+        assert_eq!(url, "postgres://app:pw@db/app?sslmode=disable");
+        assert_eq!(resolved.operation_timeout, Duration::from_millis(250));
+        assert!(resolved.lazy && !resolved.migrate);
+        let (plain, url) = PostgresConfig::new("postgres://db/app?lazy=0")
+            .resolved()
+            .unwrap();
+        assert_eq!(url, "postgres://db/app");
+        assert!(!plain.lazy && plain.migrate);
+        for bad in [
+            "postgres://db/app?lazy=maybe",
+            "postgres://db/app?operation_timeout_ms=soon",
+            "postgres://db/app?operation_timeout_ms=0",
+        ] {
+            let error = PostgresConfig::new(bad).resolved().unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! [`PostgresStore`]: every operation of the contract in one statement, one round trip.
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
     UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor, Row};
+use tokio::sync::OnceCell;
 
 use crate::config::PostgresConfig;
 use crate::error::{UNIQUE_VIOLATION, map_sqlx_error};
@@ -26,11 +29,23 @@ const MIGRATION_LOCK: i64 = 0x5e55_1015_7043_0001;
 /// occupant, moves the row, and says which outcome happened. Unique constraints and row locks carry the atomicity; no
 /// check-then-act, no reliance on `SERIALIZABLE`. Expiry is compared with the server's `now()` in
 /// `timestamptz`, so the server's and the session's `TimeZone` do not matter.
+///
+/// Every operation has a deadline ([`PostgresConfig::operation_timeout`], 5 s by default) kept by
+/// the client and sent to the server as `statement_timeout`; every connection runs in
+/// `READ COMMITTED` whatever the server's default, so racing writers get `Conflict`, never a
+/// serialization error. An error of a write means its outcome is unknown (the server may have
+/// committed it and the answer been lost), except a `Config` error or an error raised before
+/// the statement was sent (no connection could be had).
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    sql: std::sync::Arc<Sql>,
+    sql: Arc<Sql>,
     config: PostgresConfig,
+    /// How to open a connection of our own, to find why the pool cannot connect (`None` for a
+    /// pool handed in by the application).
+    connect_options: Option<PgConnectOptions>,
+    /// Set once the table is known to be there (checked, or created).
+    ready: Arc<OnceCell<()>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -127,6 +142,18 @@ fn pg(doing: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |error| map_sqlx_error(doing, error)
 }
 
+/// Whether `error` comes from waiting for a pool connection in vain.
+fn is_pool_timeout(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
+}
+
+/// Whether `error` is the server refusing access (SQLSTATE 42501), not a layout problem.
+fn is_privilege_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501"))
+}
+
 fn decode_version(version: i64) -> Result<u64> {
     u64::try_from(version)
         .map_err(|_| Error::new(ErrorKind::Decode, "postgres: a stored version is negative"))
@@ -137,20 +164,36 @@ fn encode_version(version: u64) -> Result<i64> {
 }
 
 impl PostgresStore {
-    /// Connects a pool with `config`, then runs [`migrate`](Self::migrate).
+    /// Opens a store with `config`: connects once (so the error of an unreachable server says
+    /// why: refused, unknown host, TLS, authentication), then checks the table and creates it if
+    /// missing and allowed ([`migrate`](Self::migrate)). With [`PostgresConfig::lazy`] it
+    /// connects nothing and succeeds at once.
     ///
     /// A bad table or schema name is a `Config` error before anything is sent; a malformed URL is
-    /// `Config`; an unreachable server is a transient `Backend` error after `acquire_timeout`;
-    /// wrong credentials or an unknown database are `Config`. Messages never include passwords.
+    /// `Config`; an unreachable server is a transient `Backend` error whose source is the
+    /// connection error (at most `acquire_timeout`); wrong credentials or an unknown database are
+    /// `Config`. Messages never include passwords.
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
-        config.validate()?;
-        let options = PgConnectOptions::from_str(&config.url).map_err(|e| {
-            Error::with_source(
-                ErrorKind::Config,
-                format!("postgres: invalid URL {}", redact_url(&config.url)),
-                e,
-            )
-        })?;
+        let (config, url) = config.resolved()?;
+        let options = PgConnectOptions::from_str(&url)
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    format!("postgres: invalid URL {}", redact_url(&url)),
+                    e,
+                )
+            })?
+            .options([
+                (
+                    "statement_timeout",
+                    config.operation_timeout.as_millis().to_string(),
+                ),
+                // A space in a startup option is escaped with a backslash.
+                (
+                    "default_transaction_isolation",
+                    r"read\ committed".to_owned(),
+                ),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -158,26 +201,195 @@ impl PostgresStore {
             // A ping before every checkout would double the round trips; a dead connection fails
             // its operation with a transient error and is replaced.
             .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(pg("connecting"))?;
-        let store = Self::with_pool(pool, config)?;
-        store.migrate().await?;
+            .connect_lazy_with(options.clone());
+        let lazy = config.lazy;
+        let mut store = Self::with_pool(pool, config)?;
+        store.connect_options = Some(options);
+        if !lazy {
+            if let Some(cause) = store.why_unreachable().await {
+                return Err(cause);
+            }
+            store.bounded("opening the store", async { Ok(()) }).await?;
+        }
         Ok(store)
     }
 
-    /// A store over an existing pool, without migrating (call [`migrate`](Self::migrate) once).
-    /// `config.url` and the pool settings are not used.
+    /// A store over an existing pool. The table is checked (and created if missing and allowed)
+    /// by the first operation, or call [`migrate`](Self::migrate). `config.url` and the pool
+    /// settings are not used; the pool's connections should run in `READ COMMITTED` (the
+    /// default) with a `statement_timeout`.
     pub fn with_pool(pool: PgPool, config: PostgresConfig) -> Result<Self> {
         config.validate()?;
-        let sql = std::sync::Arc::new(Sql::new(&config.schema, &config.table));
-        Ok(Self { pool, sql, config })
+        let sql = Arc::new(Sql::new(&config.schema, &config.table));
+        Ok(Self {
+            pool,
+            sql,
+            config,
+            connect_options: None,
+            ready: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Why no connection can be opened, if it cannot: one connection attempt of our own (within
+    /// `acquire_timeout`), its error mapped. `None` when it connects (or for a pool handed in).
+    async fn why_unreachable(&self) -> Option<Error> {
+        let options = self.connect_options.as_ref()?;
+        match tokio::time::timeout(
+            self.config.acquire_timeout,
+            PgConnection::connect_with(options),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(map_sqlx_error("connecting", e)),
+            Err(elapsed) => Some(
+                Error::with_source(
+                    ErrorKind::Backend,
+                    format!(
+                        "postgres: connecting: no answer within {} ms",
+                        self.config.acquire_timeout.as_millis()
+                    ),
+                    elapsed,
+                )
+                .transient(true),
+            ),
+        }
+    }
+
+    /// Runs `op` after making sure the table is there, within the operation deadline. A missed
+    /// deadline, or a pool that could not connect, becomes a transient error saying why.
+    async fn bounded<T>(
+        &self,
+        doing: &'static str,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let work = async {
+            self.ready
+                .get_or_try_init(|| self.check_or_create_table())
+                .await?;
+            op.await
+        };
+        let deadline = self.config.operation_timeout;
+        match tokio::time::timeout(deadline, work).await {
+            Ok(Err(error)) if is_pool_timeout(&error) => {
+                Err(self.why_unreachable().await.map_or(error, |cause| {
+                    Error::with_source(
+                        ErrorKind::Backend,
+                        format!("postgres: {doing}: no connection could be opened"),
+                        cause,
+                    )
+                    .transient(true)
+                }))
+            }
+            Ok(result) => result,
+            Err(elapsed) => {
+                if self.pool.size() == 0
+                    && let Some(cause) = self.why_unreachable().await
+                {
+                    return Err(Error::with_source(
+                        ErrorKind::Backend,
+                        format!("postgres: {doing}: no connection could be opened"),
+                        cause,
+                    )
+                    .transient(true));
+                }
+                Err(Error::with_source(
+                    ErrorKind::Backend,
+                    format!(
+                        "postgres: {doing}: no answer within the {} ms deadline; the outcome is unknown",
+                        deadline.as_millis()
+                    ),
+                    elapsed,
+                )
+                .transient(true))
+            }
+        }
+    }
+
+    /// Checks that the table (with the right layout) and its index exist; creates what is
+    /// missing when allowed ([`PostgresConfig::migrate`]). Runs no DDL when everything exists.
+    pub async fn migrate(&self) -> Result<()> {
+        self.check_or_create_table().await?;
+        let _ = self.ready.set(());
+        Ok(())
+    }
+
+    async fn check_or_create_table(&self) -> Result<()> {
+        let (table, index) = self.existing().await?;
+        if table {
+            self.check_layout(&self.pool).await?;
+        }
+        if table && index {
+            return Ok(());
+        }
+        if !self.config.migrate {
+            if table {
+                tracing::warn!(
+                    schema = %self.config.schema,
+                    table = %self.config.table,
+                    "the session table has no expiry index (migrate=false): purges scan the table"
+                );
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "postgres: table {}.{} does not exist and migrate=false forbids creating it",
+                    self.config.schema, self.config.table
+                ),
+            ));
+        }
+        self.create_table().await
+    }
+
+    /// Whether the table and its expiry index exist.
+    async fn existing(&self) -> Result<(bool, bool)> {
+        let (schema, table) = (&self.config.schema, &self.config.table);
+        let row = sqlx::query("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(format!("\"{schema}\".\"{table}\""))
+            .bind(format!("\"{schema}\".\"{table}_expires_at\""))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg("looking for the session table"))?;
+        Ok((
+            row.try_get(0)
+                .map_err(pg("looking for the session table"))?,
+            row.try_get(1)
+                .map_err(pg("looking for the session table"))?,
+        ))
+    }
+
+    /// A table of that name made by someone else fails here, before anything is changed.
+    async fn check_layout<'e, E: Executor<'e, Database = sqlx::Postgres>>(
+        &self,
+        executor: E,
+    ) -> Result<()> {
+        let probe = format!(
+            "SELECT key, expires_at, version, data FROM \"{}\".\"{}\" LIMIT 0",
+            self.config.schema, self.config.table
+        );
+        match executor.execute(probe.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(e @ sqlx::Error::Database(_)) if !is_privilege_error(&e) => {
+                Err(Error::with_source(
+                    ErrorKind::Config,
+                    format!(
+                        "postgres: table {}.{} exists with another layout",
+                        self.config.schema, self.config.table
+                    ),
+                    e,
+                ))
+            }
+            Err(e) => Err(map_sqlx_error("checking the session table", e)),
+        }
     }
 
     /// Creates the schema, table and expiry index if missing. Idempotent, and safe when many
-    /// instances start at once: it runs under a transaction-scoped advisory lock. A table of that
-    /// name with another layout is a `Config` error.
-    pub async fn migrate(&self) -> Result<()> {
+    /// instances start at once: it runs under a transaction-scoped advisory lock.
+    async fn create_table(&self) -> Result<()> {
         let mut tx = self
             .pool
             .begin()
@@ -193,21 +405,7 @@ impl PostgresStore {
                 .await
                 .map_err(pg("creating the session table"))?;
         }
-        // A table of that name made by someone else fails here, before anything is changed.
-        let probe = format!(
-            "SELECT key, expires_at, version, data FROM \"{}\".\"{}\" LIMIT 0",
-            self.config.schema, self.config.table
-        );
-        if let Err(e) = tx.execute(probe.as_str()).await {
-            return Err(Error::with_source(
-                ErrorKind::Config,
-                format!(
-                    "postgres: table {}.{} exists with another layout",
-                    self.config.schema, self.config.table
-                ),
-                e,
-            ));
-        }
+        self.check_layout(&mut *tx).await?;
         tx.execute(self.sql.index.as_str())
             .await
             .map_err(pg("creating the expiry index"))?;
@@ -226,15 +424,18 @@ impl PostgresStore {
 
     /// Live and expired (not yet purged) records of this table: `(live, expired)`.
     pub async fn counts(&self) -> Result<(u64, u64)> {
-        let row = sqlx::query(&self.sql.counts)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(pg("counting sessions"))?;
-        let (live, expired): (i64, i64) = (
-            row.try_get(0).map_err(pg("counting"))?,
-            row.try_get(1).map_err(pg("counting"))?,
-        );
-        Ok((live as u64, expired as u64))
+        self.bounded("counting sessions", async {
+            let row = sqlx::query(&self.sql.counts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(pg("counting sessions"))?;
+            let (live, expired): (i64, i64) = (
+                row.try_get(0).map_err(pg("counting"))?,
+                row.try_get(1).map_err(pg("counting"))?,
+            );
+            Ok((live as u64, expired as u64))
+        })
+        .await
     }
 
     /// Runs an update or rotation statement and reads its verdict.
@@ -287,41 +488,47 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<CreateOutcome> {
-        let done = sqlx::query(&self.sql.create)
-            .bind(&key.as_bytes()[..])
-            .bind(truncate_to_millis(expires_at))
-            .bind(data)
-            .execute(&self.pool)
-            .await
-            .map_err(pg("creating a session"))?;
-        Ok(if done.rows_affected() == 1 {
-            CreateOutcome::Created
-        } else {
-            CreateOutcome::IdTaken
+        self.bounded("creating a session", async {
+            let done = sqlx::query(&self.sql.create)
+                .bind(&key.as_bytes()[..])
+                .bind(truncate_to_millis(expires_at))
+                .bind(data)
+                .execute(&self.pool)
+                .await
+                .map_err(pg("creating a session"))?;
+            Ok(if done.rows_affected() == 1 {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::IdTaken
+            })
         })
+        .await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let row = sqlx::query(&self.sql.read)
-            .bind(&key.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg("reading a session"))?;
-        let Some(row) = row else { return Ok(None) };
-        let millis: Option<i64> = row.try_get(0).map_err(pg("decoding a session"))?;
-        let expires_at = millis.and_then(from_unix_millis).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Decode,
-                "postgres: a stored expiry is not a representable time",
-            )
-        })?;
-        let version: i64 = row.try_get(1).map_err(pg("decoding a session"))?;
-        let data: Vec<u8> = row.try_get(2).map_err(pg("decoding a session"))?;
-        Ok(Some(Record {
-            data: Bytes::from(data),
-            expires_at,
-            version: decode_version(version)?,
-        }))
+        self.bounded("reading a session", async {
+            let row = sqlx::query(&self.sql.read)
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(pg("reading a session"))?;
+            let Some(row) = row else { return Ok(None) };
+            let millis: Option<i64> = row.try_get(0).map_err(pg("decoding a session"))?;
+            let expires_at = millis.and_then(from_unix_millis).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Decode,
+                    "postgres: a stored expiry is not a representable time",
+                )
+            })?;
+            let version: i64 = row.try_get(1).map_err(pg("decoding a session"))?;
+            let data: Vec<u8> = row.try_get(2).map_err(pg("decoding a session"))?;
+            Ok(Some(Record {
+                data: Bytes::from(data),
+                expires_at,
+                version: decode_version(version)?,
+            }))
+        })
+        .await
     }
 
     async fn update(
@@ -332,96 +539,112 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        if expected_version >= i64::MAX as u64 {
-            // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
-            // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
-            return match self.read(previous).await? {
-                None => Ok(UpdateOutcome::NotFound),
-                Some(record) if record.version == expected_version => {
-                    Err(Error::new(ErrorKind::Backend, "postgres: version overflow"))
-                }
-                Some(_) => Ok(UpdateOutcome::Conflict),
-            };
-        }
-        let expected = encode_version(expected_version)?;
-        let expires_at = truncate_to_millis(expires_at);
-        // First the plain compare-and-swap: one statement, one round trip, and the answer when it
-        // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
-        // `current`), the full statement below decides atomically, writing if it now can
-        // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
-        let fast = if current == previous {
-            sqlx::query(&self.sql.update_fast)
-                .bind(&previous.as_bytes()[..])
-                .bind(expected)
-                .bind(expires_at)
-                .bind(data)
-        } else {
-            sqlx::query(&self.sql.rotate_fast)
-                .bind(&current.as_bytes()[..])
-                .bind(&previous.as_bytes()[..])
-                .bind(expected)
-                .bind(expires_at)
-                .bind(data)
-        };
-        match fast.execute(&self.pool).await {
-            Ok(done) if done.rows_affected() == 1 => {
-                return Ok(UpdateOutcome::Updated {
-                    version: expected_version + 1,
-                });
+        self.bounded("updating a session", async {
+            if expected_version >= i64::MAX as u64 {
+                // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
+                // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
+                return match self.read(previous).await? {
+                    None => Ok(UpdateOutcome::NotFound),
+                    Some(record) if record.version == expected_version => {
+                        Err(Error::new(ErrorKind::Backend, "postgres: version overflow"))
+                    }
+                    Some(_) => Ok(UpdateOutcome::Conflict),
+                };
             }
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
-            Err(e) => return Err(map_sqlx_error("updating a session", e)),
-        }
-        let query = if current == previous {
-            sqlx::query(&self.sql.update)
-                .bind(&previous.as_bytes()[..])
-                .bind(expected)
-                .bind(expires_at)
-                .bind(data)
-        } else {
-            sqlx::query(&self.sql.rotate)
-                .bind(&current.as_bytes()[..])
-                .bind(&previous.as_bytes()[..])
-                .bind(expected)
-                .bind(expires_at)
-                .bind(data)
-        };
-        self.run_update(query, expected_version).await
+            let expected = encode_version(expected_version)?;
+            let expires_at = truncate_to_millis(expires_at);
+            // First the plain compare-and-swap: one statement, one round trip, and the answer when it
+            // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
+            // `current`), the full statement below decides atomically, writing if it now can
+            // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
+            let fast = if current == previous {
+                sqlx::query(&self.sql.update_fast)
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(data)
+            } else {
+                sqlx::query(&self.sql.rotate_fast)
+                    .bind(&current.as_bytes()[..])
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(data)
+            };
+            match fast.execute(&self.pool).await {
+                Ok(done) if done.rows_affected() == 1 => {
+                    return Ok(UpdateOutcome::Updated {
+                        version: expected_version + 1,
+                    });
+                }
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
+                Err(e) => return Err(map_sqlx_error("updating a session", e)),
+            }
+            let query = if current == previous {
+                sqlx::query(&self.sql.update)
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(data)
+            } else {
+                sqlx::query(&self.sql.rotate)
+                    .bind(&current.as_bytes()[..])
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(data)
+            };
+            self.run_update(query, expected_version).await
+        })
+        .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        let done = sqlx::query(&self.sql.touch)
-            .bind(&key.as_bytes()[..])
-            .bind(truncate_to_millis(expires_at))
-            .execute(&self.pool)
-            .await
-            .map_err(pg("touching a session"))?;
-        Ok(done.rows_affected() == 1)
+        self.bounded("touching a session", async {
+            let done = sqlx::query(&self.sql.touch)
+                .bind(&key.as_bytes()[..])
+                .bind(truncate_to_millis(expires_at))
+                .execute(&self.pool)
+                .await
+                .map_err(pg("touching a session"))?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        sqlx::query(&self.sql.delete)
-            .bind(&key.as_bytes()[..])
-            .execute(&self.pool)
-            .await
-            .map_err(pg("deleting a session"))?;
-        Ok(())
+        self.bounded("deleting a session", async {
+            sqlx::query(&self.sql.delete)
+                .bind(&key.as_bytes()[..])
+                .execute(&self.pool)
+                .await
+                .map_err(pg("deleting a session"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        let done = sqlx::query(&self.sql.delete_expired)
-            .execute(&self.pool)
-            .await
-            .map_err(pg("deleting expired sessions"))?;
-        Ok(done.rows_affected())
+        self.bounded("deleting expired sessions", async {
+            let done = sqlx::query(&self.sql.delete_expired)
+                .execute(&self.pool)
+                .await
+                .map_err(pg("deleting expired sessions"))?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<()> {
-        sqlx::query(&self.sql.clear)
-            .execute(&self.pool)
-            .await
-            .map_err(pg("clearing the table"))?;
-        Ok(())
+        self.bounded("clearing the table", async {
+            sqlx::query(&self.sql.clear)
+                .execute(&self.pool)
+                .await
+                .map_err(pg("clearing the table"))?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -568,3 +568,68 @@ pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> 
     }
     Ok(())
 }
+
+/// Rotations crossing each other (a → b and b → a at once, both keys live) never deadlock and
+/// never move anything: every one is `IdTaken`. 16 pairs, each direction repeating for half a
+/// second (at least 20 times); all must be done within 30 seconds.
+pub async fn race_crossed_rotations_never_deadlock(factory: &dyn StoreFactory) -> CheckResult {
+    const PAIRS: usize = 16;
+    const MIN_ROUNDS: usize = 20;
+    const BUSY: std::time::Duration = std::time::Duration::from_millis(500);
+    let stores = factory.store_pair().await?;
+    let mut keys = Vec::new();
+    for _ in 0..PAIRS {
+        let (a, b) = (key(), key());
+        create(&*stores.0, &a, in_secs(600), b"a").await?;
+        create(&*stores.0, &b, in_secs(600), b"b").await?;
+        keys.push((a, b));
+    }
+    let work = async {
+        let mut handles = Vec::new();
+        for (i, (a, b)) in keys.iter().copied().enumerate() {
+            for forward in [true, false] {
+                let store = if forward {
+                    Arc::clone(&stores.0)
+                } else {
+                    Arc::clone(&stores.1)
+                };
+                let (from, to) = if forward { (a, b) } else { (b, a) };
+                handles.push(tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let mut rounds = 0;
+                    while rounds < MIN_ROUNDS || started.elapsed() < BUSY {
+                        rounds += 1;
+                        let outcome = store.update(&to, &from, 1, in_secs(600), b"moved").await?;
+                        if outcome != UpdateOutcome::IdTaken {
+                            return Err(Failure::new(format!(
+                                "a rotation onto a live key (pair {i}) answered {outcome:?}"
+                            )));
+                        }
+                    }
+                    Ok(())
+                }));
+            }
+        }
+        join_workers(handles).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(Failure::new(
+                "crossed rotations did not finish within 30 s (a deadlock?)",
+            ));
+        }
+    }
+    for (a, b) in &keys {
+        for k in [a, b] {
+            ensure_eq!(
+                live(&*stores.1, k, "a key of a crossed pair vanished")
+                    .await?
+                    .version,
+                1,
+                "version after refused crossed rotations"
+            );
+        }
+    }
+    Ok(())
+}
