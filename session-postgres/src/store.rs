@@ -43,7 +43,7 @@ pub struct PostgresStore {
     config: PostgresConfig,
     /// How to open a connection of our own, to find why the pool cannot connect (`None` for a
     /// pool handed in by the application).
-    connect_options: Option<PgConnectOptions>,
+    connect_options: Option<Arc<PgConnectOptions>>,
     /// Set once the table is known to be there (checked, or created).
     ready: Arc<OnceCell<()>>,
 }
@@ -204,7 +204,7 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         let lazy = config.lazy;
         let mut store = Self::with_pool(pool, config)?;
-        store.connect_options = Some(options);
+        store.connect_options = Some(Arc::new(options));
         if !lazy {
             if let Some(cause) = store.why_unreachable().await {
                 return Err(cause);
