@@ -103,8 +103,12 @@ impl Sql {
             ),
             // $1 current, $2 previous, $3 expected, $4 expiry, $5 data. Any occupant of
             // `current`, live or expired, makes it fail on the primary key.
+            // Both rows are locked first, in key order, so that two rotations crossing each
+            // other (a → b, b → a) queue instead of deadlocking.
             rotate_fast: format!(
-                "UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 WHERE key = $2 AND version = $3 AND expires_at > now()"
+                "WITH locked AS (SELECT 1 FROM {t} WHERE key IN ($1, $2) ORDER BY key FOR UPDATE) \
+                 UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 \
+                 WHERE key = $2 AND version = $3 AND expires_at > now() AND (SELECT count(*) FROM locked) >= 0"
             ),
             // $1 key, $2 expected version, $3 expiry, $4 data. `prev` locks the live row and
             // reads its newest version; `done` writes only if that version is the expected one.
@@ -114,12 +118,15 @@ impl Sql {
                           WHERE key = $1 AND (SELECT version FROM prev) = $2 RETURNING version) \
                  SELECT (SELECT version FROM prev) AS found, FALSE AS taken, (SELECT version FROM done) AS written"
             ),
-            // $1 current, $2 previous, $3 expected version, $4 expiry, $5 data. `cleared` (an
+            // $1 current, $2 previous, $3 expected version, $4 expiry, $5 data. `locked` takes
+            // both rows in key order (no deadlock between crossing rotations); `cleared` (an
             // expired occupant of `current`) runs before `moved`, which reads its count; a live
             // occupant that commits meanwhile makes `moved` fail on the primary key (IdTaken).
             rotate: format!(
-                "WITH prev AS (SELECT version FROM {t} WHERE key = $2 AND expires_at > now() FOR UPDATE), \
-                 occupant AS (SELECT 1 FROM {t} WHERE key = $1 AND expires_at > now() FOR UPDATE), \
+                "WITH locked AS (SELECT key, version, expires_at > now() AS live FROM {t} \
+                                  WHERE key IN ($1, $2) ORDER BY key FOR UPDATE), \
+                 prev AS (SELECT version FROM locked WHERE key = $2 AND live), \
+                 occupant AS (SELECT 1 FROM locked WHERE key = $1 AND live), \
                  go AS (SELECT (SELECT version FROM prev) = $3 AND NOT EXISTS (SELECT 1 FROM occupant) AS ok), \
                  cleared AS (DELETE FROM {t} WHERE key = $1 AND expires_at <= now() AND (SELECT ok FROM go) RETURNING 1), \
                  moved AS (UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 \
