@@ -190,13 +190,16 @@ impl FromStr for Durability {
 ///
 /// A setting given to a backend that does not take it is a `Config` error (a typo should not
 /// silently fall back to a default). Other query parameters of a `postgres://` or `redis://` URL
-/// go to the driver (`sslmode=require`, …). `Debug` hides passwords.
+/// go to the driver (`sslmode=require`, …). `Debug` hides secrets, and so does serializing:
+/// the URL is written with its password and secret parameters as `***` (serialize a config to
+/// show or log it; keep its source to store it).
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreConfig {
     /// `memory://`, `sqlite://path` (`sqlite::memory:` for a temporary file deleted with the
     /// store), `postgres://…`/`postgresql://…`, `redis://…`/`rediss://…`.
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// Table of the SQL stores.
     pub table: Option<String>,
@@ -210,6 +213,10 @@ pub struct StoreConfig {
     pub durability: Option<Durability>,
     /// Timeout in milliseconds (busy, acquire or connect timeout, by backend).
     pub timeout_ms: Option<u64>,
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
 }
 
 impl fmt::Debug for StoreConfig {

@@ -355,3 +355,36 @@ fn check_runs_extra_histories_with_a_seed() {
     assert!(out.contains("20 histories from seed 77"), "{out}");
     assert!(out.contains("pass"), "{out}");
 }
+
+#[test]
+fn no_output_holds_a_secret() {
+    const SECRET: &str = "Hunter2SecretPw";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let urls = [
+        format!("postgres://app:{SECRET}@127.0.0.1:{port}/app"),
+        format!("postgres://127.0.0.1:{port}/app?client_secret={SECRET}"),
+        format!("redis://:{SECRET}@127.0.0.1:{port}"),
+        format!("redis+unix:///nonexistent/redis.sock?pass={SECRET}"),
+    ];
+    for url in &urls {
+        for args in [
+            vec!["stats", url.as_str()],
+            vec!["gc", url.as_str()],
+            vec!["check", url.as_str(), "--only", "create_read"],
+            vec!["bench", url.as_str(), "--tasks", "1", "--ops", "10"],
+        ] {
+            let output = sessionctl(&args);
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+            let (out, err) = (stdout(&output), stderr(&output));
+            assert!(
+                !out.contains(SECRET) && !err.contains(SECRET),
+                "{args:?}:\n{out}\n{err}"
+            );
+            assert!(err.contains("sessionctl:"), "{args:?}: {err}");
+        }
+    }
+}

@@ -23,8 +23,18 @@ pub fn validate_identifier(backend: &str, what: &str, name: &str, max_len: usize
     ))
 }
 
-/// A connection URL fit for logs and errors: its password (in the user part or a `password=`
-/// query parameter) replaced by `***`; an unparseable URL is hidden whole.
+/// Whether a URL query parameter named `name` carries a secret: its name contains `pass`,
+/// `secret` or `token` (any case): `password`, `sslpassword`, `pass`, `client_secret`, …
+pub fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// A connection URL fit for logs and errors: the password of its user part and the value of
+/// every query parameter that carries a secret ([`is_secret_parameter`]) replaced by `***`; an
+/// unparseable URL is hidden whole.
 pub fn redact_url(url: &str) -> Cow<'static, str> {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return Cow::Borrowed("<unparseable url>");
@@ -35,16 +45,12 @@ pub fn redact_url(url: &str) -> Cow<'static, str> {
     let pairs: Vec<(String, String)> = parsed
         .query_pairs()
         .map(|(k, v)| {
-            let hidden =
-                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
-            (
-                k.into_owned(),
-                if hidden {
-                    "***".to_owned()
-                } else {
-                    v.into_owned()
-                },
-            )
+            let value = if is_secret_parameter(&k) {
+                "***".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), value)
         })
         .collect();
     if !pairs.is_empty() {
@@ -111,5 +117,18 @@ mod tests {
             "{shown}"
         );
         assert_eq!(redact_url("not a url s3cr3t"), "<unparseable url>");
+        for url in [
+            "redis+unix:///run/redis.sock?pass=s3cr3t",
+            "redis://h/0?PASSWORD=s3cr3t",
+            "postgres://h/d?sslpassword=s3cr3t&application_name=web",
+            "postgres://h/d?client_secret=s3cr3t",
+            "rediss://h?auth_token=s3cr3t",
+            "redis://:s3cr3t@h",
+            "redis://user:s3cr3t@h?db=1",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("s3cr3t"), "{url} -> {shown}");
+        }
+        assert!(redact_url("postgres://h/d?application_name=web").contains("web"));
     }
 }

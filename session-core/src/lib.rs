@@ -11,7 +11,7 @@ mod store;
 mod tiered;
 
 pub use cleanup::{CleanupHandle, spawn_cleanup};
-pub use config::{redact_url, serde_millis, validate_identifier};
+pub use config::{is_secret_parameter, redact_url, serde_millis, validate_identifier};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{DEFAULT_EVENT_CAPACITY, Observed, SessionEvent};
 pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};

@@ -47,6 +47,29 @@ pub struct PostgresConfig {
 /// reaches the driver).
 pub const URL_PARAMETERS: &[&str] = &["operation_timeout_ms", "lazy", "migrate"];
 
+/// The query parameters sqlx's PostgreSQL driver understands. Any other is refused: the driver
+/// would log it, value included, and ignore it.
+const DRIVER_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
 impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
@@ -185,7 +208,15 @@ impl PostgresConfig {
                         config.migrate = flag;
                     }
                 }
-                _ => kept.push(pair),
+                _ if DRIVER_PARAMETERS.contains(&name) => kept.push(pair),
+                _ => {
+                    // Never handed to the driver, which would log it with its value.
+                    return Err(bad(format!(
+                        "unknown URL parameter `{name}` (the driver takes {}; this store takes {})",
+                        DRIVER_PARAMETERS.join(", "),
+                        URL_PARAMETERS.join(", ")
+                    )));
+                }
             }
         }
         let url = if kept.is_empty() {
@@ -252,12 +283,15 @@ mod tests {
         assert_eq!(url, "postgres://db/app");
         assert!(!plain.lazy && plain.migrate);
         for bad in [
+            "postgres://db/app?sslpassword=s3cr3t",
+            "postgres://db/app?tabel=x",
             "postgres://db/app?lazy=maybe",
             "postgres://db/app?operation_timeout_ms=soon",
             "postgres://db/app?operation_timeout_ms=0",
         ] {
             let error = PostgresConfig::new(bad).resolved().unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config, "{bad}: {error}");
+            assert!(!error.to_string().contains("s3cr3t"), "{error}");
         }
     }
 
