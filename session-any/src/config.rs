@@ -259,6 +259,8 @@ pub(crate) struct Resolved {
     pub(crate) max_connections: Option<u32>,
     pub(crate) durability: Option<Durability>,
     pub(crate) timeout_ms: Option<u64>,
+    /// Open what exists only: never create a file or table (operator tools).
+    pub(crate) existing: bool,
 }
 
 impl fmt::Debug for Resolved {
@@ -311,6 +313,7 @@ impl StoreConfig {
             max_connections: None,
             durability: None,
             timeout_ms: None,
+            existing: false,
         };
         let invalid = || {
             Error::new(

@@ -85,7 +85,19 @@ impl StoreConfig {
 impl AnyStore {
     /// Opens the store `config` names: connects, and creates its table where it has one.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
-        let resolved = config.resolve()?;
+        Self::open_resolved(config.resolve()?).await
+    }
+
+    /// Opens the store `config` names without creating anything: a missing SQLite file or
+    /// table, or a missing PostgreSQL table, is a `Config` error (for tools that inspect an
+    /// application's store: a mistyped name must not create an empty store).
+    pub async fn open_existing(config: &StoreConfig) -> Result<Self> {
+        let mut resolved = config.resolve()?;
+        resolved.existing = true;
+        Self::open_resolved(resolved).await
+    }
+
+    async fn open_resolved(resolved: Resolved) -> Result<Self> {
         #[cfg(feature = "sqlite")]
         let mut temp = None;
         let inner = match resolved.backend {
@@ -242,6 +254,9 @@ async fn open_sqlite(resolved: &Resolved, temp: &mut Option<tempfile::TempDir>) 
     if let Some(ms) = resolved.timeout_ms {
         config = config.busy_timeout(Duration::from_millis(ms));
     }
+    if resolved.existing {
+        config = config.create(false);
+    }
     session_sqlite::SqliteStore::with_config(config)
         .await
         .map(Inner::Sqlite)
@@ -262,6 +277,9 @@ async fn open_postgres(resolved: &Resolved) -> Result<Inner> {
         }
         if let Some(ms) = resolved.timeout_ms {
             config = config.acquire_timeout(Duration::from_millis(ms));
+        }
+        if resolved.existing {
+            config = config.migrate(false);
         }
         session_postgres::PostgresStore::connect(config)
             .await

@@ -19,7 +19,12 @@ use session_core::{Error, SessionId, SessionStore};
 
 /// Check, benchmark and inspect session stores.
 #[derive(Debug, Parser)]
-#[command(name = "sessionctl", version, about)]
+#[command(
+    name = "sessionctl",
+    version,
+    about,
+    after_help = "Exit status: 0 success; 1 a behaviour failed (check); 2 usage error (flags, malformed URL, unknown scheme or option); 3 the store cannot be used (unreachable, access refused, no session table there, or an error during the work)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,13 +123,31 @@ impl From<BenchOp> for Op {
     }
 }
 
-/// What ends the program early: a one-line error (exit status 2).
-struct Fatal(String);
+/// Exit status when a behaviour of `check` failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit status of a usage error: bad flags, a malformed URL, an unknown scheme.
+const EXIT_USAGE: u8 = 2;
+/// Exit status when the store cannot be used: unreachable, refused (credentials, privileges),
+/// no session table there, or an error during the work.
+const EXIT_STORE: u8 = 3;
+
+/// What ends the program early: a one-line error and its exit status.
+enum Fatal {
+    /// The command line is wrong (exit 2).
+    Usage(String),
+    /// The store cannot be used (exit 3).
+    Store(String),
+}
 
 impl From<Error> for Fatal {
     fn from(error: Error) -> Self {
-        Self(error.to_string())
+        Self::Store(error.to_string())
     }
+}
+
+/// A usage error (exit 2) from an error of reading the URL or options.
+fn usage(error: Error) -> Fatal {
+    Fatal::Usage(error.to_string())
 }
 
 fn main() -> ExitCode {
@@ -173,9 +196,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(Fatal(message)) => {
+        Err(Fatal::Usage(message)) => {
             eprintln!("sessionctl: {message}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Fatal::Store(message)) => {
+            eprintln!("sessionctl: {message}");
+            ExitCode::from(EXIT_STORE)
         }
     }
 }
@@ -184,7 +211,12 @@ fn main() -> ExitCode {
 /// and usable (creates and removes a namespace) before anything else runs.
 async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal> {
     let url = url.unwrap_or_else(|| "sqlite::memory:".to_owned());
-    let factory = UrlFactory::new(&url)?;
+    let factory = UrlFactory::new(&url).map_err(usage)?;
+    // Said before the attempt: an unreachable server can take the whole connect timeout.
+    eprintln!(
+        "sessionctl: connecting to {}",
+        session_core::redact_url(&url)
+    );
     let probe = async {
         let store = factory.open(&fresh_namespace()).await?;
         store.read(&SessionId::generate().key()).await?;
@@ -192,7 +224,7 @@ async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal>
     };
     if let Err(error) = probe.await {
         let _ = factory.remove_namespaces().await;
-        return Err(Fatal(format!(
+        return Err(Fatal::Store(format!(
             "cannot use the store at {}: {error}",
             session_core::redact_url(&url)
         )));
@@ -286,7 +318,7 @@ async fn check(
         }));
     }
     if selected.is_empty() {
-        return Err(Fatal(format!(
+        return Err(Fatal::Usage(format!(
             "no behaviour's name contains {:?}",
             only.unwrap_or_default()
         )));
@@ -302,6 +334,7 @@ async fn check(
     let results: Vec<(Item, Result<(), String>, Duration)> =
         futures::stream::iter(selected.iter().copied())
             .map(|item| async move {
+                bar_ref.set_message(format!("running {}", item.name()));
                 let own = factory.fresh();
                 let run = AssertUnwindSafe(item.run(&own)).catch_unwind();
                 let outcome = run.await;
@@ -320,7 +353,6 @@ async fn check(
                     ),
                 };
                 bar_ref.inc(1);
-                bar_ref.set_message(item.name());
                 (item, result, took)
             })
             .buffered(jobs)
@@ -383,7 +415,7 @@ async fn check(
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(EXIT_FAILED)
     })
 }
 
@@ -411,18 +443,20 @@ struct BenchRow {
 
 async fn bench(url: Option<String>, settings: BenchSettings) -> Result<ExitCode, Fatal> {
     if !(settings.duration.is_finite() && settings.duration > 0.0 && settings.duration <= 3600.0) {
-        return Err(Fatal(
+        return Err(Fatal::Usage(
             "--duration must be a number of seconds between 0 and 3600".into(),
         ));
     }
     if settings.ops == 0 || settings.ops > 10_000_000 {
-        return Err(Fatal("--ops must be between 1 and 10000000".into()));
+        return Err(Fatal::Usage("--ops must be between 1 and 10000000".into()));
     }
     if settings.tasks.iter().any(|&t| t == 0 || t > 4096) {
-        return Err(Fatal("--tasks values must be between 1 and 4096".into()));
+        return Err(Fatal::Usage(
+            "--tasks values must be between 1 and 4096".into(),
+        ));
     }
     if settings.payloads.iter().any(|&p| p > 1 << 20) {
-        return Err(Fatal(
+        return Err(Fatal::Usage(
             "--payload values must be at most 1048576 bytes (the default size limit)".into(),
         ));
     }
@@ -446,22 +480,29 @@ async fn bench(url: Option<String>, settings: BenchSettings) -> Result<ExitCode,
     let bar = progress(cells.len());
     let mut rows = Vec::with_capacity(cells.len());
     let mut failure = None;
+    // Tables and CSV are printed row by row as each measurement completes (also when stdout is
+    // a pipe); JSON, one array, at the end.
+    emit(&bar, &header(settings.format, &shown));
     for workload in cells {
         bar.set_message(format!(
             "{} x{} {}B on {shown}",
             workload.op, workload.tasks, workload.payload
         ));
         match session_bench::run(Arc::clone(&store), workload).await {
-            Ok(stats) => rows.push(BenchRow {
-                op: workload.op.name(),
-                tasks: workload.tasks,
-                payload: workload.payload,
-                ops: stats.ops,
-                ops_per_sec: stats.ops_per_sec().round(),
-                p50_us: micros(stats.quantile(0.5)),
-                p99_us: micros(stats.quantile(0.99)),
-                max_us: micros(stats.max()),
-            }),
+            Ok(stats) => {
+                let row = BenchRow {
+                    op: workload.op.name(),
+                    tasks: workload.tasks,
+                    payload: workload.payload,
+                    ops: stats.ops,
+                    ops_per_sec: stats.ops_per_sec().round(),
+                    p50_us: micros(stats.quantile(0.5)),
+                    p99_us: micros(stats.quantile(0.99)),
+                    max_us: micros(stats.max()),
+                };
+                emit(&bar, &line(&row, settings.format));
+                rows.push(row);
+            }
             Err(error) => {
                 failure = Some(error);
                 break;
@@ -473,65 +514,73 @@ async fn bench(url: Option<String>, settings: BenchSettings) -> Result<ExitCode,
     drop(store);
     let cleanup = factory.remove_namespaces().await;
     if let Some(error) = failure {
-        return Err(Fatal(format!("benchmark failed: {error}")));
+        return Err(Fatal::Store(format!("benchmark failed: {error}")));
     }
     cleanup?;
-    print!("{}", render(&rows, settings.format, &shown));
+    if settings.format == Format::Json {
+        let mut out = serde_json::to_string_pretty(&rows).expect("rows serialize");
+        out.push('\n');
+        emit(&bar, &out);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `text` to stdout at once (flushed), above the progress bar.
+fn emit(bar: &ProgressBar, text: &str) {
+    use std::io::Write as _;
+    if text.is_empty() {
+        return;
+    }
+    bar.suspend(|| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    });
+}
+
+/// What comes before the rows.
+fn header(format: Format, shown: &str) -> String {
+    match format {
+        Format::Table => format!(
+            "store: {shown}\n{:<7} {:>5} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9}\n",
+            "op", "tasks", "payload", "ops", "ops/s", "p50", "p99", "max"
+        ),
+        Format::Csv => "op,tasks,payload,ops,ops_per_sec,p50_us,p99_us,max_us\n".to_owned(),
+        Format::Json => String::new(),
+    }
+}
+
+/// One row as printed (nothing for JSON, printed whole at the end).
+fn line(row: &BenchRow, format: Format) -> String {
+    match format {
+        Format::Table => format!(
+            "{:<7} {:>5} {:>7} {:>8} {:>10.0} {:>9} {:>9} {:>9}\n",
+            row.op,
+            row.tasks,
+            row.payload,
+            row.ops,
+            row.ops_per_sec,
+            short_us(row.p50_us),
+            short_us(row.p99_us),
+            short_us(row.max_us),
+        ),
+        Format::Csv => format!(
+            "{},{},{},{},{},{},{},{}\n",
+            row.op,
+            row.tasks,
+            row.payload,
+            row.ops,
+            row.ops_per_sec,
+            row.p50_us,
+            row.p99_us,
+            row.max_us
+        ),
+        Format::Json => String::new(),
+    }
 }
 
 fn micros(d: Duration) -> f64 {
     (d.as_nanos() as f64 / 100.0).round() / 10.0
-}
-
-fn render(rows: &[BenchRow], format: Format, shown: &str) -> String {
-    let mut out = String::new();
-    match format {
-        Format::Table => {
-            let _ = writeln!(out, "store: {shown}");
-            let _ = writeln!(
-                out,
-                "{:<7} {:>5} {:>7} {:>8} {:>10} {:>9} {:>9} {:>9}",
-                "op", "tasks", "payload", "ops", "ops/s", "p50", "p99", "max"
-            );
-            for row in rows {
-                let _ = writeln!(
-                    out,
-                    "{:<7} {:>5} {:>7} {:>8} {:>10.0} {:>9} {:>9} {:>9}",
-                    row.op,
-                    row.tasks,
-                    row.payload,
-                    row.ops,
-                    row.ops_per_sec,
-                    short_us(row.p50_us),
-                    short_us(row.p99_us),
-                    short_us(row.max_us),
-                );
-            }
-        }
-        Format::Csv => {
-            let _ = writeln!(out, "op,tasks,payload,ops,ops_per_sec,p50_us,p99_us,max_us");
-            for row in rows {
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{},{},{},{},{}",
-                    row.op,
-                    row.tasks,
-                    row.payload,
-                    row.ops,
-                    row.ops_per_sec,
-                    row.p50_us,
-                    row.p99_us,
-                    row.max_us
-                );
-            }
-        }
-        Format::Json => {
-            out = serde_json::to_string_pretty(rows).expect("rows serialize");
-            out.push('\n');
-        }
-    }
-    out
 }
 
 fn short_us(us: f64) -> String {
@@ -541,16 +590,27 @@ fn short_us(us: f64) -> String {
 /// Opens `url` for an operator command; a memory store is refused (it lives inside one
 /// process, so there is nothing of an application's to see from here).
 async fn open_for_operator(url: &str) -> Result<AnyStore, Fatal> {
-    let config = StoreConfig::new(url);
-    if config.backend()? == Backend::Memory {
-        return Err(Fatal(
+    let config: StoreConfig = url.parse().map_err(usage)?;
+    if config.backend().map_err(usage)? == Backend::Memory {
+        return Err(Fatal::Usage(
             "a memory:// store lives inside one application process; sessionctl cannot see it"
                 .into(),
         ));
     }
-    AnyStore::open(&config).await.map_err(|error| {
-        Fatal(format!(
-            "cannot open the store at {}: {error}",
+    eprintln!(
+        "sessionctl: connecting to {}",
+        session_core::redact_url(url)
+    );
+    // Never creates anything: a mistyped path or table must not become an empty store.
+    AnyStore::open_existing(&config).await.map_err(|error| {
+        let message = error.to_string();
+        let what = if message.contains("migrate=false") || message.contains("without creating") {
+            "no session table here"
+        } else {
+            "cannot open the store"
+        };
+        Fatal::Store(format!(
+            "{what} at {}: {error}",
             session_core::redact_url(url)
         ))
     })

@@ -39,6 +39,10 @@ pub struct SqliteConfig {
     /// How long an operation waits for another process's write lock before failing (transient).
     #[serde(with = "session_core::serde_millis")]
     pub busy_timeout: Duration,
+    /// Whether opening may create the database file and the table. With `false` (for tools
+    /// that inspect an application's store, such as `sessionctl stats`) a missing file or table
+    /// is a `Config` error and nothing is written to the file by opening it.
+    pub create: bool,
 }
 
 impl Default for SqliteConfig {
@@ -49,6 +53,7 @@ impl Default for SqliteConfig {
             durability: Durability::Normal,
             readers: 2,
             busy_timeout: Duration::from_secs(5),
+            create: true,
         }
     }
 }
@@ -87,6 +92,13 @@ impl SqliteConfig {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets whether opening may create the file and the table.
+    #[must_use]
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
         self
     }
 

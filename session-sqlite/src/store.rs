@@ -119,12 +119,26 @@ fn encode_version(version: u64) -> Result<i64> {
 
 /// Opens a connection with the store's pragmas.
 fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let connection =
-        Connection::open_with_flags(&config.path, flags).map_err(sqlite("opening the database"))?;
+    if config.create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let connection = Connection::open_with_flags(&config.path, flags).map_err(|e| {
+        if config.create {
+            sqlite("opening the database")(e)
+        } else {
+            Error::with_source(
+                ErrorKind::Config,
+                format!(
+                    "sqlite: no database at {} (opened without creating it)",
+                    config.path.display()
+                ),
+                e,
+            )
+        }
+    })?;
     if connection
         .is_readonly(rusqlite::MAIN_DB)
         .map_err(sqlite("opening the database"))?
@@ -138,8 +152,14 @@ fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
         .busy_timeout(config.busy_timeout)
         .map_err(sqlite("setting the busy timeout"))?;
     // Journal mode is a property of the file; reading it also proves the file is a database.
+    // (Opened without creating, for inspection: the file's mode is read, not changed.)
+    let pragma = if config.create {
+        "PRAGMA journal_mode = WAL"
+    } else {
+        "PRAGMA journal_mode"
+    };
     let mode: String = connection
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .query_row(pragma, [], |row| row.get(0))
         .map_err(sqlite("switching to WAL"))?;
     if writer && !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
         tracing::warn!(
@@ -207,6 +227,37 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
     result
 }
 
+/// Checks that the session table exists with this store's layout, changing nothing.
+fn check_table(connection: &Connection, table: &str) -> Result<()> {
+    let exists: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [table],
+            |row| row.get(0),
+        )
+        .map_err(sqlite("looking for the session table"))?;
+    if !exists {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "sqlite: no session table {table:?} in this database (opened without creating it)"
+            ),
+        ));
+    }
+    connection
+        .prepare(&format!(
+            "SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"
+        ))
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Config,
+                format!("sqlite: table {table:?} exists with another layout"),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default settings.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -220,7 +271,11 @@ impl SqliteStore {
         let opened = config.clone();
         let (writer, readers, checkpointer) = tokio::task::spawn_blocking(move || -> Result<_> {
             let writer = connect(&opened, true)?;
-            migrate(&writer, &opened.table)?;
+            if opened.create {
+                migrate(&writer, &opened.table)?;
+            } else {
+                check_table(&writer, &opened.table)?;
+            }
             // Checkpoints run on their own connection, off the write path.
             writer
                 .execute_batch("PRAGMA wal_autocheckpoint = 0")
