@@ -1,72 +1,240 @@
-//! Login, counter, logout. The store comes from `SESSION_STORE_URL` (default: an SQLite file
-//! `sessions.sqlite`); the address from `ADDR` (default `127.0.0.1:3000`).
+//! A small app over the session layer: an index page, login and logout as POST forms, a
+//! counter. The store comes from `SESSION_STORE_URL` (default: an SQLite file
+//! `sessions.sqlite`); the address from `ADDR` (default `127.0.0.1:3000`); logging from
+//! `RUST_LOG` (default `info`).
 //!
 //! ```sh
-//! cargo run -p session-axum --example app
-//! curl -c jar -b jar 'http://127.0.0.1:3000/login?user=ada'
+//! cargo run -p session-axum --example app      # then open http://127.0.0.1:3000/
+//! curl -c jar -b jar -d user=ada http://127.0.0.1:3000/login
 //! curl -c jar -b jar http://127.0.0.1:3000/counter
-//! curl -c jar -b jar http://127.0.0.1:3000/logout
+//! curl -c jar -b jar -X POST http://127.0.0.1:3000/logout
 //! ```
 
+use std::sync::Arc;
+
+use axum::Form;
 use axum::Router;
-use axum::extract::Query;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
 use session_axum::{Session, SessionLayer};
+use session_core::SessionStore;
 
 #[derive(serde::Deserialize)]
 struct Login {
     user: String,
 }
 
-type Reply = Result<String, (StatusCode, String)>;
+/// A handler's failure: logged in full, answered with a generic 500 (store errors can name
+/// hosts, tables and database messages; they are for the log, not for the client).
+struct Internal(session_core::Error);
 
-fn internal(error: session_core::Error) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+impl From<session_core::Error> for Internal {
+    fn from(error: session_core::Error) -> Self {
+        Self(error)
+    }
 }
 
-async fn login(session: Session, Query(login): Query<Login>) -> Reply {
-    session
-        .insert("user", &login.user)
-        .await
-        .map_err(internal)?;
+impl IntoResponse for Internal {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "request failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
+}
+
+const INDEX: &str = r#"<!doctype html>
+<title>session-axum example</title>
+<h1>session-axum example</h1>
+<ul>
+  <li><code>GET /</code>: this page</li>
+  <li><code>POST /login</code> (form field <code>user</code>): stores the user in the session and gives it a fresh id</li>
+  <li><code>GET /counter</code>: counts this session's visits and says who is logged in</li>
+  <li><code>POST /logout</code>: ends the session and removes its cookie</li>
+</ul>
+<form method="post" action="/login">
+  <input name="user" placeholder="user name" required>
+  <button>Log in</button>
+</form>
+<form method="post" action="/logout"><button>Log out</button></form>
+<p><a href="/counter">Counter</a></p>
+"#;
+
+async fn index() -> Html<&'static str> {
+    Html(INDEX)
+}
+
+async fn login(session: Session, Form(login): Form<Login>) -> Result<String, Internal> {
+    session.insert("user", &login.user).await?;
     // A fresh id on login: a session id planted before login is worthless afterwards.
-    session.cycle_id().await.map_err(internal)?;
+    session.cycle_id().await?;
+    tracing::info!(user = %login.user, "logged in");
     Ok(format!("hello {}\n", login.user))
 }
 
-async fn counter(session: Session) -> Reply {
-    let n: u64 = session.get("n").await.map_err(internal)?.unwrap_or(0) + 1;
-    session.insert("n", n).await.map_err(internal)?;
-    let user: Option<String> = session.get("user").await.map_err(internal)?;
+async fn counter(session: Session) -> Result<String, Internal> {
+    let n: u64 = session.get("n").await?.unwrap_or(0) + 1;
+    session.insert("n", n).await?;
+    let user: Option<String> = session.get("user").await?;
     Ok(format!("{} {n}\n", user.as_deref().unwrap_or("anonymous")))
 }
 
-async fn logout(session: Session) -> Reply {
-    session.flush().await.map_err(internal)?;
-    Ok("bye\n".to_owned())
+async fn logout(session: Session) -> Result<&'static str, Internal> {
+    session.flush().await?;
+    Ok("bye\n")
 }
 
 /// The app's routes over `store`.
-fn app(store: std::sync::Arc<dyn session_core::SessionStore>) -> Router {
+fn app(store: Arc<dyn SessionStore>) -> Router {
     Router::new()
-        .route("/login", get(login))
+        .route("/", get(index))
+        .route("/login", post(login))
         .route("/counter", get(counter))
-        .route("/logout", get(logout))
+        .route("/logout", post(logout))
         .layer(SessionLayer::new(store).with_secure(false))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let url =
         std::env::var("SESSION_STORE_URL").unwrap_or_else(|_| "sqlite://sessions.sqlite".into());
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let store = session_any::connect(&url).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
+    tracing::info!(
         "listening on http://{addr} with the store {}",
         session_core::redact_url(&url)
     );
     axum::serve(listener, app(store)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_core::time::OffsetDateTime;
+    use session_core::{CreateOutcome, Error, ErrorKind, Record, SessionKey, UpdateOutcome};
+
+    async fn serve(store: Arc<dyn SessionStore>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app(store)).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn index_forms_login_counter_logout() {
+        let base = serve(Arc::new(session_memory::MemoryStore::new())).await;
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let index = client.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(index.status(), 200);
+        let page = index.text().await.unwrap();
+        for route in ["POST /login", "GET /counter", "POST /logout", "<form"] {
+            assert!(page.contains(route), "{route} missing from the index");
+        }
+        // State changes only by POST.
+        for path in ["/login", "/logout"] {
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 405, "GET {path}");
+        }
+        let login = client
+            .post(format!("{base}/login"))
+            .form(&[("user", "ada")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.text().await.unwrap(), "hello ada\n");
+        for n in 1..=2 {
+            let counter = client.get(format!("{base}/counter")).send().await.unwrap();
+            assert_eq!(counter.text().await.unwrap(), format!("ada {n}\n"));
+        }
+        let logout = client.post(format!("{base}/logout")).send().await.unwrap();
+        assert_eq!(logout.text().await.unwrap(), "bye\n");
+        let counter = client.get(format!("{base}/counter")).send().await.unwrap();
+        assert_eq!(counter.text().await.unwrap(), "anonymous 1\n");
+    }
+
+    /// Fails every call with a message that must stay in the log.
+    struct Broken;
+
+    fn broken() -> Error {
+        Error::new(
+            ErrorKind::Backend,
+            "db.internal:5432 relation app_sessions: disk full",
+        )
+    }
+
+    #[session_core::async_trait]
+    impl SessionStore for Broken {
+        async fn create(
+            &self,
+            _: &SessionKey,
+            _: OffsetDateTime,
+            _: &[u8],
+        ) -> session_core::Result<CreateOutcome> {
+            Err(broken())
+        }
+        async fn read(&self, _: &SessionKey) -> session_core::Result<Option<Record>> {
+            Err(broken())
+        }
+        async fn update(
+            &self,
+            _: &SessionKey,
+            _: &SessionKey,
+            _: u64,
+            _: OffsetDateTime,
+            _: &[u8],
+        ) -> session_core::Result<UpdateOutcome> {
+            Err(broken())
+        }
+        async fn touch(&self, _: &SessionKey, _: OffsetDateTime) -> session_core::Result<bool> {
+            Err(broken())
+        }
+        async fn delete(&self, _: &SessionKey) -> session_core::Result<()> {
+            Err(broken())
+        }
+        async fn delete_expired(&self) -> session_core::Result<u64> {
+            Err(broken())
+        }
+        async fn clear(&self) -> session_core::Result<()> {
+            Err(broken())
+        }
+    }
+
+    #[tokio::test]
+    async fn store_errors_are_a_generic_500() {
+        let base = serve(Arc::new(Broken)).await;
+        let client = reqwest::Client::new();
+        let cookie = format!("id={}", session_core::SessionId::generate().expose());
+        let responses = [
+            client
+                .get(format!("{base}/counter"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+            client
+                .post(format!("{base}/login"))
+                .form(&[("user", "ada")])
+                .send()
+                .await
+                .unwrap(),
+        ];
+        for response in responses {
+            assert_eq!(response.status(), 500);
+            let body = response.text().await.unwrap();
+            assert!(
+                !body.contains("db.internal") && !body.contains("disk"),
+                "{body}"
+            );
+        }
+    }
 }
