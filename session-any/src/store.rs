@@ -173,17 +173,7 @@ impl AnyStore {
             #[cfg(feature = "memory")]
             Inner::Memory(s) => s.clear().await,
             #[cfg(feature = "sqlite")]
-            Inner::Sqlite(s) => {
-                let config = s.config().clone();
-                tokio::task::spawn_blocking(move || {
-                    let connection = session_sqlite::rusqlite::Connection::open(&config.path)?;
-                    connection.busy_timeout(config.busy_timeout)?;
-                    connection.execute_batch(&format!("DROP TABLE IF EXISTS \"{}\"", config.table))
-                })
-                .await
-                .map_err(|e| Error::backend("sqlite: dropping the table", e, false))?
-                .map_err(|e| Error::backend("sqlite: dropping the table", e, false))
-            }
+            Inner::Sqlite(s) => s.drop_table().await,
             #[cfg(feature = "postgres")]
             Inner::Postgres(s) => {
                 let config = s.config();

@@ -51,6 +51,11 @@ impl UrlFactory {
         let mut temp = None;
         #[allow(unused_mut)]
         let mut config = config;
+        // Behaviours run several at a time, each with two pools: keep them small so a check
+        // stays well inside a server's connection limit (100 by default).
+        if resolved.backend == Backend::Postgres && resolved.max_connections.is_none() {
+            config.max_connections = Some(8);
+        }
         #[cfg(feature = "sqlite")]
         if resolved.backend == Backend::Sqlite && resolved.path.is_none() {
             let dir = tempfile::Builder::new()

@@ -104,7 +104,11 @@ fn check_leaves_existing_sessions_and_no_tables_behind() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["sessions"], "check left tables behind");
+    assert_eq!(
+        tables,
+        [session_sqlite::SCHEMA_TABLE, "sessions"],
+        "check left tables behind"
+    );
     runtime.block_on(async {
         let store = session_sqlite::SqliteStore::open(&path).await.unwrap();
         let record = store

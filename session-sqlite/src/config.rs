@@ -39,6 +39,14 @@ pub struct SqliteConfig {
     /// How long an operation waits for another process's write lock before failing (transient).
     #[serde(with = "session_core::serde_millis")]
     pub busy_timeout: Duration,
+    /// The most bytes the write-ahead log may hold: the checkpointer escalates from passive
+    /// checkpoints to `TRUNCATE` checkpoints before the WAL reaches it, and SQLite trims the
+    /// file back to it (`journal_size_limit`) after each reset. Default 64 MiB.
+    pub wal_limit: u64,
+    /// The most operations waiting for the writer (and, separately, for the readers). Beyond
+    /// it an operation fails at once with a transient "overloaded" error instead of queueing
+    /// without bound. Default 10,000.
+    pub queue_limit: usize,
     /// Whether opening may create the database file and the table. With `false` (for tools
     /// that inspect an application's store, such as `sessionctl stats`) a missing file or table
     /// is a `Config` error and nothing is written to the file by opening it.
@@ -53,6 +61,8 @@ impl Default for SqliteConfig {
             durability: Durability::Normal,
             readers: 2,
             busy_timeout: Duration::from_secs(5),
+            wal_limit: 64 * 1024 * 1024,
+            queue_limit: 10_000,
             create: true,
         }
     }
@@ -95,6 +105,20 @@ impl SqliteConfig {
         self
     }
 
+    /// Sets the WAL size limit in bytes.
+    #[must_use]
+    pub fn wal_limit(mut self, bytes: u64) -> Self {
+        self.wal_limit = bytes;
+        self
+    }
+
+    /// Sets the queue limit.
+    #[must_use]
+    pub fn queue_limit(mut self, limit: usize) -> Self {
+        self.queue_limit = limit;
+        self
+    }
+
     /// Sets whether opening may create the file and the table.
     #[must_use]
     pub fn create(mut self, create: bool) -> Self {
@@ -104,6 +128,34 @@ impl SqliteConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         validate_identifier("sqlite", "table", &self.table, 63)?;
+        let path = self.path.to_string_lossy();
+        let in_memory = path.is_empty()
+            || path == ":memory:"
+            || (path.starts_with("file:")
+                && (path.contains("mode=memory") || path.starts_with("file::memory:")));
+        if in_memory {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "sqlite: {path:?} is not a database file: every connection of the store (a writer and its readers) would get a private, empty in-memory database; use a file path, or memory:// for an in-process store"
+                ),
+            ));
+        }
+        if self.table == crate::SCHEMA_TABLE {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "sqlite: {:?} is the store's own metadata table, not a session table name",
+                    crate::SCHEMA_TABLE
+                ),
+            ));
+        }
+        if self.queue_limit == 0 || self.wal_limit < 1024 * 1024 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "sqlite: `queue_limit` must be at least 1 and `wal_limit` at least 1 MiB",
+            ));
+        }
         if self.readers == 0 {
             return Err(Error::new(
                 ErrorKind::Config,

@@ -6,7 +6,7 @@ mod store;
 mod worker;
 
 pub use config::{Durability, SqliteConfig};
-pub use store::{SCHEMA_VERSION, SqliteStore};
+pub use store::{PURGE_CHUNK, SCHEMA_TABLE, SCHEMA_VERSION, SqliteStore};
 
 /// The `rusqlite` this crate is built on, for opening the same file yourself.
 pub use rusqlite;

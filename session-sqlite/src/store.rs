@@ -13,10 +13,18 @@ use session_core::{
 
 use crate::config::{Durability, SqliteConfig};
 use crate::error::map_sqlite_error;
-use crate::worker::{Statements, Workers};
+use crate::worker::{Limits, Statements, Workers};
 
-/// The schema version this crate writes into `PRAGMA user_version`.
+/// Records removed per transaction by `delete_expired`.
+pub const PURGE_CHUNK: usize = 1_000;
+
+/// The schema version of a session table, kept per table in [`SCHEMA_TABLE`].
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// The store's own metadata table: one row per session table of the file, with its schema
+/// version. The database-wide `PRAGMA user_version` belongs to the host application and is never
+/// read or written.
+pub const SCHEMA_TABLE: &str = "session_store_schema";
 
 /// A [`SessionStore`] in an SQLite database file.
 ///
@@ -74,7 +82,10 @@ impl Sql {
             ),
             touch: format!("UPDATE {t} SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3"),
             delete: format!("DELETE FROM {t} WHERE key = ?1"),
-            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
+            // One bounded chunk, oldest first along the expiry index: ?1 now, ?2 chunk size.
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)"
+            ),
             clear: format!("DELETE FROM {t}"),
         }
     }
@@ -178,20 +189,36 @@ fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
     Ok(connection)
 }
 
-/// Creates or checks the table, under the write lock so concurrent openers agree.
+/// Creates or checks the table, under the write lock so concurrent openers agree. The table's
+/// schema version lives in [`SCHEMA_TABLE`]; a table made by an earlier build (which recorded
+/// version 1 in `PRAGMA user_version` instead) is adopted by recording it there.
 fn migrate(connection: &Connection, table: &str) -> Result<()> {
     connection
         .execute_batch("BEGIN IMMEDIATE")
         .map_err(sqlite("starting the migration"))?;
     let result = (|| {
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
+        connection
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{SCHEMA_TABLE}\" (\
+                     session_table TEXT PRIMARY KEY NOT NULL, \
+                     version INTEGER NOT NULL)"
+            ))
+            .map_err(sqlite("creating the schema table"))?;
+        let recorded: Option<i64> = connection
+            .query_row(
+                &format!("SELECT version FROM \"{SCHEMA_TABLE}\" WHERE session_table = ?1"),
+                [table],
+                |row| row.get(0),
+            )
+            .optional()
             .map_err(sqlite("reading the schema version"))?;
-        if version > SCHEMA_VERSION {
+        if let Some(version) = recorded
+            && version > SCHEMA_VERSION
+        {
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "sqlite: the database has session schema version {version}; this build knows up to {SCHEMA_VERSION}"
+                    "sqlite: session table {table:?} has schema version {version}; this build knows up to {SCHEMA_VERSION}"
                 ),
             ));
         }
@@ -213,9 +240,14 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
         connection
             .execute_batch(&Sql::create_index(table))
             .map_err(sqlite("creating the expiry index"))?;
-        if version < SCHEMA_VERSION {
+        if recorded != Some(SCHEMA_VERSION) {
             connection
-                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .execute(
+                    &format!(
+                        "INSERT OR REPLACE INTO \"{SCHEMA_TABLE}\" (session_table, version) VALUES (?1, ?2)"
+                    ),
+                    params![table, SCHEMA_VERSION],
+                )
                 .map_err(sqlite("writing the schema version"))?;
         }
         Ok(())
@@ -276,9 +308,13 @@ impl SqliteStore {
             } else {
                 check_table(&writer, &opened.table)?;
             }
-            // Checkpoints run on their own connection, off the write path.
+            // Checkpoints run on their own connection, off the write path; after a reset the
+            // WAL file is trimmed back to the limit.
             writer
-                .execute_batch("PRAGMA wal_autocheckpoint = 0")
+                .execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {}",
+                    opened.wal_limit
+                ))
                 .map_err(sqlite("configuring checkpoints"))?;
             let checkpointer = connect(&opened, false)?;
             let readers = (0..opened.readers)
@@ -290,12 +326,54 @@ impl SqliteStore {
         .map_err(|e| {
             Error::with_source(ErrorKind::Backend, "sqlite: the opening task failed", e)
         })??;
-        let workers = Workers::spawn(writer, readers, checkpointer)?;
+        let mut wal_path = config.path.clone().into_os_string();
+        wal_path.push("-wal");
+        let limits = Limits {
+            queue: config.queue_limit,
+            wal: config.wal_limit,
+            wal_path: wal_path.into(),
+        };
+        let workers = Workers::spawn(writer, readers, checkpointer, limits)?;
         Ok(Self {
             workers,
             sql: Arc::new(Sql::new(&config.table)),
             config,
         })
+    }
+
+    /// Drops this store's table and its schema record (the namespace is gone; the store is
+    /// unusable afterwards). For tools and tests that made a namespace of their own.
+    pub async fn drop_table(&self) -> Result<()> {
+        let table = self.config.table.clone();
+        self.workers
+            .write(Statements::Many, move |c| {
+                c.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
+                    .map_err(sqlite("dropping the table"))?;
+                c.execute(
+                    &format!("DELETE FROM \"{SCHEMA_TABLE}\" WHERE session_table = ?1"),
+                    [&table],
+                )
+                .map_err(sqlite("dropping the table's schema record"))?;
+                // The last session table of the file gone: leave no metadata behind either.
+                let left: i64 = c
+                    .query_row(
+                        &format!("SELECT count(*) FROM \"{SCHEMA_TABLE}\""),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite("counting session tables"))?;
+                if left == 0 {
+                    c.execute_batch(&format!("DROP TABLE \"{SCHEMA_TABLE}\""))
+                        .map_err(sqlite("dropping the schema table"))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Operations waiting right now: `(writes, reads)`. For metrics and load tests.
+    pub fn queued(&self) -> (usize, usize) {
+        self.workers.queued()
     }
 
     /// The configuration the store was opened with.
@@ -474,17 +552,29 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    /// Purges in chunks of [`PURGE_CHUNK`] records, each its own short write transaction, so
+    /// other writes (of this process and others) run between chunks instead of waiting for the
+    /// whole purge. Counts exactly the records that had expired when the purge started (one `now`
+    /// for every chunk); an error ends the purge (chunks before it stay purged).
     async fn delete_expired(&self) -> Result<u64> {
-        let sql = Arc::clone(&self.sql);
-        self.workers
-            .write(Statements::One, move |c| {
-                let removed = c
-                    .prepare_cached(&sql.delete_expired)
-                    .and_then(|mut s| s.execute(params![now_ms()]))
-                    .map_err(sqlite("deleting expired sessions"))?;
-                Ok(removed as u64)
-            })
-            .await
+        let now = now_ms();
+        let mut total = 0;
+        loop {
+            let sql = Arc::clone(&self.sql);
+            let removed = self
+                .workers
+                .write(Statements::One, move |c| {
+                    c.prepare_cached(&sql.delete_expired)
+                        .and_then(|mut s| s.execute(params![now, PURGE_CHUNK as i64]))
+                        .map_err(sqlite("deleting expired sessions"))
+                })
+                .await?;
+            total += removed as u64;
+            if removed < PURGE_CHUNK {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn clear(&self) -> Result<()> {

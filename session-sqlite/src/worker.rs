@@ -8,12 +8,21 @@
 //! the commit succeeded, so nothing is acknowledged that is not durable at the configured level.
 //!
 //! WAL checkpoints run on a third thread (`PASSIVE`, every 50 ms), not inside a writer's commit,
-//! so a checkpoint never stalls the write queue.
+//! so a checkpoint never stalls the write queue. Passive checkpoints cannot finish while readers
+//! keep old snapshots alive, so before each batch the writer looks at the WAL file, and when it
+//! has passed half its limit the writer itself runs a `TRUNCATE` checkpoint (waiting for readers
+//! to move on, copying the log back and resetting the file) before writing more: the WAL cannot
+//! outgrow half its limit by more than one batch, however busy the machine is.
+//!
+//! Both queues are bounded: a full queue fails the operation at once ("overloaded", transient)
+//! rather than holding memory without bound. A job whose caller went away (its future was
+//! dropped, e.g. by a timeout) before the job started is skipped, never applied later.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 use session_core::{Error, ErrorKind, Result};
 use tokio::sync::oneshot;
@@ -46,6 +55,25 @@ struct WriteJob {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
+/// Limits of the workers.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Capacity of each queue.
+    pub(crate) queue: usize,
+    /// Most bytes of the WAL file.
+    pub(crate) wal: u64,
+    /// The WAL file (`<database>-wal`).
+    pub(crate) wal_path: PathBuf,
+}
+
+fn overloaded(what: &str, limit: usize) -> Error {
+    Error::new(
+        ErrorKind::Backend,
+        format!("sqlite: the store is overloaded: {limit} {what} already queued; try again later"),
+    )
+    .transient(true)
+}
+
 fn closed() -> Error {
     Error::new(
         ErrorKind::Backend,
@@ -66,10 +94,11 @@ impl Workers {
         writer: Connection,
         readers: Vec<Connection>,
         checkpointer: Connection,
+        limits: Limits,
     ) -> Result<Self> {
-        let (writes, write_queue) = crossbeam_channel::unbounded::<WriteJob>();
+        let (writes, write_queue) = crossbeam_channel::bounded::<WriteJob>(limits.queue);
         let (stop_checkpoints, stopped) = crossbeam_channel::bounded::<()>(0);
-        let (reads, read_queue) = crossbeam_channel::unbounded::<ReadJob>();
+        let (reads, read_queue) = crossbeam_channel::bounded::<ReadJob>(limits.queue);
         let spawn_error = |e| {
             Error::with_source(
                 ErrorKind::Backend,
@@ -79,7 +108,7 @@ impl Workers {
         };
         thread::Builder::new()
             .name("session-sqlite-writer".into())
-            .spawn(move || write_loop(writer, write_queue))
+            .spawn(move || write_loop(writer, write_queue, limits))
             .map_err(spawn_error)?;
         thread::Builder::new()
             .name("session-sqlite-checkpointer".into())
@@ -109,6 +138,10 @@ impl Workers {
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let run: RunWrite = Box::new(move |connection| {
+            if reply.is_closed() {
+                // The caller is gone: nobody would learn the outcome, so do nothing.
+                return (true, Box::new(|_| {}));
+            }
             let connection = match connection {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -134,9 +167,17 @@ impl Workers {
             (ok, completion)
         });
         self.writes
-            .send(WriteJob { statements, run })
-            .map_err(|_| closed())?;
+            .try_send(WriteJob { statements, run })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => overloaded("writes", self.writes.capacity().unwrap_or(0)),
+                TrySendError::Disconnected(_) => closed(),
+            })?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Operations waiting for the writer and for the readers.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.writes.len(), self.reads.len())
     }
 
     /// Runs `op` on one of the readers.
@@ -146,10 +187,15 @@ impl Workers {
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         self.reads
-            .send(Box::new(move |connection| {
-                let _ = reply.send(op(connection));
+            .try_send(Box::new(move |connection| {
+                if !reply.is_closed() {
+                    let _ = reply.send(op(connection));
+                }
             }))
-            .map_err(|_| closed())?;
+            .map_err(|e| match e {
+                TrySendError::Full(_) => overloaded("reads", self.reads.capacity().unwrap_or(0)),
+                TrySendError::Disconnected(_) => closed(),
+            })?;
         answer.await.map_err(|_| closed())?
     }
 }
@@ -169,9 +215,21 @@ fn read_loop(connection: Connection, queue: Receiver<ReadJob>) {
     }
 }
 
-fn write_loop(connection: Connection, queue: Receiver<WriteJob>) {
+fn write_loop(connection: Connection, queue: Receiver<WriteJob>, limits: Limits) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
+        let wal = std::fs::metadata(&limits.wal_path).map_or(0, |m| m.len());
+        if wal > limits.wal / 2 {
+            // Readers kept the passive checkpoints from finishing: wait for them (busy
+            // handler), copy everything back and reset the file before writing more.
+            match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            }) {
+                Ok(0) => tracing::debug!(wal, "sqlite: WAL truncated"),
+                Ok(_) => tracing::debug!(wal, "sqlite: a TRUNCATE checkpoint met a busy reader"),
+                Err(error) => tracing::debug!(%error, "sqlite: a TRUNCATE checkpoint failed"),
+            }
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {

@@ -198,13 +198,112 @@ async fn a_foreign_table_with_our_name() {
 async fn a_newer_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.sqlite");
+    drop(SqliteStore::open(&path).await.unwrap());
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("PRAGMA user_version = 99")
+        .execute_batch(&format!(
+            "UPDATE {} SET version = 99 WHERE session_table = 'sessions'",
+            session_sqlite::SCHEMA_TABLE
+        ))
         .unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("99"), "{err}");
+    // Another table of the same file is not held back by it.
+    assert!(
+        SqliteStore::with_config(SqliteConfig::new(&path).table("other"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_host_databases_user_version_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for host_version in [0, 7, 99] {
+        let path = dir.path().join(format!("host{host_version}.sqlite"));
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE app_users (id INTEGER PRIMARY KEY); PRAGMA user_version = {host_version}"
+            ))
+            .unwrap();
+        let store = SqliteStore::open(&path).await.unwrap();
+        let key = SessionId::generate().key();
+        assert_eq!(
+            store.create(&key, later(), b"x").await.unwrap(),
+            CreateOutcome::Created
+        );
+        drop(store);
+        let version: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, host_version, "the host's user_version changed");
+    }
+}
+
+#[tokio::test]
+async fn a_file_of_the_previous_layout_is_adopted() {
+    // What the previous build wrote: the table and index, and PRAGMA user_version = 1.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("previous.sqlite");
+    let key = SessionId::generate().key();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE \"sessions\" (key BLOB PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, \
+             version INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID; \
+             CREATE INDEX \"sessions_expires_at\" ON \"sessions\" (expires_at); \
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let expires = session_core::unix_millis(later());
+        c.execute(
+            "INSERT INTO sessions VALUES (?1, ?2, 3, x'0102')",
+            rusqlite::params![&key.as_bytes()[..], expires],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let record = store.read(&key).await.unwrap().unwrap();
+    assert_eq!((record.version, &record.data[..]), (3, &[1u8, 2][..]));
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let recorded: i64 = c
+        .query_row(
+            &format!(
+                "SELECT version FROM {} WHERE session_table = 'sessions'",
+                session_sqlite::SCHEMA_TABLE
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, session_sqlite::SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn in_memory_databases_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in [
+        "",
+        ":memory:",
+        "file::memory:",
+        "file::memory:?cache=shared",
+        "file:sessions?mode=memory&cache=shared",
+    ] {
+        let error = SqliteStore::open(path).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config, "{path:?}: {error}");
+        assert!(error.to_string().contains("memory://"), "{path:?}: {error}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let error = SqliteStore::with_config(
+        SqliteConfig::new(dir.path().join("s.db")).table(session_sqlite::SCHEMA_TABLE),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
 }
 
 #[tokio::test]
