@@ -19,12 +19,15 @@ const HEADER: usize = 16;
 const CLEAR_BATCH: usize = 500;
 
 /// Replaces the record at KEYS[2] by ARGV[2] at KEYS[1] if its version is ARGV[1] and (when
-/// rotating) KEYS[1] is free. Returns 0 not found, 1 updated, 2 conflict, 3 id taken.
+/// rotating) KEYS[1] is free. Returns 0 not found, 1 updated, 2 conflict, 3 id taken. Only the
+/// 16-byte header of the old value enters Lua (`GETRANGE`), whatever the session's size.
 const UPDATE_SCRIPT: &str = r#"
-local prev = redis.call('GET', KEYS[2])
-if not prev then return 0 end
-if string.len(prev) < 16 then return redis.error_reply('CORRUPT stored session is shorter than its header') end
-if string.sub(prev, 1, 8) ~= ARGV[1] then return 2 end
+local head = redis.call('GETRANGE', KEYS[2], 0, 15)
+if string.len(head) < 16 then
+  if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+  return redis.error_reply('CORRUPT stored session is shorter than its header')
+end
+if string.sub(head, 1, 8) ~= ARGV[1] then return 2 end
 if KEYS[1] ~= KEYS[2] then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
   redis.call('UNLINK', KEYS[2])

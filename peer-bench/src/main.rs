@@ -1,0 +1,414 @@
+#![doc = include_str!("../README.md")]
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use session_core::{SessionId, SessionManager, SessionState, SessionStore};
+use time::OffsetDateTime;
+
+type Handle = Box<dyn Any + Send + Sync>;
+
+/// A session store as an application uses it.
+#[async_trait]
+trait Subject: Send + Sync {
+    async fn create(&self, data: &Map<String, Value>) -> Handle;
+    async fn load(&self, handle: &Handle) -> Map<String, Value>;
+    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>);
+    async fn delete(&self, handle: &Handle);
+}
+
+/// Ours: the manager over one of our stores.
+struct Ours(SessionManager<Arc<dyn SessionStore>>);
+
+#[async_trait]
+impl Subject for Ours {
+    async fn create(&self, data: &Map<String, Value>) -> Handle {
+        let bytes = serde_json::to_vec(data).expect("json");
+        Box::new(self.0.create(bytes).await.expect("create"))
+    }
+
+    async fn load(&self, handle: &Handle) -> Map<String, Value> {
+        let state = handle.downcast_ref::<SessionState>().expect("ours");
+        let loaded = self.0.load(state.id()).await.expect("load").expect("live");
+        serde_json::from_slice(loaded.data()).expect("json")
+    }
+
+    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
+        let state = handle.downcast_mut::<SessionState>().expect("ours");
+        state.set_data(serde_json::to_vec(data).expect("json"));
+        self.0.save(state).await.expect("save");
+    }
+
+    async fn delete(&self, handle: &Handle) {
+        let state = handle.downcast_ref::<SessionState>().expect("ours");
+        self.0.destroy(state.id()).await.expect("delete");
+    }
+}
+
+fn expiry() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::hours(1)
+}
+
+fn to_hash(data: &Map<String, Value>) -> HashMap<String, Value> {
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A peer implementing tower-sessions-core 0.15's trait (tower-sessions' own stores).
+struct Peer15<S>(S);
+
+#[async_trait]
+impl<S: tower_sessions::SessionStore> Subject for Peer15<S> {
+    async fn create(&self, data: &Map<String, Value>) -> Handle {
+        let mut record = tower_sessions::session::Record {
+            id: tower_sessions::session::Id::default(),
+            data: to_hash(data),
+            expiry_date: expiry(),
+        };
+        self.0.create(&mut record).await.expect("create");
+        Box::new(record)
+    }
+
+    async fn load(&self, handle: &Handle) -> Map<String, Value> {
+        let record = handle
+            .downcast_ref::<tower_sessions::session::Record>()
+            .expect("peer");
+        let loaded = self.0.load(&record.id).await.expect("load").expect("live");
+        loaded.data.into_iter().collect()
+    }
+
+    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
+        let record = handle
+            .downcast_mut::<tower_sessions::session::Record>()
+            .expect("peer");
+        record.data = to_hash(data);
+        record.expiry_date = expiry();
+        self.0.save(record).await.expect("save");
+    }
+
+    async fn delete(&self, handle: &Handle) {
+        let record = handle
+            .downcast_ref::<tower_sessions::session::Record>()
+            .expect("peer");
+        self.0.delete(&record.id).await.expect("delete");
+    }
+}
+
+/// A peer implementing tower-sessions-core 0.14's trait (the sqlx and Redis stores).
+struct Peer14<S>(S);
+
+#[async_trait]
+impl<S: tsc14::SessionStore> Subject for Peer14<S> {
+    async fn create(&self, data: &Map<String, Value>) -> Handle {
+        let mut record = tsc14::session::Record {
+            id: tsc14::session::Id::default(),
+            data: to_hash(data),
+            expiry_date: expiry(),
+        };
+        self.0.create(&mut record).await.expect("create");
+        Box::new(record)
+    }
+
+    async fn load(&self, handle: &Handle) -> Map<String, Value> {
+        let record = handle
+            .downcast_ref::<tsc14::session::Record>()
+            .expect("peer");
+        let loaded = self.0.load(&record.id).await.expect("load").expect("live");
+        loaded.data.into_iter().collect()
+    }
+
+    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
+        let record = handle
+            .downcast_mut::<tsc14::session::Record>()
+            .expect("peer");
+        record.data = to_hash(data);
+        record.expiry_date = expiry();
+        self.0.save(record).await.expect("save");
+    }
+
+    async fn delete(&self, handle: &Handle) {
+        let record = handle
+            .downcast_ref::<tsc14::session::Record>()
+            .expect("peer");
+        self.0.delete(&record.id).await.expect("delete");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Load,
+    Save,
+    Delete,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Load => "load",
+            Op::Save => "save",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// Session data of about `bytes` bytes as JSON: a user id, a flag and a filler string.
+fn data(bytes: usize) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("user_id".into(), Value::from(4242));
+    map.insert("admin".into(), Value::from(false));
+    map.insert(
+        "blob".into(),
+        Value::from("x".repeat(bytes.saturating_sub(40))),
+    );
+    map
+}
+
+/// One measurement: `tasks` tasks each doing `per_task` operations `op` (the sessions they need
+/// made beforehand, untimed), stopping early after `limit`. Returns ops/s.
+async fn measure(
+    subject: Arc<dyn Subject>,
+    op: Op,
+    tasks: usize,
+    per_task: usize,
+    bytes: usize,
+    limit: Duration,
+) -> f64 {
+    let data = Arc::new(data(bytes));
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks + 1));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (subject, data, barrier) = (
+            Arc::clone(&subject),
+            Arc::clone(&data),
+            Arc::clone(&barrier),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut sessions = Vec::new();
+            if op != Op::Create {
+                for _ in 0..per_task {
+                    sessions.push(subject.create(&data).await);
+                }
+            }
+            barrier.wait().await;
+            let started = Instant::now();
+            let mut done = 0u64;
+            for i in 0..per_task {
+                if started.elapsed() > limit {
+                    break;
+                }
+                match op {
+                    Op::Create => sessions.push(subject.create(&data).await),
+                    Op::Load => {
+                        std::hint::black_box(subject.load(&sessions[i]).await);
+                    }
+                    Op::Save => subject.save(&mut sessions[i], &data).await,
+                    Op::Delete => subject.delete(&sessions[i]).await,
+                }
+                done += 1;
+            }
+            let took = started.elapsed();
+            if op != Op::Delete {
+                for session in &sessions {
+                    subject.delete(session).await;
+                }
+            }
+            (done, took)
+        }));
+    }
+    barrier.wait().await;
+    let (mut done, mut longest) = (0, Duration::ZERO);
+    for handle in handles {
+        let (n, took) = handle.await.expect("a task panicked");
+        done += n;
+        longest = longest.max(took);
+    }
+    done as f64 / longest.as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+struct Settings {
+    backends: Vec<String>,
+    repeats: usize,
+    ops: usize,
+    limit: Duration,
+    tasks: Vec<usize>,
+    payloads: Vec<usize>,
+}
+
+fn settings() -> Settings {
+    let mut settings = Settings {
+        backends: vec![
+            "memory".into(),
+            "sqlite".into(),
+            "postgres".into(),
+            "redis".into(),
+        ],
+        repeats: 3,
+        ops: 20_000,
+        limit: Duration::from_millis(1_500),
+        tasks: vec![1, 16, 64],
+        payloads: vec![200, 4096],
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--backend" => settings.backends = value.split(',').map(str::to_owned).collect(),
+            "--repeats" => settings.repeats = value.parse().expect("--repeats N"),
+            "--ops" => settings.ops = value.parse().expect("--ops N"),
+            "--seconds" => {
+                settings.limit = Duration::from_secs_f64(value.parse().expect("--seconds S"));
+            }
+            "--tasks" => {
+                settings.tasks = value
+                    .split(',')
+                    .map(|t| t.parse().expect("--tasks"))
+                    .collect();
+            }
+            "--payload" => {
+                settings.payloads = value
+                    .split(',')
+                    .map(|t| t.parse().expect("--payload"))
+                    .collect();
+            }
+            other => panic!("unknown argument {other}; see the crate docs"),
+        }
+        i += 2;
+    }
+    settings
+}
+
+/// Ours and the peer for `backend`, or why not.
+async fn subjects(
+    backend: &str,
+    dir: &std::path::Path,
+) -> Result<(Arc<dyn Subject>, Arc<dyn Subject>), String> {
+    let suffix = &SessionId::generate().key().to_hex()[..12];
+    match backend {
+        "memory" => Ok((
+            Arc::new(Ours(SessionManager::new(Arc::new(
+                session_memory::MemoryStore::new(),
+            )))),
+            Arc::new(Peer15(tower_sessions::MemoryStore::default())),
+        )),
+        "sqlite" => {
+            let ours = session_sqlite::SqliteStore::open(dir.join("ours.sqlite"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.join("peer.sqlite"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            let pool = sqlx::SqlitePool::connect_with(options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let peer = tower_sessions_sqlx_store::SqliteStore::new(pool);
+            peer.migrate().await.map_err(|e| e.to_string())?;
+            Ok((
+                Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
+                Arc::new(Peer14(peer)),
+            ))
+        }
+        "postgres" => {
+            let url = std::env::var("SESSION_TEST_POSTGRES_URL")
+                .map_err(|_| "SESSION_TEST_POSTGRES_URL is not set".to_owned())?;
+            let ours = session_postgres::PostgresStore::connect(
+                session_postgres::PostgresConfig::new(&url).table(format!("bench_{suffix}")),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let pool = sqlx::PgPool::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let peer = tower_sessions_sqlx_store::PostgresStore::new(pool)
+                .with_table_name(format!("peer_{suffix}"))?;
+            peer.migrate().await.map_err(|e| e.to_string())?;
+            Ok((
+                Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
+                Arc::new(Peer14(peer)),
+            ))
+        }
+        "redis" => {
+            use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+            let url = std::env::var("SESSION_TEST_REDIS_URL")
+                .map_err(|_| "SESSION_TEST_REDIS_URL is not set".to_owned())?;
+            let ours = session_redis::RedisStore::connect(
+                session_redis::RedisConfig::new(&url).key_prefix(format!("bench_{suffix}:")),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let config = Config::from_url(&url).map_err(|e| e.to_string())?;
+            let pool = Pool::new(config, None, None, None, 6).map_err(|e| e.to_string())?;
+            // The connection task runs on; its handle is not needed.
+            drop(pool.connect());
+            pool.wait_for_connect().await.map_err(|e| e.to_string())?;
+            Ok((
+                Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
+                Arc::new(Peer14(tower_sessions_redis_store::RedisStore::new(pool))),
+            ))
+        }
+        other => Err(format!("unknown backend {other}")),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let settings = settings();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    println!(
+        "| backend | op | tasks | payload | ours ops/s | peer ops/s | ours/peer |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    for backend in &settings.backends {
+        let (ours, peer) = match subjects(backend, dir.path()).await {
+            Ok(pair) => pair,
+            Err(why) => {
+                eprintln!("peer-bench: skipping {backend}: {why}");
+                continue;
+            }
+        };
+        for op in [Op::Create, Op::Load, Op::Save, Op::Delete] {
+            for &bytes in &settings.payloads {
+                for &tasks in &settings.tasks {
+                    let per_task = settings.ops.div_ceil(tasks);
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    for repeat in 0..settings.repeats {
+                        // Alternate which runs first.
+                        let order: [(&Arc<dyn Subject>, bool); 2] = if repeat % 2 == 0 {
+                            [(&ours, true), (&peer, false)]
+                        } else {
+                            [(&peer, false), (&ours, true)]
+                        };
+                        for (subject, is_ours) in order {
+                            let rate = measure(
+                                Arc::clone(subject),
+                                op,
+                                tasks,
+                                per_task,
+                                bytes,
+                                settings.limit,
+                            )
+                            .await;
+                            if is_ours { a.push(rate) } else { b.push(rate) }
+                        }
+                    }
+                    let (ours_rate, peer_rate) = (median(&mut a), median(&mut b));
+                    println!(
+                        "| {backend} | {} | {tasks} | {bytes} | {ours_rate:.0} | {peer_rate:.0} | {:.2}× |",
+                        op.name(),
+                        ours_rate / peer_rate
+                    );
+                }
+            }
+        }
+    }
+}
