@@ -242,6 +242,7 @@ struct Settings {
     limit: Duration,
     tasks: Vec<usize>,
     payloads: Vec<usize>,
+    redis_connections: usize,
 }
 
 fn settings() -> Settings {
@@ -257,6 +258,7 @@ fn settings() -> Settings {
         limit: Duration::from_millis(1_500),
         tasks: vec![1, 16, 64],
         payloads: vec![200, 4096],
+        redis_connections: session_redis::RedisConfig::default().connections,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -275,6 +277,9 @@ fn settings() -> Settings {
                     .map(|t| t.parse().expect("--tasks"))
                     .collect();
             }
+            "--redis-connections" => {
+                settings.redis_connections = value.parse().expect("--redis-connections N");
+            }
             "--payload" => {
                 settings.payloads = value
                     .split(',')
@@ -292,6 +297,7 @@ fn settings() -> Settings {
 async fn subjects(
     backend: &str,
     dir: &std::path::Path,
+    settings: &Settings,
 ) -> Result<(Arc<dyn Subject>, Arc<dyn Subject>), String> {
     let suffix = &SessionId::generate().key().to_hex()[..12];
     match backend {
@@ -343,7 +349,9 @@ async fn subjects(
             let url = std::env::var("SESSION_TEST_REDIS_URL")
                 .map_err(|_| "SESSION_TEST_REDIS_URL is not set".to_owned())?;
             let ours = session_redis::RedisStore::connect(
-                session_redis::RedisConfig::new(&url).key_prefix(format!("bench_{suffix}:")),
+                session_redis::RedisConfig::new(&url)
+                    .key_prefix(format!("bench_{suffix}:"))
+                    .connections(settings.redis_connections),
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -369,7 +377,7 @@ async fn main() {
         "| backend | op | tasks | payload | ours ops/s | peer ops/s | ours/peer |\n|---|---|---:|---:|---:|---:|---:|"
     );
     for backend in &settings.backends {
-        let (ours, peer) = match subjects(backend, dir.path()).await {
+        let (ours, peer) = match subjects(backend, dir.path(), &settings).await {
             Ok(pair) => pair,
             Err(why) => {
                 eprintln!("peer-bench: skipping {backend}: {why}");

@@ -22,6 +22,8 @@ pub struct RedisConfig {
     /// Timeout for one command's reply.
     #[serde(with = "session_core::serde_millis")]
     pub response_timeout: Duration,
+    /// Multiplexed connections the store spreads its commands over (round robin, at least 1).
+    pub connections: usize,
 }
 
 impl Default for RedisConfig {
@@ -31,6 +33,7 @@ impl Default for RedisConfig {
             key_prefix: "session:".to_owned(),
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            connections: 1,
         }
     }
 }
@@ -42,11 +45,19 @@ impl fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("connections", &self.connections)
             .finish()
     }
 }
 
 impl RedisConfig {
+    /// Sets the number of multiplexed connections.
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
+    }
+
     /// The defaults with `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {

@@ -1,6 +1,8 @@
 //! [`RedisStore`]: one key per session, `SET NX PXAT` creates, Lua scripts for updates.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -56,7 +58,9 @@ return 1
 /// `delete_expired` returns 0.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    /// The multiplexed connections, used round robin.
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
     config: RedisConfig,
     update: Script,
     touch: Script,
@@ -124,9 +128,10 @@ impl RedisStore {
             .set_connection_timeout(Some(config.connection_timeout))
             .set_response_timeout(Some(config.response_timeout))
             .set_number_of_retries(2);
-        let mut connection = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(rd("connecting"))?;
+        let mut connection =
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone())
+                .await
+                .map_err(rd("connecting"))?;
         let info: String = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut connection)
@@ -138,12 +143,28 @@ impl RedisStore {
                 "redis: Redis Cluster is not supported yet: the two keys of an id rotation live in different hash slots, so the rotation could not be one atomic script",
             ));
         }
+        let mut connections = vec![connection];
+        for _ in 1..config.connections.max(1) {
+            connections.push(
+                ConnectionManager::new_with_config(client.clone(), manager_config.clone())
+                    .await
+                    .map_err(rd("connecting"))?,
+            );
+        }
+        let connections: Arc<[ConnectionManager]> = connections.into();
         Ok(Self {
-            connection,
+            connections,
+            next: Arc::new(AtomicUsize::new(0)),
             config,
             update: Script::new(UPDATE_SCRIPT),
             touch: Script::new(TOUCH_SCRIPT),
         })
+    }
+
+    /// The next connection, round robin.
+    fn connection(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[i].clone()
     }
 
     /// The configuration.
@@ -177,7 +198,7 @@ impl RedisStore {
 
     /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
     pub async fn count(&self) -> Result<u64> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut iter: redis::AsyncIter<'_, String> = connection
             .scan_options(
                 redis::ScanOptions::default()
@@ -209,7 +230,7 @@ impl SessionStore for RedisStore {
             .arg("NX")
             .arg("PXAT")
             .arg(deadline(expires_at))
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.connection())
             .await
             .map_err(rd("creating a session"))?;
         match reply.as_deref() {
@@ -224,8 +245,7 @@ impl SessionStore for RedisStore {
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         let value: Option<Vec<u8>> = self
-            .connection
-            .clone()
+            .connection()
             .get(self.key(key))
             .await
             .map_err(rd("reading a session"))?;
@@ -251,7 +271,7 @@ impl SessionStore for RedisStore {
             .arg(&expected_version.to_be_bytes()[..])
             .arg(encode(version, expires_at, data))
             .arg(deadline(expires_at))
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.connection())
             .await
             .map_err(rd("updating a session"))?;
         match outcome {
@@ -273,7 +293,7 @@ impl SessionStore for RedisStore {
             .key(self.key(key))
             .arg(&unix_millis(expires_at).to_be_bytes()[..])
             .arg(deadline(expires_at))
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.connection())
             .await
             .map_err(rd("touching a session"))?;
         Ok(touched == 1)
@@ -281,8 +301,7 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         let _: i64 = self
-            .connection
-            .clone()
+            .connection()
             .unlink(self.key(key))
             .await
             .map_err(rd("deleting a session"))?;
@@ -297,7 +316,7 @@ impl SessionStore for RedisStore {
     /// `SCAN MATCH <prefix + 64 lowercase hex digits>` and batched `UNLINK`: exactly the keys
     /// this store writes, never `FLUSHDB`, never a foreign key under the same prefix.
     async fn clear(&self) -> Result<()> {
-        let mut scanner = self.connection.clone();
+        let mut scanner = self.connection();
         let mut keys: Vec<String> = Vec::new();
         {
             let mut iter: redis::AsyncIter<'_, String> = scanner
@@ -317,8 +336,7 @@ impl SessionStore for RedisStore {
         }
         for batch in keys.chunks(CLEAR_BATCH) {
             let _: i64 = self
-                .connection
-                .clone()
+                .connection()
                 .unlink(batch)
                 .await
                 .map_err(rd("clearing sessions"))?;
