@@ -3,4 +3,11 @@
 
 mod common;
 
-conformance_tests::suite!(common::RedisFactory::from_env());
+mod one_connection {
+    conformance_tests::suite!(super::common::RedisFactory::from_env());
+}
+
+/// Commands of one store spread over four connections: every rule still holds.
+mod four_connections {
+    conformance_tests::suite!(super::common::RedisFactory::with_connections(4));
+}

@@ -12,6 +12,7 @@ use session_redis::{RedisConfig, RedisStore};
 pub struct RedisFactory {
     url: Option<String>,
     prefixes: Mutex<Vec<String>>,
+    connections: usize,
 }
 
 impl RedisFactory {
@@ -19,6 +20,15 @@ impl RedisFactory {
         Self {
             url: conformance_tests::server_url("SESSION_TEST_REDIS_URL"),
             prefixes: Mutex::new(Vec::new()),
+            connections: 1,
+        }
+    }
+
+    /// Stores that spread their commands over `connections` multiplexed connections.
+    pub fn with_connections(connections: usize) -> Self {
+        Self {
+            connections,
+            ..Self::from_env()
         }
     }
 
@@ -29,7 +39,9 @@ impl RedisFactory {
     pub fn fresh_config(&self) -> RedisConfig {
         let prefix = format!("test:{}:", &SessionId::generate().key().to_hex()[..16]);
         self.prefixes.lock().unwrap().push(prefix.clone());
-        RedisConfig::new(self.url()).key_prefix(prefix)
+        RedisConfig::new(self.url())
+            .key_prefix(prefix)
+            .connections(self.connections)
     }
 }
 
