@@ -23,6 +23,8 @@ const OPS: [&str; 7] = [
     "create", "read", "update", "rotate", "touch", "delete", "purge",
 ];
 const EVERY: Duration = Duration::from_secs(10);
+/// Live sessions each task keeps at most.
+const PER_TASK: usize = 4_000;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -86,6 +88,13 @@ async fn worker(
         x ^= x << 17;
         let pick = x % 100;
         let started = Instant::now();
+        // A steady population: past `PER_TASK` sessions a create becomes a delete, so the
+        // database, the bench's own bookkeeping and the store's memory can level off.
+        let pick = if pick < 10 && sessions.len() >= PER_TASK {
+            95
+        } else {
+            pick
+        };
         let op = if sessions.len() < 50 || pick < 10 {
             let key = SessionId::generate().key();
             // One in five sessions is short-lived, so each purge has work.
