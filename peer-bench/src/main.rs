@@ -57,85 +57,66 @@ fn to_hash(data: &Map<String, Value>) -> HashMap<String, Value> {
     data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// A peer implementing tower-sessions-core 0.15's trait (tower-sessions' own stores).
-struct Peer15<S>(S);
+/// Implements [`Subject`] for `$peer<S>` over the `SessionStore` trait and `Record`/`Id` types of
+/// one tower-sessions-core version (`$core`): the stores users pick implement 0.14 or 0.15.
+macro_rules! peer {
+    ($(#[$doc:meta])* $peer:ident, $core:ident) => {
+        $(#[$doc])*
+        struct $peer<S>(S);
 
-#[async_trait]
-impl<S: tower_sessions::SessionStore> Subject for Peer15<S> {
-    async fn create(&self, data: &Map<String, Value>) -> Handle {
-        let mut record = tower_sessions::session::Record {
-            id: tower_sessions::session::Id::default(),
-            data: to_hash(data),
-            expiry_date: expiry(),
-        };
-        self.0.create(&mut record).await.expect("create");
-        Box::new(record)
-    }
+        #[async_trait]
+        impl<S> Subject for $peer<S>
+        where
+            S: $core::SessionStore,
+        {
+            async fn create(&self, data: &Map<String, Value>) -> Handle {
+                use $core::session::{Id, Record};
+                let mut record = Record {
+                    id: Id::default(),
+                    data: to_hash(data),
+                    expiry_date: expiry(),
+                };
+                self.0.create(&mut record).await.expect("create");
+                Box::new(record)
+            }
 
-    async fn load(&self, handle: &Handle) -> Map<String, Value> {
-        let record = handle
-            .downcast_ref::<tower_sessions::session::Record>()
-            .expect("peer");
-        let loaded = self.0.load(&record.id).await.expect("load").expect("live");
-        loaded.data.into_iter().collect()
-    }
+            async fn load(&self, handle: &Handle) -> Map<String, Value> {
+                let record = handle
+                    .downcast_ref::<$core::session::Record>()
+                    .expect("peer");
+                let loaded = self.0.load(&record.id).await.expect("load").expect("live");
+                loaded.data.into_iter().collect()
+            }
 
-    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
-        let record = handle
-            .downcast_mut::<tower_sessions::session::Record>()
-            .expect("peer");
-        record.data = to_hash(data);
-        record.expiry_date = expiry();
-        self.0.save(record).await.expect("save");
-    }
+            async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
+                let record = handle
+                    .downcast_mut::<$core::session::Record>()
+                    .expect("peer");
+                record.data = to_hash(data);
+                record.expiry_date = expiry();
+                self.0.save(record).await.expect("save");
+            }
 
-    async fn delete(&self, handle: &Handle) {
-        let record = handle
-            .downcast_ref::<tower_sessions::session::Record>()
-            .expect("peer");
-        self.0.delete(&record.id).await.expect("delete");
-    }
+            async fn delete(&self, handle: &Handle) {
+                let record = handle
+                    .downcast_ref::<$core::session::Record>()
+                    .expect("peer");
+                self.0.delete(&record.id).await.expect("delete");
+            }
+        }
+    };
 }
 
-/// A peer implementing tower-sessions-core 0.14's trait (the sqlx and Redis stores).
-struct Peer14<S>(S);
-
-#[async_trait]
-impl<S: tsc14::SessionStore> Subject for Peer14<S> {
-    async fn create(&self, data: &Map<String, Value>) -> Handle {
-        let mut record = tsc14::session::Record {
-            id: tsc14::session::Id::default(),
-            data: to_hash(data),
-            expiry_date: expiry(),
-        };
-        self.0.create(&mut record).await.expect("create");
-        Box::new(record)
-    }
-
-    async fn load(&self, handle: &Handle) -> Map<String, Value> {
-        let record = handle
-            .downcast_ref::<tsc14::session::Record>()
-            .expect("peer");
-        let loaded = self.0.load(&record.id).await.expect("load").expect("live");
-        loaded.data.into_iter().collect()
-    }
-
-    async fn save(&self, handle: &mut Handle, data: &Map<String, Value>) {
-        let record = handle
-            .downcast_mut::<tsc14::session::Record>()
-            .expect("peer");
-        record.data = to_hash(data);
-        record.expiry_date = expiry();
-        self.0.save(record).await.expect("save");
-    }
-
-    async fn delete(&self, handle: &Handle) {
-        let record = handle
-            .downcast_ref::<tsc14::session::Record>()
-            .expect("peer");
-        self.0.delete(&record.id).await.expect("delete");
-    }
-}
+peer!(
+    /// A peer on tower-sessions-core 0.15 (tower-sessions' own stores).
+    Peer15,
+    tower_sessions
+);
+peer!(
+    /// A peer on tower-sessions-core 0.14 (the sqlx and Redis stores).
+    Peer14,
+    tsc14
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {

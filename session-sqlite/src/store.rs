@@ -226,17 +226,7 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
             .execute_batch(&Sql::create_table(table))
             .map_err(sqlite("creating the table"))?;
         // A table of that name made by someone else fails here, before anything is changed.
-        connection
-            .prepare(&format!(
-                "SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"
-            ))
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    format!("sqlite: table {table:?} exists with another layout"),
-                    e,
-                )
-            })?;
+        check_layout(connection, table)?;
         connection
             .execute_batch(&Sql::create_index(table))
             .map_err(sqlite("creating the expiry index"))?;
@@ -276,6 +266,11 @@ fn check_table(connection: &Connection, table: &str) -> Result<()> {
             ),
         ));
     }
+    check_layout(connection, table)
+}
+
+/// A `Config` error when `table` lacks this store's columns (someone else's table).
+fn check_layout(connection: &Connection, table: &str) -> Result<()> {
     connection
         .prepare(&format!(
             "SELECT key, expires_at, version, data FROM \"{table}\" LIMIT 0"

@@ -12,7 +12,8 @@
 //! keep old snapshots alive, so before each batch the writer looks at the WAL file, and when it
 //! has passed half its limit the writer itself runs a `TRUNCATE` checkpoint (waiting for readers
 //! to move on, copying the log back and resetting the file) before writing more: the WAL cannot
-//! outgrow half its limit by more than one batch, however busy the machine is.
+//! outgrow half its limit by more than one batch (at most 256 writes), however busy the machine
+//! is, unless a reader keeps an old snapshot for longer than the busy timeout.
 //!
 //! Both queues are bounded: a full queue fails the operation at once ("overloaded", transient)
 //! rather than holding memory without bound. A job whose caller went away (its future was

@@ -24,7 +24,7 @@ fn wal_size(path: &Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
-    const LIMIT: u64 = 4 * 1024 * 1024;
+    const LIMIT: u64 = 16 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wal.db");
     let store = Arc::new(
