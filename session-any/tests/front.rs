@@ -419,6 +419,16 @@ async fn in_doubt_writes_are_resolved_by_rereading(w: World) {
     assert_eq!(w.value(&new_id, "n").await, Some(json!(3)));
 }
 
+/// One `#[tokio::test]` per `name => scenario` (a `FnOnce(World)` future), over `factory()`.
+macro_rules! scenarios {
+    ($($name:ident => $scenario:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            run(factory(), $scenario).await;
+        }
+    )*};
+}
+
 macro_rules! front_tests {
     ($($backend:ident => $factory:expr;)*) => {$(
         mod $backend {
@@ -428,54 +438,19 @@ macro_rules! front_tests {
                 $factory
             }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn logout_during_a_replay_is_not_undone() {
-                run(factory(), super::logout_during_a_replay_is_not_undone).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn logout_during_a_rotation_replay_is_not_undone() {
-                run(factory(), super::logout_during_a_rotation_replay_is_not_undone).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn blind_writes_merge_2() {
-                run(factory(), |w| super::blind_writes_merge(w, 2)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn blind_writes_merge_32() {
-                run(factory(), |w| super::blind_writes_merge(w, 32)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn read_then_write_conflicts_2() {
-                run(factory(), |w| super::read_then_write_conflicts(w, 2)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn read_then_write_conflicts_32() {
-                run(factory(), |w| super::read_then_write_conflicts(w, 32)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn remove_once_conflicts_2() {
-                run(factory(), |w| super::remove_once_conflicts(w, 2)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn remove_once_conflicts_32() {
-                run(factory(), |w| super::remove_once_conflicts(w, 32)).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn a_clone_insert_during_a_save_is_kept() {
-                run(factory(), super::a_clone_insert_during_a_save_is_kept).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn in_doubt_writes_are_resolved_by_rereading() {
-                run(factory(), super::in_doubt_writes_are_resolved_by_rereading).await;
+            scenarios! {
+                logout_during_a_replay_is_not_undone => super::logout_during_a_replay_is_not_undone;
+                logout_during_a_rotation_replay_is_not_undone =>
+                    super::logout_during_a_rotation_replay_is_not_undone;
+                blind_writes_merge_2 => |w| super::blind_writes_merge(w, 2);
+                blind_writes_merge_32 => |w| super::blind_writes_merge(w, 32);
+                read_then_write_conflicts_2 => |w| super::read_then_write_conflicts(w, 2);
+                read_then_write_conflicts_32 => |w| super::read_then_write_conflicts(w, 32);
+                remove_once_conflicts_2 => |w| super::remove_once_conflicts(w, 2);
+                remove_once_conflicts_32 => |w| super::remove_once_conflicts(w, 32);
+                a_clone_insert_during_a_save_is_kept => super::a_clone_insert_during_a_save_is_kept;
+                in_doubt_writes_are_resolved_by_rereading =>
+                    super::in_doubt_writes_are_resolved_by_rereading;
             }
         }
     )*};
