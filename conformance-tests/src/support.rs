@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use session_core::time::{Duration, OffsetDateTime};
-use session_core::{
+use session_manager::time::{Duration, OffsetDateTime};
+use session_manager::{
     CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome, async_trait,
     truncate_to_millis,
 };

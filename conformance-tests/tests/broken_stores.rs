@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use conformance_tests::{BEHAVIOURS, StoreFactory};
 use parking_lot::Mutex;
-use session_core::time::OffsetDateTime;
-use session_core::{
+use session_manager::time::OffsetDateTime;
+use session_manager::{
     CreateOutcome, Error, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
     from_unix_millis, unix_millis,
 };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use session_core::{SessionId, SessionManager, SessionState, SessionStore};
+use session_manager::{SessionId, SessionManager, SessionState, SessionStore};
 use time::OffsetDateTime;
 
 type Handle = Box<dyn Any + Send + Sync>;

@@ -5,5 +5,6 @@ mod store;
 #[cfg(feature = "conformance")]
 pub mod testing;
 
-pub use config::{Backend, Durability, SCHEMES, StoreConfig};
-pub use store::{AnyStore, Counts, connect};
+pub use config::{OptionValue, StoreConfig};
+pub use session_core::{Counts, StoreAdmin};
+pub use store::{AnyStore, SCHEMES, connect};

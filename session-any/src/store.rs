@@ -1,64 +1,138 @@
-//! [`AnyStore`]: one of the backends, chosen at run time.
+//! [`AnyStore`]: one of the backends, chosen at run time by a URL's scheme.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-use std::time::Duration;
 
 use session_core::{
-    CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, time::OffsetDateTime,
+    BackendConfig, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result,
+    SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
 };
 
-#[cfg(feature = "sqlite")]
-use crate::config::Durability;
-use crate::config::{Backend, Resolved, StoreConfig};
+use crate::config::StoreConfig;
 
-/// A store of whichever backend a [`StoreConfig`] names. It implements [`SessionStore`] by
-/// forwarding to that backend, and adds the operator's views ([`counts`](Self::counts)) and
-/// [`drop_namespace`](Self::drop_namespace).
-pub struct AnyStore {
-    inner: Inner,
-    /// The directory of a temporary SQLite file (`sqlite::memory:`), removed after the store.
-    #[cfg(feature = "sqlite")]
-    _temp: Option<tempfile::TempDir>,
-}
+/// The backends, one line each: the Cargo feature, the URL schemes, the crate and its
+/// configuration type (which parses the URL and options, and opens the store). Adding a backend
+/// is one crate plus one line here (and its feature in `Cargo.toml`).
+macro_rules! backends {
+    ($($feature:literal => [$($scheme:literal),+] $krate:ident :: $config:ident;)*) => {
+        /// Every URL scheme `session-any` knows, with the Cargo feature of its backend (whether
+        /// or not this build has it).
+        pub const SCHEMES: &[(&str, &str)] = &[$($(($scheme, $feature),)+)*];
 
-enum Inner {
-    #[cfg(feature = "memory")]
-    Memory(session_memory::MemoryStore),
-    #[cfg(feature = "sqlite")]
-    Sqlite(session_sqlite::SqliteStore),
-    #[cfg(feature = "postgres")]
-    Postgres(session_postgres::PostgresStore),
-    #[cfg(feature = "redis")]
-    Redis(session_redis::RedisStore),
-}
-
-/// Forwards `$body` to the backend store bound to `$s`.
-macro_rules! dispatch {
-    ($self:expr, $s:ident => $body:expr) => {
-        match &$self.inner {
-            #[cfg(feature = "memory")]
-            Inner::Memory($s) => $body,
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite($s) => $body,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres($s) => $body,
-            #[cfg(feature = "redis")]
-            Inner::Redis($s) => $body,
+        /// The backend of `scheme` in this build.
+        fn dispatch(scheme: &str) -> Option<Backend> {
+            match scheme {
+                $(
+                    #[cfg(feature = $feature)]
+                    $($scheme)|+ => Some(Backend {
+                        name: $feature,
+                        check: |config| parse::<$krate::$config>(config).map(drop),
+                        open: |config| Box::pin(open::<$krate::$config>(config)),
+                        #[cfg(feature = "conformance")]
+                        factory: |config| Ok(Box::new($krate::testing::factory_for(
+                            parse::<$krate::$config>(config)?,
+                        ))),
+                    }),
+                )*
+                _ => None,
+            }
         }
     };
 }
 
-/// How many sessions a store holds, as far as its backend can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// Sessions that have not expired.
-    pub live: u64,
-    /// Expired sessions still stored (purged by `delete_expired`); `None` where the backend
-    /// drops them by itself (Redis).
-    pub expired: Option<u64>,
+backends! {
+    "memory" => ["memory"] session_memory::MemoryConfig;
+    "sqlite" => ["sqlite"] session_sqlite::SqliteConfig;
+    "postgres" => ["postgres", "postgresql"] session_postgres::PostgresConfig;
+    "redis" => ["redis", "rediss"] session_redis::RedisConfig;
+}
+
+type Opening<'a> = Pin<Box<dyn Future<Output = Result<AnyStore>> + Send + 'a>>;
+
+/// What `session-any` does with one backend, type-erased.
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) check: fn(&StoreConfig) -> Result<()>,
+    pub(crate) open: for<'a> fn(&'a StoreConfig) -> Opening<'a>,
+    #[cfg(feature = "conformance")]
+    pub(crate) factory: fn(&StoreConfig) -> Result<Box<dyn conformance_tests::Namespaces>>,
+}
+
+/// The backend's configuration from `config`: its URL and options, then the namespace and
+/// mode `config` asks for.
+#[allow(dead_code)] // unused in a build without any backend
+fn parse<C: BackendConfig>(config: &StoreConfig) -> Result<C> {
+    let mut parsed = C::from_url_with(&config.url, &config.pairs())?;
+    if let Some(namespace) = &config.namespace {
+        parsed = parsed.isolated(namespace)?;
+    }
+    if config.existing {
+        parsed = parsed.existing_only();
+    }
+    Ok(parsed)
+}
+
+#[allow(dead_code)] // unused in a build without any backend
+async fn open<C: BackendConfig>(config: &StoreConfig) -> Result<AnyStore> {
+    let parsed = parse::<C>(config)?;
+    // The backend's configuration, secrets hidden by its `Debug`.
+    let shown: Arc<str> = format!("{parsed:?}").into();
+    Ok(AnyStore {
+        inner: Arc::new(parsed.open().await?),
+        shown,
+    })
+}
+
+/// The backend `config`'s URL selects in this build, or the error listing the schemes.
+pub(crate) fn backend_of(config: &StoreConfig) -> Result<Backend> {
+    let scheme = config.scheme()?;
+    if let Some(backend) = dispatch(&scheme) {
+        return Ok(backend);
+    }
+    let shown = scheme.chars().take(32).collect::<String>();
+    Err(match SCHEMES.iter().find(|(s, _)| *s == scheme) {
+        Some((_, feature)) => Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "session-any: `{shown}://` needs the `{feature}` feature of session-any, which this build lacks \
+                 (enable it: session-any = {{ features = [\"{feature}\"] }}); available: {}",
+                available_schemes(),
+            ),
+        ),
+        None => Error::new(
+            ErrorKind::Config,
+            format!(
+                "session-any: unknown store URL scheme `{shown}`; use one of: {}",
+                available_schemes()
+            ),
+        ),
+    })
+}
+
+/// The schemes of this build, e.g. `memory://, sqlite://, postgres:// (needs feature …)`.
+pub(crate) fn available_schemes() -> String {
+    let list: Vec<String> = SCHEMES
+        .iter()
+        .map(|(scheme, feature)| {
+            if dispatch(scheme).is_some() {
+                format!("{scheme}://")
+            } else {
+                format!("{scheme}:// (needs feature `{feature}`)")
+            }
+        })
+        .collect();
+    list.join(", ")
+}
+
+/// A store of whichever backend a [`StoreConfig`] names. It implements [`SessionStore`] by
+/// forwarding to that backend, and [`StoreAdmin`] (the backend's name and capabilities,
+/// [`counts`](StoreAdmin::counts), [`drop_namespace`](StoreAdmin::drop_namespace)).
+#[derive(Clone)]
+pub struct AnyStore {
+    inner: Arc<dyn StoreAdmin>,
+    shown: Arc<str>,
 }
 
 /// Opens the store `url` names, with the URL's settings, behind `Arc<dyn SessionStore>`.
@@ -66,7 +140,7 @@ pub struct Counts {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> session_core::Result<()> {
 /// let store = session_any::connect("memory://").await?;
-/// let manager = session_core::SessionManager::new(store);
+/// let manager = session_manager::SessionManager::new(store);
 /// let state = manager.create(&b"hello"[..]).await?;
 /// assert_eq!(manager.load(state.id()).await?.unwrap().data(), &b"hello"[..]);
 /// # Ok(()) }
@@ -85,223 +159,77 @@ impl StoreConfig {
 impl AnyStore {
     /// Opens the store `config` names: connects, and creates its table where it has one.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
-        Self::open_resolved(config.resolve()?).await
+        (backend_of(config)?.open)(config).await
     }
 
     /// Opens the store `config` names without creating anything: a missing SQLite file or
     /// table, or a missing PostgreSQL table, is a `Config` error (for tools that inspect an
     /// application's store: a mistyped name must not create an empty store).
     pub async fn open_existing(config: &StoreConfig) -> Result<Self> {
-        let mut resolved = config.resolve()?;
-        resolved.existing = true;
-        Self::open_resolved(resolved).await
+        let mut config = config.clone();
+        config.existing = true;
+        Self::open(&config).await
     }
 
-    async fn open_resolved(resolved: Resolved) -> Result<Self> {
-        #[cfg(feature = "sqlite")]
-        let mut temp = None;
-        let inner = match resolved.backend {
-            Backend::Memory => open_memory(&resolved)?,
-            Backend::Sqlite => {
-                #[cfg(feature = "sqlite")]
-                {
-                    open_sqlite(&resolved, &mut temp).await?
-                }
-                #[cfg(not(feature = "sqlite"))]
-                {
-                    return Err(crate::config::feature_off("sqlite", Backend::Sqlite));
-                }
-            }
-            Backend::Postgres => open_postgres(&resolved).await?,
-            Backend::Redis => open_redis(&resolved).await?,
-        };
-        Ok(Self {
-            inner,
-            #[cfg(feature = "sqlite")]
-            _temp: temp,
-        })
-    }
-
-    /// The backend of this store.
-    pub fn backend(&self) -> Backend {
-        match &self.inner {
-            #[cfg(feature = "memory")]
-            Inner::Memory(_) => Backend::Memory,
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(_) => Backend::Sqlite,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(_) => Backend::Postgres,
-            #[cfg(feature = "redis")]
-            Inner::Redis(_) => Backend::Redis,
-        }
-    }
-
-    /// Live and expired sessions of this store's namespace.
-    pub async fn counts(&self) -> Result<Counts> {
-        match &self.inner {
-            #[cfg(feature = "memory")]
-            Inner::Memory(s) => {
-                let (stored, live) = (s.stored_records() as u64, s.live_records() as u64);
-                Ok(Counts {
-                    live,
-                    expired: Some(stored.saturating_sub(live)),
-                })
-            }
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(s) => s.counts().await.map(|(live, expired)| Counts {
-                live,
-                expired: Some(expired),
-            }),
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => s.counts().await.map(|(live, expired)| Counts {
-                live,
-                expired: Some(expired),
-            }),
-            #[cfg(feature = "redis")]
-            Inner::Redis(s) => s.count().await.map(|live| Counts {
-                live,
-                expired: None,
-            }),
-        }
-    }
-
-    /// Removes this store's namespace: every session in it, and its table where it has one
-    /// (SQL backends drop the table; Redis deletes the prefix's keys). For tooling and tests
-    /// that made a namespace of their own; the store must not be used afterwards.
-    pub async fn drop_namespace(&self) -> Result<()> {
-        match &self.inner {
-            #[cfg(feature = "memory")]
-            Inner::Memory(s) => s.clear().await,
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(s) => s.drop_table().await,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => {
-                let config = s.config();
-                let statement = format!(
-                    "DROP TABLE IF EXISTS \"{}\".\"{}\"",
-                    config.schema, config.table
-                );
-                session_postgres::sqlx::raw_sql(&statement)
-                    .execute(s.pool())
-                    .await
-                    .map(drop)
-                    .map_err(|e| Error::backend("postgres: dropping the table", e, false))
-            }
-            #[cfg(feature = "redis")]
-            Inner::Redis(s) => s.clear().await,
+    /// A store of any backend (for example a `session_postgres::PostgresStore` opened by the
+    /// application), as an `AnyStore`.
+    pub fn new(store: impl StoreAdmin + fmt::Debug) -> Self {
+        Self {
+            shown: format!("{store:?}").into(),
+            inner: Arc::new(store),
         }
     }
 }
 
 impl fmt::Debug for AnyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        dispatch!(self, s => f.debug_tuple("AnyStore").field(s).finish())
+        write!(f, "AnyStore({})", self.shown)
     }
 }
 
-fn open_memory(resolved: &Resolved) -> Result<Inner> {
-    let _ = resolved;
-    #[cfg(feature = "memory")]
-    {
-        Ok(Inner::Memory(session_memory::MemoryStore::new()))
+#[async_trait]
+impl StoreAdmin for AnyStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
     }
-    #[cfg(not(feature = "memory"))]
-    {
-        Err(crate::config::feature_off("memory", Backend::Memory))
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        self.inner.counts().await
+    }
+
+    async fn drop_namespace(&self) -> Result<()> {
+        self.inner.drop_namespace().await
     }
 }
 
-#[cfg(feature = "sqlite")]
-async fn open_sqlite(resolved: &Resolved, temp: &mut Option<tempfile::TempDir>) -> Result<Inner> {
-    let path = match &resolved.path {
-        Some(path) => path.clone(),
-        None => {
-            let dir = tempfile::Builder::new()
-                .prefix("session-any-")
-                .tempdir()
-                .map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::Config,
-                        "sqlite: creating a temporary directory",
-                        e,
-                    )
-                })?;
-            let path = dir.path().join("sessions.sqlite");
-            *temp = Some(dir);
-            path
-        }
-    };
-    let mut config = session_sqlite::SqliteConfig::new(path);
-    if let Some(table) = &resolved.table {
-        config = config.table(table);
-    }
-    if let Some(durability) = resolved.durability {
-        config = config.durability(match durability {
-            Durability::Normal => session_sqlite::Durability::Normal,
-            Durability::Full => session_sqlite::Durability::Full,
-        });
-    }
-    if let Some(ms) = resolved.timeout_ms {
-        config = config.busy_timeout(Duration::from_millis(ms));
-    }
-    if resolved.existing {
-        config = config.create(false);
-    }
-    session_sqlite::SqliteStore::with_config(config)
-        .await
-        .map(Inner::Sqlite)
-}
+#[async_trait]
+impl BackendConfig for StoreConfig {
+    type Store = AnyStore;
 
-async fn open_postgres(resolved: &Resolved) -> Result<Inner> {
-    #[cfg(feature = "postgres")]
-    {
-        let mut config = session_postgres::PostgresConfig::new(&resolved.url);
-        if let Some(schema) = &resolved.schema {
-            config = config.schema(schema);
+    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let mut config = Self::new(url);
+        for (name, value) in options {
+            config.options.insert(name.clone(), value.as_str().into());
         }
-        if let Some(table) = &resolved.table {
-            config = config.table(table);
-        }
-        if let Some(max) = resolved.max_connections {
-            config = config.max_connections(max);
-        }
-        if let Some(ms) = resolved.timeout_ms {
-            config = config.acquire_timeout(Duration::from_millis(ms));
-        }
-        if resolved.existing {
-            config = config.migrate(false);
-        }
-        session_postgres::PostgresStore::connect(config)
-            .await
-            .map(Inner::Postgres)
+        config.check()?;
+        Ok(config)
     }
-    #[cfg(not(feature = "postgres"))]
-    {
-        let _ = resolved;
-        Err(crate::config::feature_off("postgres", Backend::Postgres))
-    }
-}
 
-async fn open_redis(resolved: &Resolved) -> Result<Inner> {
-    #[cfg(feature = "redis")]
-    {
-        let mut config = session_redis::RedisConfig::new(&resolved.url);
-        if let Some(prefix) = &resolved.key_prefix {
-            config = config.key_prefix(prefix);
-        }
-        if let Some(ms) = resolved.timeout_ms {
-            config = config
-                .connection_timeout(Duration::from_millis(ms))
-                .response_timeout(Duration::from_millis(ms));
-        }
-        session_redis::RedisStore::connect(config)
-            .await
-            .map(Inner::Redis)
+    fn isolated(&self, namespace: &str) -> Result<Self> {
+        StoreConfig::isolated(self, namespace)
     }
-    #[cfg(not(feature = "redis"))]
-    {
-        let _ = resolved;
-        Err(crate::config::feature_off("redis", Backend::Redis))
+
+    fn existing_only(mut self) -> Self {
+        self.existing = true;
+        self
+    }
+
+    async fn open(self) -> Result<AnyStore> {
+        AnyStore::open(&self).await
     }
 }
 
@@ -313,11 +241,11 @@ impl SessionStore for AnyStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<CreateOutcome> {
-        dispatch!(self, s => s.create(key, expires_at, data).await)
+        self.inner.create(key, expires_at, data).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        dispatch!(self, s => s.read(key).await)
+        self.inner.read(key).await
     }
 
     async fn update(
@@ -328,22 +256,174 @@ impl SessionStore for AnyStore {
         expires_at: OffsetDateTime,
         data: &[u8],
     ) -> Result<UpdateOutcome> {
-        dispatch!(self, s => s.update(current, previous, expected_version, expires_at, data).await)
+        self.inner
+            .update(current, previous, expected_version, expires_at, data)
+            .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        dispatch!(self, s => s.touch(key, expires_at).await)
+        self.inner.touch(key, expires_at).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        dispatch!(self, s => s.delete(key).await)
+        self.inner.delete(key).await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        dispatch!(self, s => s.delete_expired().await)
+        self.inner.delete_expired().await
     }
 
     async fn clear(&self) -> Result<()> {
-        dispatch!(self, s => s.clear().await)
+        self.inner.clear().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(url: &str) -> Result<&'static str> {
+        StoreConfig::new(url).backend()
+    }
+
+    #[test]
+    fn schemes_select_backends() {
+        for (url, name) in [
+            ("memory://", "memory"),
+            ("MEMORY://", "memory"),
+            ("sqlite://s.db", "sqlite"),
+            ("postgres://u@h/d", "postgres"),
+            ("postgresql://u@h/d", "postgres"),
+            ("redis://h:6379", "redis"),
+            ("rediss://h:6379", "redis"),
+        ] {
+            assert_eq!(backend(url).unwrap(), name, "{url}");
+            StoreConfig::new(url).check().unwrap();
+        }
+    }
+
+    #[test]
+    fn unknown_scheme_lists_the_available_ones() {
+        let error = backend("mysql://root@localhost/db").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let message = error.to_string();
+        assert!(
+            message.contains("unknown store URL scheme `mysql`"),
+            "{message}"
+        );
+        for scheme in [
+            "memory://",
+            "sqlite://",
+            "postgres://",
+            "redis://",
+            "rediss://",
+        ] {
+            assert!(message.contains(scheme), "{message} lacks {scheme}");
+        }
+        let error = backend("no scheme here").unwrap_err();
+        assert!(error.to_string().contains("has no scheme"), "{error}");
+    }
+
+    #[test]
+    fn every_scheme_has_a_backend_in_the_default_build() {
+        for (scheme, feature) in SCHEMES {
+            let backend = dispatch(scheme).expect("the default build has every backend");
+            assert_eq!(backend.name, *feature);
+        }
+    }
+
+    #[test]
+    fn options_reach_the_backend_and_win_over_the_query() {
+        let config =
+            StoreConfig::new("sqlite://s.db?table=from_query").option("table", "from_field");
+        let parsed: session_sqlite::SqliteConfig = parse(&config).unwrap();
+        assert_eq!(parsed.table, "from_field");
+        let config = StoreConfig::new(
+            "postgres://app:pw@db:5432/app?sslmode=disable&schema=auth&table=s&max_connections=4",
+        );
+        let parsed: session_postgres::PostgresConfig = parse(&config).unwrap();
+        assert_eq!(parsed.url, "postgres://app:pw@db:5432/app?sslmode=disable");
+        assert_eq!(
+            (parsed.schema.as_str(), parsed.table.as_str()),
+            ("auth", "s")
+        );
+        assert_eq!(parsed.max_connections, 4);
+        let parsed: session_redis::RedisConfig = parse(&StoreConfig::new(
+            "redis://127.0.0.1:6379/2?key_prefix=web%3A",
+        ))
+        .unwrap();
+        assert_eq!(parsed.url, "redis://127.0.0.1:6379/2");
+        assert_eq!(parsed.key_prefix, "web:");
+    }
+
+    #[test]
+    fn misplaced_and_malformed_options_are_errors() {
+        for (url, needle) in [
+            (
+                "postgres://h/d?key_prefix=x",
+                "unknown URL parameter `key_prefix`",
+            ),
+            ("redis://h?table=x", "unknown URL parameter `table`"),
+            ("redis://h?key_prefix=a*", "key prefix"),
+            ("memory://?table=x", "unknown option `table`"),
+            ("sqlite://s.db?tabel=x", "unknown option `tabel`"),
+            ("sqlite://s.db?durability=sometimes", "durability must be"),
+            (
+                "sqlite://s.db?busy_timeout_ms=soon",
+                "must be a whole number",
+            ),
+            ("memory://somewhere", "just `memory://`"),
+        ] {
+            let error = StoreConfig::new(url).check().unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{url}");
+            assert!(error.to_string().contains(needle), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_hidden() {
+        let config = StoreConfig::new("postgres://app:hunter2@db/app?password=hunter3")
+            .option("sslpassword", "hunter4");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter"), "{debug}");
+        let shown = serde_json::to_string(&config).unwrap();
+        assert!(!shown.contains("hunter"), "{shown}");
+        let error = StoreConfig::new("postgres://app:hunter2@db/app?key_prefix=x")
+            .check()
+            .unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn deserializes_from_toml_and_json() {
+        let config: StoreConfig = toml::from_str(
+            "url = \"sqlite://s.db\"\ntable = \"web\"\ndurability = \"full\"\nbusy_timeout_ms = 100\ncreate = false\n",
+        )
+        .unwrap();
+        let parsed: session_sqlite::SqliteConfig = parse(&config).unwrap();
+        assert_eq!(parsed.table, "web");
+        assert_eq!(parsed.durability, session_sqlite::Durability::Full);
+        assert_eq!(parsed.busy_timeout, std::time::Duration::from_millis(100));
+        assert!(!parsed.create);
+        let config: StoreConfig =
+            serde_json::from_str(r#"{"url":"redis://h","key_prefix":"app:"}"#).unwrap();
+        let parsed: session_redis::RedisConfig = parse(&config).unwrap();
+        assert_eq!(parsed.key_prefix, "app:");
+        let typo: StoreConfig =
+            serde_json::from_str(r#"{"url":"redis://h","prefix":"x"}"#).unwrap();
+        assert!(typo.check().unwrap_err().to_string().contains("`prefix`"));
+    }
+
+    #[test]
+    fn isolated_replaces_the_namespace() {
+        let pg = StoreConfig::new("postgres://h/d?table=sessions")
+            .isolated("ns1")
+            .unwrap();
+        let parsed: session_postgres::PostgresConfig = parse(&pg).unwrap();
+        assert_eq!(parsed.table, "ns1");
+        let redis = StoreConfig::new("redis://h").isolated("ns1").unwrap();
+        let parsed: session_redis::RedisConfig = parse(&redis).unwrap();
+        assert_eq!(parsed.key_prefix, "ns1:");
+        assert!(StoreConfig::new("redis://h").isolated("a b").is_err());
     }
 }

@@ -16,16 +16,25 @@ mod sqlite_temporary {
 mod sqlite_full_durability {
     use super::*;
     conformance_tests::suite!(
-        UrlFactory::new("sqlite::memory:?durability=full&timeout_ms=5000").expect("a valid URL")
+        UrlFactory::new("sqlite::memory:?durability=full&busy_timeout_ms=5000")
+            .expect("a valid URL")
     );
 }
 
 mod postgres {
     use super::*;
-    conformance_tests::suite!(UrlFactory::from_env("SESSION_TEST_POSTGRES_URL"));
+    conformance_tests::suite!(session_test_support::from_env(
+        "SESSION_TEST_POSTGRES_URL",
+        UrlFactory::new,
+        UrlFactory::unavailable
+    ));
 }
 
 mod redis {
     use super::*;
-    conformance_tests::suite!(UrlFactory::from_env("SESSION_TEST_REDIS_URL"));
+    conformance_tests::suite!(session_test_support::from_env(
+        "SESSION_TEST_REDIS_URL",
+        UrlFactory::new,
+        UrlFactory::unavailable
+    ));
 }

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::json;
-use session_any::AnyStore;
+use session_any::StoreAdmin;
 use session_any::testing::{UrlFactory, fresh_namespace};
-use session_core::time::OffsetDateTime;
-use session_core::{
+use session_manager::time::OffsetDateTime;
+use session_manager::{
     CreateOutcome, Error, ErrorKind, Record, Result, Session, SessionId, SessionKey,
     SessionManager, SessionStore, UpdateOutcome, async_trait,
 };
@@ -25,7 +25,7 @@ type Manager = Arc<SessionManager<Arc<dyn SessionStore>>>;
 
 /// Forwards to `inner`, with faults switched on by the test.
 struct Faulty {
-    inner: Arc<AnyStore>,
+    inner: Arc<dyn StoreAdmin>,
     /// Create and update reach the store, then fail (transient): a lost reply.
     lost_reply: AtomicBool,
     /// Create and update fail (transient) before reaching the store.
@@ -37,7 +37,7 @@ struct Faulty {
 }
 
 impl Faulty {
-    fn new(inner: Arc<AnyStore>) -> Arc<Self> {
+    fn new(inner: Arc<dyn StoreAdmin>) -> Arc<Self> {
         Arc::new(Self {
             inner,
             lost_reply: AtomicBool::new(false),
@@ -121,7 +121,7 @@ impl SessionStore for Faulty {
 
 /// One test's world: a store in a fresh namespace, the faulty wrapper over it, a manager.
 struct World {
-    store: Arc<AnyStore>,
+    store: Arc<dyn StoreAdmin>,
     faulty: Arc<Faulty>,
     manager: Manager,
 }
@@ -459,6 +459,6 @@ macro_rules! front_tests {
 front_tests! {
     memory => UrlFactory::new("memory://").unwrap();
     sqlite => UrlFactory::new("sqlite::memory:").unwrap();
-    postgres => UrlFactory::from_env("SESSION_TEST_POSTGRES_URL");
-    redis => UrlFactory::from_env("SESSION_TEST_REDIS_URL");
+    postgres => session_test_support::from_env("SESSION_TEST_POSTGRES_URL", UrlFactory::new, UrlFactory::unavailable);
+    redis => session_test_support::from_env("SESSION_TEST_REDIS_URL", UrlFactory::new, UrlFactory::unavailable);
 }

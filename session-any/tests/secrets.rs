@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use session_any::{AnyStore, StoreConfig};
+use session_any::{AnyStore, StoreAdmin, StoreConfig};
 use session_core::{SessionId, SessionStore};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -61,8 +61,8 @@ async fn no_secret_is_logged_printed_serialized_or_returned() {
         .try_init()
         .expect("the only subscriber of this test binary");
 
-    let postgres = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL");
-    let redis = conformance_tests::server_url("SESSION_TEST_REDIS_URL");
+    let postgres = session_test_support::server_url("SESSION_TEST_POSTGRES_URL");
+    let redis = session_test_support::server_url("SESSION_TEST_REDIS_URL");
     let port = closed_port();
     let mut urls = vec![
         format!("postgres://app:{SECRET}@127.0.0.1:{port}/app"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use conformance_tests::StoreFactory;
 use session_any::testing::{UrlFactory, fresh_namespace};
-use session_core::{Error, SessionStore, Tiered};
+use session_manager::{Error, SessionStore, Tiered};
 use session_memory::MemoryStore;
 
 /// Tiered stores over the backs a [`UrlFactory`] opens.
@@ -38,14 +38,18 @@ mod memory_over_sqlite {
 
 mod memory_over_postgres {
     use super::*;
-    conformance_tests::suite!(TieredFactory(UrlFactory::from_env(
-        "SESSION_TEST_POSTGRES_URL"
+    conformance_tests::suite!(TieredFactory(session_test_support::from_env(
+        "SESSION_TEST_POSTGRES_URL",
+        UrlFactory::new,
+        UrlFactory::unavailable
     )));
 }
 
 mod memory_over_redis {
     use super::*;
-    conformance_tests::suite!(TieredFactory(UrlFactory::from_env(
-        "SESSION_TEST_REDIS_URL"
+    conformance_tests::suite!(TieredFactory(session_test_support::from_env(
+        "SESSION_TEST_REDIS_URL",
+        UrlFactory::new,
+        UrlFactory::unavailable
     )));
 }

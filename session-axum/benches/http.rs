@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use session_axum::{Session, SessionLayer};
-use session_core::SessionStore;
+use session_manager::SessionStore;
 
 const CONNECTIONS: usize = 64;
 

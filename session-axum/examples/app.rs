@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use session_axum::{Session, SessionLayer};
-use session_core::SessionStore;
+use session_manager::SessionStore;
 
 #[derive(serde::Deserialize)]
 struct Login {
@@ -27,10 +27,10 @@ struct Login {
 
 /// A handler's failure: logged in full, answered with a generic 500 (store errors can name
 /// hosts, tables and database messages; they are for the log, not for the client).
-struct Internal(session_core::Error);
+struct Internal(session_manager::Error);
 
-impl From<session_core::Error> for Internal {
-    fn from(error: session_core::Error) -> Self {
+impl From<session_manager::Error> for Internal {
+    fn from(error: session_manager::Error) -> Self {
         Self(error)
     }
 }
@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(
         "listening on http://{addr} with the store {}",
-        session_core::redact_url(&url)
+        session_manager::redact_url(&url)
     );
     axum::serve(listener, app(store)).await?;
     Ok(())
@@ -117,8 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use session_core::time::OffsetDateTime;
-    use session_core::{CreateOutcome, Error, ErrorKind, Record, SessionKey, UpdateOutcome};
+    use session_manager::time::OffsetDateTime;
+    use session_manager::{CreateOutcome, Error, ErrorKind, Record, SessionKey, UpdateOutcome};
 
     async fn serve(store: Arc<dyn SessionStore>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -172,17 +172,17 @@ mod tests {
         )
     }
 
-    #[session_core::async_trait]
+    #[session_manager::async_trait]
     impl SessionStore for Broken {
         async fn create(
             &self,
             _: &SessionKey,
             _: OffsetDateTime,
             _: &[u8],
-        ) -> session_core::Result<CreateOutcome> {
+        ) -> session_manager::Result<CreateOutcome> {
             Err(broken())
         }
-        async fn read(&self, _: &SessionKey) -> session_core::Result<Option<Record>> {
+        async fn read(&self, _: &SessionKey) -> session_manager::Result<Option<Record>> {
             Err(broken())
         }
         async fn update(
@@ -192,19 +192,19 @@ mod tests {
             _: u64,
             _: OffsetDateTime,
             _: &[u8],
-        ) -> session_core::Result<UpdateOutcome> {
+        ) -> session_manager::Result<UpdateOutcome> {
             Err(broken())
         }
-        async fn touch(&self, _: &SessionKey, _: OffsetDateTime) -> session_core::Result<bool> {
+        async fn touch(&self, _: &SessionKey, _: OffsetDateTime) -> session_manager::Result<bool> {
             Err(broken())
         }
-        async fn delete(&self, _: &SessionKey) -> session_core::Result<()> {
+        async fn delete(&self, _: &SessionKey) -> session_manager::Result<()> {
             Err(broken())
         }
-        async fn delete_expired(&self) -> session_core::Result<u64> {
+        async fn delete_expired(&self) -> session_manager::Result<u64> {
             Err(broken())
         }
-        async fn clear(&self) -> session_core::Result<()> {
+        async fn clear(&self) -> session_manager::Result<()> {
             Err(broken())
         }
     }
@@ -213,7 +213,7 @@ mod tests {
     async fn store_errors_are_a_generic_500() {
         let base = serve(Arc::new(Broken)).await;
         let client = reqwest::Client::new();
-        let cookie = format!("id={}", session_core::SessionId::generate().expose());
+        let cookie = format!("id={}", session_manager::SessionId::generate().expose());
         let responses = [
             client
                 .get(format!("{base}/counter"))

@@ -9,8 +9,8 @@ use axum::routing::get;
 use cookie::Cookie;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use session_axum::{Session, SessionLayer};
-use session_core::time::Duration as TimeDuration;
-use session_core::{Expiry, SessionId, SessionStore};
+use session_manager::time::Duration as TimeDuration;
+use session_manager::{Expiry, SessionId, SessionStore};
 use session_memory::MemoryStore;
 
 async fn insert(session: Session) -> &'static str {
@@ -417,49 +417,52 @@ async fn a_missing_layer_is_a_clear_500() {
 #[tokio::test]
 async fn a_failing_store_is_a_500_not_a_lost_write() {
     struct Down;
-    #[session_core::async_trait]
+    #[session_manager::async_trait]
     impl SessionStore for Down {
         async fn create(
             &self,
-            _: &session_core::SessionKey,
-            _: session_core::time::OffsetDateTime,
+            _: &session_manager::SessionKey,
+            _: session_manager::time::OffsetDateTime,
             _: &[u8],
-        ) -> session_core::Result<session_core::CreateOutcome> {
-            Err(session_core::Error::new(session_core::ErrorKind::Backend, "down").transient(true))
+        ) -> session_manager::Result<session_manager::CreateOutcome> {
+            Err(
+                session_manager::Error::new(session_manager::ErrorKind::Backend, "down")
+                    .transient(true),
+            )
         }
         async fn read(
             &self,
-            _: &session_core::SessionKey,
-        ) -> session_core::Result<Option<session_core::Record>> {
+            _: &session_manager::SessionKey,
+        ) -> session_manager::Result<Option<session_manager::Record>> {
             Ok(None)
         }
         async fn update(
             &self,
-            _: &session_core::SessionKey,
-            _: &session_core::SessionKey,
+            _: &session_manager::SessionKey,
+            _: &session_manager::SessionKey,
             _: u64,
-            _: session_core::time::OffsetDateTime,
+            _: session_manager::time::OffsetDateTime,
             _: &[u8],
-        ) -> session_core::Result<session_core::UpdateOutcome> {
-            Err(session_core::Error::new(
-                session_core::ErrorKind::Backend,
+        ) -> session_manager::Result<session_manager::UpdateOutcome> {
+            Err(session_manager::Error::new(
+                session_manager::ErrorKind::Backend,
                 "down",
             ))
         }
         async fn touch(
             &self,
-            _: &session_core::SessionKey,
-            _: session_core::time::OffsetDateTime,
-        ) -> session_core::Result<bool> {
+            _: &session_manager::SessionKey,
+            _: session_manager::time::OffsetDateTime,
+        ) -> session_manager::Result<bool> {
             Ok(false)
         }
-        async fn delete(&self, _: &session_core::SessionKey) -> session_core::Result<()> {
+        async fn delete(&self, _: &session_manager::SessionKey) -> session_manager::Result<()> {
             Ok(())
         }
-        async fn delete_expired(&self) -> session_core::Result<u64> {
+        async fn delete_expired(&self) -> session_manager::Result<u64> {
             Ok(0)
         }
-        async fn clear(&self) -> session_core::Result<()> {
+        async fn clear(&self) -> session_manager::Result<()> {
             Ok(())
         }
     }

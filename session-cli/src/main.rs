@@ -13,9 +13,9 @@ use futures::{FutureExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use session_any::testing::{UrlFactory, fresh_namespace};
-use session_any::{AnyStore, Backend, StoreConfig};
+use session_any::{AnyStore, StoreAdmin, StoreConfig};
 use session_bench::{Op, Workload};
-use session_core::{Error, SessionId, SessionStore};
+use session_manager::{Error, SessionId, SessionStore};
 
 /// Check, benchmark and inspect session stores.
 #[derive(Debug, Parser)]
@@ -215,7 +215,7 @@ async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal>
     // Said before the attempt: an unreachable server can take the whole connect timeout.
     eprintln!(
         "sessionctl: connecting to {}",
-        session_core::redact_url(&url)
+        session_manager::redact_url(&url)
     );
     let probe = async {
         let store = factory.open(&fresh_namespace()).await?;
@@ -226,13 +226,13 @@ async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal>
         let _ = factory.remove_namespaces().await;
         return Err(Fatal::Store(format!(
             "cannot use the store at {}: {error}",
-            session_core::redact_url(&url)
+            session_manager::redact_url(&url)
         )));
     }
     let shown = if url == "sqlite::memory:" {
         "sqlite (temporary file)".to_owned()
     } else {
-        session_core::redact_url(&url).into_owned()
+        session_manager::redact_url(&url).into_owned()
     };
     Ok((factory, shown))
 }
@@ -587,22 +587,16 @@ fn short_us(us: f64) -> String {
     session_bench::short(Duration::from_nanos((us * 1000.0) as u64))
 }
 
-/// Opens `url` for an operator command; a memory store is refused (it lives inside one
-/// process, so there is nothing of an application's to see from here).
+/// Opens `url` for an operator command; a store private to its instance (in-process memory)
+/// is refused: there is nothing of an application's to see from here.
 async fn open_for_operator(url: &str) -> Result<AnyStore, Fatal> {
     let config: StoreConfig = url.parse().map_err(usage)?;
-    if config.backend().map_err(usage)? == Backend::Memory {
-        return Err(Fatal::Usage(
-            "a memory:// store lives inside one application process; sessionctl cannot see it"
-                .into(),
-        ));
-    }
     eprintln!(
         "sessionctl: connecting to {}",
-        session_core::redact_url(url)
+        session_manager::redact_url(url)
     );
     // Never creates anything: a mistyped path or table must not become an empty store.
-    AnyStore::open_existing(&config).await.map_err(|error| {
+    let store = AnyStore::open_existing(&config).await.map_err(|error| {
         let message = error.to_string();
         let what = if message.contains("migrate=false") || message.contains("without creating") {
             "no session table here"
@@ -611,15 +605,22 @@ async fn open_for_operator(url: &str) -> Result<AnyStore, Fatal> {
         };
         Fatal::Store(format!(
             "{what} at {}: {error}",
-            session_core::redact_url(url)
+            session_manager::redact_url(url)
         ))
-    })
+    })?;
+    if !store.capabilities().shared {
+        return Err(Fatal::Usage(format!(
+            "a {}:// store lives inside one application process; sessionctl cannot see it",
+            store.backend()
+        )));
+    }
+    Ok(store)
 }
 
 async fn stats(url: &str) -> Result<ExitCode, Fatal> {
     let store = open_for_operator(url).await?;
     let counts = store.counts().await?;
-    println!("store    {}", session_core::redact_url(url));
+    println!("store    {}", session_manager::redact_url(url));
     println!("live     {}", counts.live);
     match counts.expired {
         Some(expired) => println!("expired  {expired}"),
@@ -634,8 +635,11 @@ async fn stats(url: &str) -> Result<ExitCode, Fatal> {
 async fn gc(url: &str) -> Result<ExitCode, Fatal> {
     let store = open_for_operator(url).await?;
     let deleted = store.delete_expired().await?;
-    if store.backend() == Backend::Redis {
-        println!("deleted {deleted} expired sessions (Redis drops expired sessions itself)");
+    if store.capabilities().expires_by_itself {
+        println!(
+            "deleted {deleted} expired sessions ({} drops expired sessions itself)",
+            store.backend()
+        );
     } else {
         println!("deleted {deleted} expired sessions");
     }

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use session_core::{CreateOutcome, SessionId, SessionStore, time::OffsetDateTime};
+use session_manager::{CreateOutcome, SessionId, SessionStore, time::OffsetDateTime};
 
 fn sessionctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sessionctl"))
@@ -64,14 +64,14 @@ fn check_passes_on_memory() {
 
 #[test]
 fn check_passes_on_postgres() {
-    if let Some(url) = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL") {
+    if let Some(url) = session_test_support::server_url("SESSION_TEST_POSTGRES_URL") {
         assert_check_passes(&sessionctl(&["check", &url]));
     }
 }
 
 #[test]
 fn check_passes_on_redis() {
-    if let Some(url) = conformance_tests::server_url("SESSION_TEST_REDIS_URL") {
+    if let Some(url) = session_test_support::server_url("SESSION_TEST_REDIS_URL") {
         assert_check_passes(&sessionctl(&["check", &url]));
     }
 }
@@ -181,19 +181,24 @@ fn usage_errors_exit_2_and_store_errors_exit_3_with_one_line() {
     assert_fatal(
         &[
             "check",
-            "postgres://app:hunter2@127.0.0.1:1/app?timeout_ms=1000",
+            "postgres://app:hunter2@127.0.0.1:1/app?acquire_timeout_ms=1000",
         ],
         3,
         "Connection refused",
     );
     assert_fatal(
-        &["bench", "redis://:hunter2@127.0.0.1:1?timeout_ms=1000"],
+        &[
+            "bench",
+            "redis://:hunter2@127.0.0.1:1?connection_timeout_ms=1000&response_timeout_ms=1000",
+        ],
         3,
         "cannot use the store at redis://:***@127.0.0.1:1",
     );
+    // The backend checks its settings when it reads the URL, before anything is opened: a bad
+    // table name is a malformed URL, like an unknown option.
     assert_fatal(
         &["stats", "sqlite://s.db?table=bad-name"],
-        3,
+        2,
         "not a plain identifier",
     );
     assert_fatal(
@@ -212,7 +217,7 @@ fn usage_errors_exit_2_and_store_errors_exit_3_with_one_line() {
 
 #[test]
 fn wrong_postgres_credentials_exit_3() {
-    if let Some(url) = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL") {
+    if let Some(url) = session_test_support::server_url("SESSION_TEST_POSTGRES_URL") {
         let mut parsed = url::Url::parse(&url).unwrap();
         parsed.set_username("no_such_role_for_sessionctl").unwrap();
         parsed.set_password(Some("hunter2")).unwrap();
@@ -256,13 +261,13 @@ fn stats_and_gc_never_create_a_store() {
         )
         .unwrap();
     assert_eq!(tables, 0);
-    if let Some(url) = conformance_tests::server_url("SESSION_TEST_POSTGRES_URL") {
+    if let Some(url) = session_test_support::server_url("SESSION_TEST_POSTGRES_URL") {
         let table = format!("mistyped_{}", &SessionId::generate().key().to_hex()[..12]);
         let url = format!("{url}?table={table}");
         assert_fatal(&["stats", &url], 3, "no session table here");
         let output = std::process::Command::new("psql")
             .args([
-                conformance_tests::server_url("SESSION_TEST_POSTGRES_URL")
+                session_test_support::server_url("SESSION_TEST_POSTGRES_URL")
                     .unwrap()
                     .as_str(),
                 "-tAc",

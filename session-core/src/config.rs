@@ -1,8 +1,145 @@
-//! Helpers shared by the backends' configuration types.
+//! Helpers shared by the backends' configuration types (feature `config`): [`Options`], the
+//! named settings of a store read from its URL and an options map, identifier validation and
+//! the redaction of secrets.
 
 use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// The named settings of one store: its URL's query parameters, then an options map (whose
+/// values win). A backend takes each setting it knows by name; [`finish`](Self::finish) refuses
+/// whatever is left, naming the settings the backend took, so a typo is an error rather than a
+/// silent default. Each setting's name is written once, where the backend takes it.
+#[derive(Debug)]
+pub struct Options {
+    backend: &'static str,
+    pairs: Vec<(String, String)>,
+    known: Vec<&'static str>,
+}
+
+impl Options {
+    /// The settings of `query` (a URL's query string, without `?`, percent-encoded) followed
+    /// by `extra` (which win over the query's).
+    pub fn new(backend: &'static str, query: &str, extra: &[(String, String)]) -> Self {
+        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        pairs.extend(extra.iter().cloned());
+        Self {
+            backend,
+            pairs,
+            known: Vec::new(),
+        }
+    }
+
+    /// Splits `url` at its `?`: the part before it, and the settings of its query followed by
+    /// `extra`.
+    pub fn split_url<'u>(
+        backend: &'static str,
+        url: &'u str,
+        extra: &[(String, String)],
+    ) -> (&'u str, Self) {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        (base, Self::new(backend, query, extra))
+    }
+
+    /// Takes the setting `name` (its last value), if given.
+    pub fn take(&mut self, name: &'static str) -> Option<String> {
+        self.known.push(name);
+        let mut value = None;
+        self.pairs.retain(|(k, v)| {
+            if k == name {
+                value = Some(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        value
+    }
+
+    /// Takes the setting `name` parsed as `T`; `what` says what it must be (`"a whole
+    /// number"`) in the error.
+    pub fn take_parsed<T: FromStr>(&mut self, name: &'static str, what: &str) -> Result<Option<T>> {
+        let backend = self.backend;
+        self.take(name)
+            .map(|value| {
+                value.parse().map_err(|_| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{backend}: option `{name}` must be {what}, not {:?}",
+                            value.chars().take(32).collect::<String>()
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Takes a `true`/`false` (or `1`/`0`) setting.
+    pub fn take_bool(&mut self, name: &'static str) -> Result<Option<bool>> {
+        let backend = self.backend;
+        self.take(name)
+            .map(|value| match value.as_str() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{backend}: option `{name}` must be true or false, not {:?}",
+                        value.chars().take(32).collect::<String>()
+                    ),
+                )),
+            })
+            .transpose()
+    }
+
+    /// Takes a duration given in whole milliseconds (settings named `…_ms`).
+    pub fn take_millis(&mut self, name: &'static str) -> Result<Option<Duration>> {
+        Ok(self
+            .take_parsed::<u64>(name, "a whole number of milliseconds")?
+            .map(Duration::from_millis))
+    }
+
+    /// The settings nobody took, in order (for a driver that takes its own parameters).
+    pub fn into_rest(self) -> Vec<(String, String)> {
+        self.pairs
+    }
+
+    /// The names of the settings nobody took.
+    pub fn unknown(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The settings the backend took so far, comma-separated.
+    pub fn known(&self) -> String {
+        if self.known.is_empty() {
+            "no options".to_owned()
+        } else {
+            self.known.join(", ")
+        }
+    }
+
+    /// `Ok` when every setting was taken; otherwise a `Config` error naming the first unknown
+    /// one (never its value, which could be a secret) and the settings this backend takes.
+    pub fn finish(self) -> Result<()> {
+        match self.pairs.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{}: unknown option `{}` (it takes: {})",
+                    self.backend,
+                    name.chars().take(32).collect::<String>(),
+                    self.known()
+                ),
+            )),
+        }
+    }
+}
 
 /// Checks that `name` is a plain SQL identifier: an ASCII letter or `_`, then letters, digits or
 /// `_`, at most `max_len` characters. Backends also quote it wherever it is used.
@@ -80,6 +217,40 @@ pub mod serde_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_are_taken_by_name() {
+        let extra = [("b".to_owned(), "from_map".to_owned())];
+        let (base, mut options) =
+            Options::split_url("db", "db://h/x?a=1&b=from_url&flag=true&t=5&c=%3A", &extra);
+        assert_eq!(base, "db://h/x");
+        assert_eq!(
+            options.take_parsed::<u32>("a", "a number").unwrap(),
+            Some(1)
+        );
+        assert_eq!(options.take("b").as_deref(), Some("from_map"));
+        assert_eq!(options.take_bool("flag").unwrap(), Some(true));
+        assert_eq!(
+            options.take_millis("t").unwrap(),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(options.take("missing"), None);
+        let error = options.finish().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(
+            error.to_string().contains("unknown option `c`")
+                && error.to_string().contains("a, b, flag, t, missing"),
+            "{error}"
+        );
+        let (_, mut options) = Options::split_url("db", "db://h?n=x&f=maybe", &[]);
+        let error = options.take_parsed::<u32>("n", "a number").unwrap_err();
+        assert!(
+            error.to_string().contains("`n` must be a number"),
+            "{error}"
+        );
+        assert!(options.take_bool("f").is_err());
+        assert!(options.finish().is_ok());
+    }
 
     #[test]
     fn identifiers() {

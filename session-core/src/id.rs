@@ -85,15 +85,17 @@ impl FromStr for SessionId {
     }
 }
 
-/// Serialized as the whole token (for resumable state such as
-/// [`SessionSnapshot`](crate::SessionSnapshot)): treat serialized output as a secret.
+/// Serialized as the whole token (for resumable state such as a front's snapshot of a session):
+/// treat serialized output as a secret. Feature `serde`.
+#[cfg(feature = "serde")]
 impl serde::Serialize for SessionId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.expose())
     }
 }
 
-/// Deserialized with [`SessionId::parse`]'s strict rules.
+/// Deserialized with [`SessionId::parse`]'s strict rules. Feature `serde`.
+#[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for SessionId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;

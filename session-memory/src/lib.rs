@@ -6,8 +6,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use parking_lot::{Mutex, MutexGuard};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
-    truncate_to_millis,
+    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Options, Record,
+    Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, truncate_to_millis,
 };
 
 /// Number of shards when none is given: enough that 64 busy tasks rarely meet on one lock.
@@ -309,5 +309,123 @@ impl SessionStore for MemoryStore {
             shard.swept_len = 0;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreAdmin for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    /// Private to the instance; its amortised sweep drops expired records by itself.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().shared(false).expires_by_itself(true)
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let (stored, live) = (self.stored_records() as u64, self.live_records() as u64);
+        Ok(Counts {
+            live,
+            expired: Some(stored.saturating_sub(live)),
+        })
+    }
+
+    async fn drop_namespace(&self) -> Result<()> {
+        self.clear().await
+    }
+}
+
+/// Settings of a [`MemoryStore`], from the URL `memory://` (query parameter `shards=N`, the
+/// number of shards, default 64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryConfig {
+    /// Number of shards (at least 1).
+    pub shards: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            shards: DEFAULT_SHARDS,
+        }
+    }
+}
+
+impl std::str::FromStr for MemoryConfig {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
+    }
+}
+
+#[async_trait]
+impl BackendConfig for MemoryConfig {
+    type Store = MemoryStore;
+
+    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let (base, mut options) = Options::split_url("memory", url, options);
+        if !base.eq_ignore_ascii_case("memory://") && !base.eq_ignore_ascii_case("memory:") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "memory: a memory store URL is just `memory://` (with `?shards=N` at most)",
+            ));
+        }
+        let mut config = Self::default();
+        if let Some(shards) = options.take_parsed::<usize>("shards", "a whole number")? {
+            config.shards = shards.max(1);
+        }
+        options.finish()?;
+        Ok(config)
+    }
+
+    /// Every memory store is a namespace of its own already.
+    fn isolated(&self, _namespace: &str) -> Result<Self> {
+        Ok(*self)
+    }
+
+    fn existing_only(self) -> Self {
+        self
+    }
+
+    async fn open(self) -> Result<MemoryStore> {
+        Ok(MemoryStore::with_shards(self.shards))
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(MemoryConfig::from_url("memory://").unwrap().shards, 64);
+        assert_eq!(
+            MemoryConfig::from_url("MEMORY://?shards=4").unwrap().shards,
+            4
+        );
+        for bad in [
+            "memory://somewhere",
+            "memory://?table=x",
+            "memory://?shards=many",
+        ] {
+            let error = MemoryConfig::from_url(bad).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+}
+
+/// This backend's conformance-suite factory (feature `testing`).
+#[cfg(feature = "testing")]
+pub mod testing {
+    use conformance_tests::NamespaceFactory;
+
+    use crate::MemoryConfig;
+
+    /// Fresh memory stores (each store is a namespace of its own; a pair is one store twice).
+    pub fn factory_for(config: MemoryConfig) -> NamespaceFactory<MemoryConfig> {
+        NamespaceFactory::new(config)
     }
 }

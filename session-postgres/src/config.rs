@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Error, ErrorKind, Result, redact_url, validate_identifier};
+use session_core::{
+    BackendConfig, Error, ErrorKind, Options, Result, async_trait, redact_url, validate_identifier,
+};
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -42,10 +44,6 @@ pub struct PostgresConfig {
     /// DELETE on an existing table works. URL: `migrate=false`.
     pub migrate: bool,
 }
-
-/// The query parameters of a PostgreSQL URL that belong to this crate (removed before the URL
-/// reaches the driver).
-pub const URL_PARAMETERS: &[&str] = &["operation_timeout_ms", "lazy", "migrate"];
 
 /// The query parameters sqlx's PostgreSQL driver understands. Any other is refused: the driver
 /// would log it, value included, and ignore it.
@@ -167,65 +165,75 @@ impl PostgresConfig {
         self
     }
 
-    /// Splits this crate's parameters ([`URL_PARAMETERS`]) off the URL: the settings with them
-    /// applied (a URL parameter wins over the field), and the URL the driver gets.
-    pub(crate) fn resolved(&self) -> Result<(Self, String)> {
-        let bad = |what: String| {
-            Error::new(
-                ErrorKind::Config,
-                format!("postgres: {what} in {}", redact_url(&self.url)),
-            )
-        };
-        let mut config = self.clone();
-        let Some((base, query)) = self.url.split_once('?') else {
-            return Ok((config, self.url.clone()));
-        };
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "operation_timeout_ms" => {
-                    let ms: u64 = value.parse().map_err(|_| {
-                        bad(format!(
-                            "`operation_timeout_ms` must be a whole number, not {value:?}"
-                        ))
-                    })?;
-                    config.operation_timeout = Duration::from_millis(ms);
-                }
-                "lazy" | "migrate" => {
-                    let flag = match value {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(bad(format!(
-                                "`{name}` must be true or false, not {value:?}"
-                            )));
-                        }
-                    };
-                    if name == "lazy" {
-                        config.lazy = flag;
-                    } else {
-                        config.migrate = flag;
-                    }
-                }
-                _ if DRIVER_PARAMETERS.contains(&name) => kept.push(pair),
-                _ => {
-                    // Never handed to the driver, which would log it with its value.
-                    return Err(bad(format!(
-                        "unknown URL parameter `{name}` (the driver takes {}; this store takes {})",
-                        DRIVER_PARAMETERS.join(", "),
-                        URL_PARAMETERS.join(", ")
-                    )));
-                }
-            }
+    /// Takes this store's settings from `options`: `schema`, `table`, `max_connections`,
+    /// `min_connections`, `acquire_timeout_ms`, `operation_timeout_ms`, `lazy`, `migrate`.
+    fn take_options(&mut self, options: &mut Options) -> Result<()> {
+        if let Some(schema) = options.take("schema") {
+            self.schema = schema;
         }
-        let url = if kept.is_empty() {
-            base.to_owned()
+        if let Some(table) = options.take("table") {
+            self.table = table;
+        }
+        if let Some(max) = options.take_parsed("max_connections", "a whole number")? {
+            self.max_connections = max;
+        }
+        if let Some(min) = options.take_parsed("min_connections", "a whole number")? {
+            self.min_connections = min;
+        }
+        if let Some(timeout) = options.take_millis("acquire_timeout_ms")? {
+            self.acquire_timeout = timeout;
+        }
+        if let Some(timeout) = options.take_millis("operation_timeout_ms")? {
+            self.operation_timeout = timeout;
+        }
+        if let Some(lazy) = options.take_bool("lazy")? {
+            self.lazy = lazy;
+        }
+        if let Some(migrate) = options.take_bool("migrate")? {
+            self.migrate = migrate;
+        }
+        Ok(())
+    }
+
+    /// Reads `url` and `extra` (which win over the URL's query): this store's settings become
+    /// fields, the driver's parameters stay in the URL, anything else is refused.
+    fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
+        let url = self.url.clone();
+        let (base, mut options) = Options::split_url("postgres", &url, extra);
+        self.take_options(&mut options)?;
+        let ours = options.known();
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (name, value) in options.into_rest() {
+            if !DRIVER_PARAMETERS.contains(&name.as_str()) {
+                // Never handed to the driver, which would log it with its value.
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "postgres: unknown URL parameter `{}` in {} (the driver takes {}; this store takes {ours})",
+                        name.chars().take(32).collect::<String>(),
+                        redact_url(&url),
+                        DRIVER_PARAMETERS.join(", "),
+                    ),
+                ));
+            }
+            kept.append_pair(&name, &value);
+            any = true;
+        }
+        self.url = if any {
+            format!("{base}?{}", kept.finish())
         } else {
-            format!("{base}?{}", kept.join("&"))
+            base.to_owned()
         };
-        config.url = url.clone();
-        config.validate()?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// This store's parameters taken off the URL: the settings with them applied (a URL
+    /// parameter wins over the field), and the URL the driver gets.
+    pub(crate) fn resolved(&self) -> Result<(Self, String)> {
+        let config = self.clone().parse(&[])?;
+        let url = config.url.clone();
         Ok((config, url))
     }
 
@@ -245,6 +253,39 @@ impl PostgresConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl std::str::FromStr for PostgresConfig {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
+    }
+}
+
+#[async_trait]
+impl BackendConfig for PostgresConfig {
+    type Store = crate::PostgresStore;
+
+    /// `postgres://…` or `postgresql://…`, with this store's settings ([`PostgresConfig`]'s
+    /// fields, timeouts as `…_ms`) and the driver's parameters (`sslmode`, …) in the query.
+    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        Self::new(url).parse(options)
+    }
+
+    fn isolated(&self, namespace: &str) -> Result<Self> {
+        let config = self.clone().table(namespace);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn existing_only(self) -> Self {
+        self.migrate(false)
+    }
+
+    async fn open(self) -> Result<crate::PostgresStore> {
+        crate::PostgresStore::connect(self).await
     }
 }
 
@@ -282,6 +323,19 @@ mod tests {
             .unwrap();
         assert_eq!(url, "postgres://db/app");
         assert!(!plain.lazy && plain.migrate);
+        let options = [("table".to_owned(), "from_map".to_owned())];
+        let config = PostgresConfig::from_url_with(
+            "postgres://h/d?schema=auth&table=s&max_connections=4&acquire_timeout_ms=9",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(config.url, "postgres://h/d");
+        assert_eq!(
+            (config.schema.as_str(), config.table.as_str()),
+            ("auth", "from_map")
+        );
+        assert_eq!(config.max_connections, 4);
+        assert_eq!(config.acquire_timeout, Duration::from_millis(9));
         for bad in [
             "postgres://db/app?sslpassword=s3cr3t",
             "postgres://db/app?tabel=x",

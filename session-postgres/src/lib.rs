@@ -3,8 +3,10 @@
 mod config;
 mod error;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use config::{PostgresConfig, URL_PARAMETERS};
+pub use config::PostgresConfig;
 pub use store::PostgresStore;
 
 /// The `sqlx` this crate is built on, for sharing its pool or types.

@@ -655,3 +655,38 @@ impl SessionStore for PostgresStore {
         .await
     }
 }
+
+#[async_trait]
+impl session_core::StoreAdmin for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        let (live, expired) = PostgresStore::counts(self).await?;
+        Ok(session_core::Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    /// Drops this store's table (and its index).
+    async fn drop_namespace(&self) -> Result<()> {
+        let statement = format!(
+            "DROP TABLE IF EXISTS \"{}\".\"{}\"",
+            self.config.schema, self.config.table
+        );
+        self.bounded("dropping the table", async {
+            sqlx::raw_sql(&statement)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(pg("dropping the table"))
+        })
+        .await
+    }
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-conformance_tests::suite!(common::PgFactory::from_env());
+conformance_tests::suite!(common::factory());
 
 /// The whole suite again with every connection in UTC+14: expiry must not move.
 mod time_zone_plus_14 {

@@ -14,7 +14,6 @@ use session_core::{
     Bytes, CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome,
     async_trait, unix_millis,
 };
-use session_redis::{RedisConfig, RedisStore};
 
 const SCRIPT: &str = r#"
 local prev = redis.call('GET', KEYS[2])
@@ -143,10 +142,9 @@ fn main() {
     let runtime = session_bench::runtime();
     let run = &SessionId::generate().key().to_hex()[..8];
     let rows = runtime.block_on(async {
-        let store =
-            RedisStore::connect(RedisConfig::new(&url).key_prefix(format!("bench:{run}:store:")))
-                .await
-                .unwrap();
+        // The store in a fresh namespace of the backend's own test factory, removed afterwards.
+        let factory = session_redis::testing::factory(&url).unwrap();
+        let store = factory.open_fresh().await.unwrap();
         let client = redis::Client::open(url.as_str()).unwrap();
         let raw = RawRedis {
             connection: ConnectionManager::new(client).await.unwrap(),
@@ -157,7 +155,7 @@ fn main() {
             ("RedisStore", Arc::new(store)),
             ("raw redis", Arc::new(raw)),
         ];
-        compare(
+        let rows = compare(
             &stores,
             "raw redis",
             &Op::ALL,
@@ -167,7 +165,9 @@ fn main() {
             Duration::from_secs(10),
         )
         .await
-        .expect("benchmark")
+        .expect("benchmark");
+        factory.remove_namespaces().await.unwrap();
+        rows
     });
     print_markdown(&rows, "raw redis");
 }

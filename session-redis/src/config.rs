@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Error, ErrorKind, Result, redact_url};
+use session_core::{BackendConfig, Error, ErrorKind, Options, Result, async_trait, redact_url};
 
 /// Settings of a [`RedisStore`](crate::RedisStore). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -25,6 +25,10 @@ pub struct RedisConfig {
     /// Multiplexed connections the store spreads its commands over (round robin, at least 1).
     pub connections: usize,
 }
+
+/// The query parameters the `redis` crate reads from a URL (`db`, `user` and `pass` for
+/// `redis+unix://` URLs). Any other is refused.
+const DRIVER_PARAMETERS: &[&str] = &["protocol", "db", "user", "pass"];
 
 impl Default for RedisConfig {
     fn default() -> Self {
@@ -87,6 +91,52 @@ impl RedisConfig {
         self
     }
 
+    /// Reads `url` and `extra` (which win over the URL's query): this store's settings
+    /// (`key_prefix`, `connection_timeout_ms`, `response_timeout_ms`, `connections`) become
+    /// fields; other parameters stay in the URL for the driver.
+    pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
+        let url = self.url.clone();
+        let (base, mut options) = Options::split_url("redis", &url, extra);
+        if let Some(prefix) = options.take("key_prefix") {
+            self.key_prefix = prefix;
+        }
+        if let Some(timeout) = options.take_millis("connection_timeout_ms")? {
+            self.connection_timeout = timeout;
+        }
+        if let Some(timeout) = options.take_millis("response_timeout_ms")? {
+            self.response_timeout = timeout;
+        }
+        if let Some(connections) = options.take_parsed::<usize>("connections", "a whole number")? {
+            self = self.connections(connections);
+        }
+        let ours = options.known();
+        let rest = options.into_rest();
+        if let Some((name, _)) = rest
+            .iter()
+            .find(|(name, _)| !DRIVER_PARAMETERS.contains(&name.as_str()))
+        {
+            // A typo must not fall back to a default; the value is never shown (a secret?).
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "redis: unknown URL parameter `{}` in {} (the driver takes {}; this store takes {ours})",
+                    name.chars().take(32).collect::<String>(),
+                    redact_url(&url),
+                    DRIVER_PARAMETERS.join(", "),
+                ),
+            ));
+        }
+        self.url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            let mut kept = url::form_urlencoded::Serializer::new(String::new());
+            kept.extend_pairs(rest);
+            format!("{base}?{}", kept.finish())
+        };
+        self.validate()?;
+        Ok(self)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let prefix = &self.key_prefix;
         let valid = !prefix.is_empty()
@@ -108,9 +158,80 @@ impl RedisConfig {
     }
 }
 
+impl std::str::FromStr for RedisConfig {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
+    }
+}
+
+#[async_trait]
+impl BackendConfig for RedisConfig {
+    type Store = crate::RedisStore;
+
+    /// `redis://…` or `rediss://…`, with this store's settings in the query (`key_prefix`,
+    /// `connection_timeout_ms`, `response_timeout_ms`, `connections`); other parameters go to
+    /// the driver.
+    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let config = Self::new(url).parse(options)?;
+        if !config.url.contains("://") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("redis: invalid URL {}", redact_url(url)),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Key prefix `namespace:`.
+    fn isolated(&self, namespace: &str) -> Result<Self> {
+        let config = self.clone().key_prefix(format!("{namespace}:"));
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn existing_only(self) -> Self {
+        self
+    }
+
+    async fn open(self) -> Result<crate::RedisStore> {
+        crate::RedisStore::connect(self).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls() {
+        let options = [("key_prefix".to_owned(), "from_map:".to_owned())];
+        let config = RedisConfig::from_url_with(
+            "redis://127.0.0.1:6379/2?key_prefix=web%3A&response_timeout_ms=50&connections=3&protocol=resp3",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(config.url, "redis://127.0.0.1:6379/2?protocol=resp3");
+        assert_eq!(config.key_prefix, "from_map:");
+        assert_eq!(config.response_timeout, Duration::from_millis(50));
+        assert_eq!(config.connections, 3);
+        assert_eq!(
+            RedisConfig::from_url("redis://h?key_prefix=web%3A")
+                .unwrap()
+                .key_prefix,
+            "web:"
+        );
+        for bad in [
+            "redis://h?key_prefix=a*",
+            "redis://h?connections=many",
+            "redis://h?response_timeout_ms=soon",
+            "redis://h?prefix=x",
+        ] {
+            let error = RedisConfig::from_url(bad).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+        }
+    }
 
     #[test]
     fn prefixes() {

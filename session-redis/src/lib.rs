@@ -3,6 +3,8 @@
 mod config;
 mod error;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::RedisConfig;
 pub use store::RedisStore;

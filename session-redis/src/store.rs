@@ -116,7 +116,8 @@ impl RedisStore {
     /// URL is `Config`; an unreachable server a transient `Backend` error within the connection
     /// timeout; a wrong password `Config`; a Redis Cluster is refused (`Unsupported`).
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        config.validate()?;
+        // Settings left in the URL's query (`?key_prefix=…`) are taken off it.
+        let config = config.parse(&[])?;
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::with_source(
                 ErrorKind::Config,
@@ -342,5 +343,31 @@ impl SessionStore for RedisStore {
                 .map_err(rd("clearing sessions"))?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl session_core::StoreAdmin for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    /// Redis expires keys by itself, and keeps no expired ones to count.
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+            .expires_by_itself(true)
+            .counts_expired(false)
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        Ok(session_core::Counts {
+            live: self.count().await?,
+            expired: None,
+        })
+    }
+
+    /// Deletes the namespace's keys (exactly those `clear` deletes).
+    async fn drop_namespace(&self) -> Result<()> {
+        self.clear().await
     }
 }

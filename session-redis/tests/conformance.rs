@@ -4,10 +4,10 @@
 mod common;
 
 mod one_connection {
-    conformance_tests::suite!(super::common::RedisFactory::from_env());
+    conformance_tests::suite!(super::common::factory());
 }
 
 /// Commands of one store spread over four connections: every rule still holds.
 mod four_connections {
-    conformance_tests::suite!(super::common::RedisFactory::with_connections(4));
+    conformance_tests::suite!(super::common::with_connections(4));
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::RedisFactory;
 use conformance_tests::StoreFactory;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore};
@@ -36,7 +35,7 @@ impl PrivateRedis {
             .is_err()
         {
             assert!(
-                !conformance_tests::servers_required(),
+                !session_test_support::servers_required(),
                 "redis-server is not installed but CI requires these tests"
             );
             eprintln!(
@@ -329,13 +328,13 @@ async fn passwords_clusters_and_bad_urls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_values_under_the_prefix_are_decode_errors() {
-    let factory = RedisFactory::from_env();
-    if factory.unavailable().is_some() {
+    let factory = common::factory();
+    let Some(base) = factory.base() else {
         return;
-    }
-    let config = factory.fresh_config();
-    let store = RedisStore::connect(config.clone()).await.unwrap();
-    let client = redis::Client::open(factory.url()).unwrap();
+    };
+    let store = factory.open_fresh().await.unwrap();
+    let config = store.config().clone();
+    let client = redis::Client::open(base.url.as_str()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let (hash, garbage, fine) = (
         SessionId::generate().key(),

@@ -1,10 +1,15 @@
 //! Configuration of a [`SqliteStore`](crate::SqliteStore).
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use session_core::{Error, ErrorKind, Result, validate_identifier};
+use session_core::{
+    BackendConfig, Error, ErrorKind, Options, Result, async_trait, validate_identifier,
+};
 
 /// How hard SQLite works to keep acknowledged writes across a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,6 +56,47 @@ pub struct SqliteConfig {
     /// that inspect an application's store, such as `sessionctl stats`) a missing file or table
     /// is a `Config` error and nothing is written to the file by opening it.
     pub create: bool,
+    /// The temporary directory of a `sqlite::memory:` URL, removed when the last store and
+    /// config sharing it are dropped.
+    #[serde(skip)]
+    temporary: Temporary,
+}
+
+/// A shared temporary directory; every value compares equal (it is not a setting).
+#[derive(Clone, Default)]
+struct Temporary(Option<Arc<tempfile::TempDir>>);
+
+impl PartialEq for Temporary {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Temporary {}
+
+impl fmt::Debug for Temporary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "yes" } else { "no" })
+    }
+}
+
+impl FromStr for Durability {
+    type Err = Error;
+
+    /// `normal` or `full` (any case).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            _ => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "sqlite: durability must be `normal` or `full`, not {:?}",
+                    s.chars().take(32).collect::<String>()
+                ),
+            )),
+        }
+    }
 }
 
 impl Default for SqliteConfig {
@@ -64,6 +110,7 @@ impl Default for SqliteConfig {
             wal_limit: 64 * 1024 * 1024,
             queue_limit: 10_000,
             create: true,
+            temporary: Temporary::default(),
         }
     }
 }
@@ -126,6 +173,27 @@ impl SqliteConfig {
         self
     }
 
+    /// A config for a file in a fresh temporary directory, removed when the last store opened
+    /// from this config (or a clone of it) and the configs themselves are dropped. Stores
+    /// opened from clones share the file. The URL form is `sqlite::memory:`.
+    pub fn temporary() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("session-sqlite-")
+            .tempdir()
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    "sqlite: creating a temporary directory",
+                    e,
+                )
+            })?;
+        Ok(Self {
+            path: dir.path().join("sessions.sqlite"),
+            temporary: Temporary(Some(Arc::new(dir))),
+            ..Self::default()
+        })
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         validate_identifier("sqlite", "table", &self.table, 63)?;
         let path = self.path.to_string_lossy();
@@ -163,5 +231,139 @@ impl SqliteConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl FromStr for SqliteConfig {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
+    }
+}
+
+#[async_trait]
+impl BackendConfig for SqliteConfig {
+    type Store = crate::SqliteStore;
+
+    /// `sqlite://relative/path`, `sqlite:///absolute/path`, `sqlite:path`, or `sqlite::memory:`
+    /// for a temporary file ([`SqliteConfig::temporary`]); settings as query parameters: `table`,
+    /// `durability` (`normal`/`full`), `readers`, `busy_timeout_ms`, `wal_limit` (bytes),
+    /// `queue_limit`, `create` (`true`/`false`).
+    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let (base, mut options) = Options::split_url("sqlite", url, options);
+        let location = match base.split_once(':') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => rest,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "sqlite: the URL must start with `sqlite:`",
+                ));
+            }
+        };
+        let location = location.strip_prefix("//").unwrap_or(location);
+        let mut config = if location == ":memory:" {
+            Self::temporary()?
+        } else if location.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "sqlite: a SQLite URL needs a file path (`sqlite://sessions.db`, \
+                 `sqlite:///var/lib/app/sessions.db`) or `sqlite::memory:` for a temporary file",
+            ));
+        } else {
+            Self::new(location)
+        };
+        if let Some(table) = options.take("table") {
+            config.table = table;
+        }
+        if let Some(durability) = options.take("durability") {
+            config.durability = durability.parse()?;
+        }
+        if let Some(readers) = options.take_parsed("readers", "a whole number")? {
+            config.readers = readers;
+        }
+        if let Some(timeout) = options.take_millis("busy_timeout_ms")? {
+            config.busy_timeout = timeout;
+        }
+        if let Some(bytes) = options.take_parsed("wal_limit", "a number of bytes")? {
+            config.wal_limit = bytes;
+        }
+        if let Some(limit) = options.take_parsed("queue_limit", "a whole number")? {
+            config.queue_limit = limit;
+        }
+        if let Some(create) = options.take_bool("create")? {
+            config.create = create;
+        }
+        options.finish()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn isolated(&self, namespace: &str) -> Result<Self> {
+        let config = self.clone().table(namespace);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn existing_only(self) -> Self {
+        self.create(false)
+    }
+
+    async fn open(self) -> Result<crate::SqliteStore> {
+        crate::SqliteStore::with_config(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            SqliteConfig::from_url("sqlite://data/s.db").unwrap().path,
+            PathBuf::from("data/s.db")
+        );
+        assert_eq!(
+            SqliteConfig::from_url("sqlite:///var/lib/s.db")
+                .unwrap()
+                .path,
+            PathBuf::from("/var/lib/s.db")
+        );
+        assert_eq!(
+            SqliteConfig::from_url("sqlite:s.db").unwrap().path,
+            PathBuf::from("s.db")
+        );
+        let config = SqliteConfig::from_url(
+            "sqlite://s.db?table=web&durability=full&busy_timeout_ms=250&readers=3&create=false",
+        )
+        .unwrap();
+        assert_eq!(config.table, "web");
+        assert_eq!(config.durability, Durability::Full);
+        assert_eq!(config.busy_timeout, Duration::from_millis(250));
+        assert_eq!(config.readers, 3);
+        assert!(!config.create);
+        let options = [("table".to_owned(), "from_map".to_owned())];
+        let config = SqliteConfig::from_url_with("sqlite://s.db?table=from_url", &options).unwrap();
+        assert_eq!(config.table, "from_map");
+        for memory in ["sqlite::memory:", "sqlite://:memory:"] {
+            let temporary = SqliteConfig::from_url(memory).unwrap();
+            assert!(temporary.path.ends_with("sessions.sqlite"), "{memory}");
+            assert!(temporary.path.parent().unwrap().exists());
+        }
+        for (bad, needle) in [
+            ("sqlite://", "needs a file path"),
+            ("sqlite://s.db?tabel=x", "unknown option `tabel`"),
+            ("sqlite://s.db?durability=sometimes", "durability must be"),
+            (
+                "sqlite://s.db?busy_timeout_ms=soon",
+                "must be a whole number",
+            ),
+            ("sqlite://s.db?table=a-b", "not a plain identifier"),
+        ] {
+            let error = SqliteConfig::from_url(bad).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+            assert!(error.to_string().contains(needle), "{bad}: {error}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 mod config;
 mod error;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
 pub use config::{Durability, SqliteConfig};

@@ -583,3 +583,26 @@ impl SessionStore for SqliteStore {
             .await
     }
 }
+
+#[async_trait]
+impl session_core::StoreAdmin for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        let (live, expired) = SqliteStore::counts(self).await?;
+        Ok(session_core::Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    async fn drop_namespace(&self) -> Result<()> {
+        self.drop_table().await
+    }
+}

@@ -37,7 +37,7 @@ pub async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
         );
         ensure_eq!(
             record.expires_at.offset(),
-            session_core::time::UtcOffset::UTC,
+            session_manager::time::UtcOffset::UTC,
             "expiry offset"
         );
         ensure_eq!(record.version, 1, "version after create");

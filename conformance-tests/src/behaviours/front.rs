@@ -47,7 +47,7 @@ pub async fn manager_retries_then_reports_collisions(factory: &dyn StoreFactory)
     }
     ensure_eq!(
         counting.calls() - before,
-        session_core::DEFAULT_ID_ATTEMPTS as usize,
+        session_manager::DEFAULT_ID_ATTEMPTS as usize,
         "store calls for the failed create"
     );
     let state = owner
@@ -164,7 +164,7 @@ pub async fn manager_rejects_invalid_ids_before_the_store(
 pub async fn manager_rejects_oversized_data(factory: &dyn StoreFactory) -> CheckResult {
     let counting = Arc::new(CountingStore::new(factory.store().await?));
     let manager = SessionManager::new(Arc::clone(&counting)).with_max_data_size(1024);
-    let too_large = |result: session_core::Result<()>, what: &str| match result {
+    let too_large = |result: session_manager::Result<()>, what: &str| match result {
         Err(e) if e.kind() == ErrorKind::TooLarge => Ok(()),
         other => Err(Failure::new(format!(
             "{what} of 1025 bytes gave {other:?}, expected TooLarge"
@@ -195,7 +195,7 @@ pub async fn manager_rejects_oversized_data(factory: &dyn StoreFactory) -> Check
 pub async fn manager_never_resurrects(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let manager = SessionManager::new(Arc::clone(&store));
-    let kind = |result: session_core::Result<()>| result.err().map(|e| e.kind());
+    let kind = |result: session_manager::Result<()>| result.err().map(|e| e.kind());
 
     let state = manager.create(b"a".to_vec()).await?;
     let mut copy = manager

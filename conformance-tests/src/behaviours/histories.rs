@@ -500,7 +500,7 @@ async fn one_history(
                     _ => {}
                 }
             }
-            Ok::<_, session_core::Error>(())
+            Ok::<_, session_manager::Error>(())
         }));
     }
     for handle in handles {

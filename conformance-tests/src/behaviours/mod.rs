@@ -41,8 +41,8 @@ mod prelude {
     pub(super) use std::sync::Mutex;
     pub(super) use std::sync::atomic::{AtomicBool, Ordering};
 
-    pub(super) use session_core::time::{Duration, OffsetDateTime};
-    pub(super) use session_core::{
+    pub(super) use session_manager::time::{Duration, OffsetDateTime};
+    pub(super) use session_manager::{
         CreateOutcome, ErrorKind, ExpiryPolicy, SessionId, SessionKey, SessionManager,
         SessionStore, UpdateOutcome, truncate_to_millis,
     };

@@ -16,7 +16,7 @@ async fn race<T, F, Fut>(
 where
     T: Send + 'static,
     F: Fn(usize, Arc<dyn SessionStore>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, session_core::Error>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, session_manager::Error>> + Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(RACERS));
     let handles: Vec<_> = (0..RACERS)
@@ -282,7 +282,7 @@ pub async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> Ch
                 let stop = Arc::clone(&stop);
                 tokio::spawn(async move {
                     let check =
-                        |record: &Option<session_core::Record>, data: &[u8], version: u64| {
+                        |record: &Option<session_manager::Record>, data: &[u8], version: u64| {
                             record
                                 .as_ref()
                                 .is_none_or(|r| r.data == data && r.version == version)

@@ -3,7 +3,7 @@
 //! timed loops (after a warm-up), in nanoseconds per call.
 
 use serde_json::{Map, Value};
-use session_core::{
+use session_manager::{
     SessionId, SessionStore,
     time::{Duration, OffsetDateTime},
 };
@@ -73,7 +73,7 @@ async fn main() {
             "MemoryStore::create incl. id+key",
             t.elapsed().as_nanos() as f64 / n as f64
         );
-        let manager = session_core::SessionManager::new(session_memory::MemoryStore::new());
+        let manager = session_manager::SessionManager::new(session_memory::MemoryStore::new());
         let t = Instant::now();
         for _ in 0..n {
             black_box(

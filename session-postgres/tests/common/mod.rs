@@ -1,5 +1,8 @@
-//! A factory of fresh PostgreSQL tables for the tests: each store gets its own table in the
-//! `session_tests` schema, dropped again when the test finishes.
+//! Fresh PostgreSQL tables for the tests. The conformance suite runs on the backend's own
+//! factory (`session_postgres::testing`, [`factory`]); [`PgFactory`] serves the tests that
+//! need a config before connecting (connections in another time zone, proxies, roles): each
+//! store gets its own table in the `session_tests` schema, dropped again when the test
+//! finishes.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -10,6 +13,14 @@ use session_core::{Error, SessionId, SessionStore, async_trait};
 use session_postgres::{PostgresConfig, PostgresStore};
 
 pub const SCHEMA: &str = "session_tests";
+
+/// Stores in fresh tables of the test server, through the backend's own factory.
+pub fn factory() -> conformance_tests::NamespaceFactory<PostgresConfig> {
+    session_test_support::factory_from_env(
+        session_test_support::POSTGRES,
+        session_postgres::testing::factory,
+    )
+}
 
 pub struct PgFactory {
     url: Option<String>,
@@ -48,7 +59,7 @@ pub async fn connect_in_zone(config: PostgresConfig, zone: &str) -> Result<Postg
 impl PgFactory {
     pub fn from_env() -> Self {
         Self {
-            url: conformance_tests::server_url("SESSION_TEST_POSTGRES_URL"),
+            url: session_test_support::server_url(session_test_support::POSTGRES),
             time_zone: None,
             tables: Mutex::new(Vec::new()),
         }

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use session_core::time::OffsetDateTime;
-use session_core::{
+use session_manager::time::OffsetDateTime;
+use session_manager::{
     CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
     async_trait,
 };

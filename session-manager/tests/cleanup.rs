@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use session_core::time::OffsetDateTime;
-use session_core::{CreateOutcome, SessionId, SessionStore, spawn_cleanup};
+use session_manager::time::OffsetDateTime;
+use session_manager::{CreateOutcome, SessionId, SessionStore, spawn_cleanup};
 use session_memory::MemoryStore;
 
 mod common;

@@ -7,13 +7,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockWriteGuard};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::id::SessionKey;
-use crate::store::{
+use session_core::SessionKey;
+use session_core::{
     CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
     unix_millis,
 };
-use crate::{async_trait, time::OffsetDateTime};
+use session_core::{Error, ErrorKind, Result};
+use session_core::{async_trait, time::OffsetDateTime};
 
 /// Default longest time a front entry serves reads before the back is asked again.
 pub const DEFAULT_FRONT_TTL: Duration = Duration::from_secs(5);

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::id::{SessionId, SessionKey};
-use crate::store::{
+use session_core::{
     CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
     unix_millis,
 };
+use session_core::{Error, ErrorKind, Result};
+use session_core::{SessionId, SessionKey};
 
 /// Default limit on the size of one session's data: 1 MiB.
 pub const DEFAULT_MAX_DATA_SIZE: usize = 1024 * 1024;

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::id::SessionId;
 use crate::manager::{SessionManager, SessionState};
-use crate::store::SessionStore;
+use session_core::SessionId;
+use session_core::SessionStore;
+use session_core::{Error, ErrorKind, Result};
 
 /// How many times [`Session::save`] reloads and replays its changes after a `Conflict` before
 /// giving up with [`ErrorKind::Conflict`]. Every round of concurrent saves lets at least one

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::SessionStore;
+use session_core::SessionStore;
 
 /// The longest wait between attempts after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

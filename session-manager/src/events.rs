@@ -4,10 +4,10 @@ use std::fmt;
 
 use tokio::sync::broadcast;
 
-use crate::error::Result;
-use crate::id::SessionKey;
-use crate::store::{CreateOutcome, Record, SessionStore, UpdateOutcome};
-use crate::{async_trait, time::OffsetDateTime};
+use session_core::Result;
+use session_core::SessionKey;
+use session_core::{CreateOutcome, Record, SessionStore, UpdateOutcome};
+use session_core::{async_trait, time::OffsetDateTime};
 
 /// What happened to the sessions of an [`Observed`] store. Events carry [`SessionKey`]s (hashes),
 /// never tokens.

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use session_core::time::{Duration, OffsetDateTime};
-use session_core::{Expiry, Session, SessionId, SessionStore};
+use session_manager::time::{Duration, OffsetDateTime};
+use session_manager::{Expiry, Session, SessionId, SessionStore};
 use session_memory::MemoryStore;
 
 fn store() -> Arc<MemoryStore> {

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 mod common;
 
-use session_core::time::OffsetDateTime;
-use session_core::{CreateOutcome, Observed, SessionEvent, SessionId, SessionStore, UpdateOutcome};
+use session_manager::time::OffsetDateTime;
+use session_manager::{
+    CreateOutcome, Observed, SessionEvent, SessionId, SessionStore, UpdateOutcome,
+};
 use session_memory::MemoryStore;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 

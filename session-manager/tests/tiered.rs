@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use session_core::time::OffsetDateTime;
-use session_core::{
+use session_manager::time::OffsetDateTime;
+use session_manager::{
     CreateOutcome, Session, SessionId, SessionManager, SessionStore, Tiered, UpdateOutcome,
 };
 use session_memory::MemoryStore;

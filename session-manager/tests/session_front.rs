@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use serde_json::json;
-use session_core::time::{Duration, OffsetDateTime};
-use session_core::{
+use session_manager::time::{Duration, OffsetDateTime};
+use session_manager::{
     ErrorKind, Expiry, ExpiryPolicy, Observed, Session, SessionEvent, SessionId, SessionManager,
     SessionSnapshot, SessionStore,
 };
@@ -356,7 +356,7 @@ async fn set_expiry_is_saved() {
     session.set_expiry(Some(Expiry::AtDateTime(at)));
     session.save().await.unwrap();
     let stored = store.read(&id.key()).await.unwrap().unwrap();
-    assert_eq!(stored.expires_at, session_core::truncate_to_millis(at));
+    assert_eq!(stored.expires_at, session_manager::truncate_to_millis(at));
 }
 
 #[tokio::test]
