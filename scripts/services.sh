@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Finds (or starts) the PostgreSQL and Redis servers the backend tests run against, and exports
-# SESSION_TEST_POSTGRES_URL / SESSION_TEST_REDIS_URL. Sourced by scripts/test.
+# Finds (or starts) the PostgreSQL, Redis and MySQL/MariaDB servers the backend tests run
+# against, and exports SESSION_TEST_POSTGRES_URL / SESSION_TEST_REDIS_URL /
+# SESSION_TEST_MYSQL_URL. Sourced by scripts/test.
 #
 # A variable already set is used as it is. Otherwise the usual local ports are tried; a server
 # installed but stopped is started with the local service commands. What cannot be found is said
@@ -71,10 +72,43 @@ find_redis() {
   return 1
 }
 
+mysql_ready() {
+  if command -v mysqladmin >/dev/null 2>&1; then
+    mysqladmin -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null
+  fi
+}
+
+find_mysql() {
+  if [ -n "${SESSION_TEST_MYSQL_URL:-}" ]; then
+    echo "services: MySQL/MariaDB from SESSION_TEST_MYSQL_URL"
+    return 0
+  fi
+  if ! mysql_ready; then
+    if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/mariadb ]; then
+      echo "services: starting MariaDB"
+      service mariadb start >/dev/null 2>&1 || true
+    elif command -v service >/dev/null 2>&1 && [ -x /etc/init.d/mysql ]; then
+      echo "services: starting MySQL"
+      service mysql start >/dev/null 2>&1 || true
+    fi
+    wait_for 30 mysql_ready || true
+  fi
+  if mysql_ready; then
+    export SESSION_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/test"
+    echo "services: MySQL/MariaDB at 127.0.0.1:3306 (user root, database test)"
+    return 0
+  fi
+  echo "services: no MySQL/MariaDB on 127.0.0.1:3306 and none could be started; install mariadb-server or set SESSION_TEST_MYSQL_URL" >&2
+  return 1
+}
+
 prepare_services() {
   local missing=0
   find_postgres || missing=1
   find_redis || missing=1
+  find_mysql || missing=1
   if [ $missing -ne 0 ]; then
     if require_services; then
       echo "services: a server is missing and CI/SESSION_TEST_REQUIRE=1 is set: failing" >&2

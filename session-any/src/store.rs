@@ -47,6 +47,7 @@ backends! {
     "sqlite" => ["sqlite"] session_sqlite::SqliteConfig;
     "postgres" => ["postgres", "postgresql"] session_postgres::PostgresConfig;
     "redis" => ["redis", "rediss"] session_redis::RedisConfig;
+    "mysql" => ["mysql", "mariadb"] session_mysql::MysqlConfig;
 }
 
 type Opening<'a> = Pin<Box<dyn Future<Output = Result<AnyStore>> + Send + 'a>>;
@@ -93,14 +94,7 @@ pub(crate) fn backend_of(config: &StoreConfig) -> Result<Backend> {
     }
     let shown = scheme.chars().take(32).collect::<String>();
     Err(match SCHEMES.iter().find(|(s, _)| *s == scheme) {
-        Some((_, feature)) => Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "session-any: `{shown}://` needs the `{feature}` feature of session-any, which this build lacks \
-                 (enable it: session-any = {{ features = [\"{feature}\"] }}); available: {}",
-                available_schemes(),
-            ),
-        ),
+        Some((_, feature)) => feature_off(&shown, feature),
         None => Error::new(
             ErrorKind::Config,
             format!(
@@ -109,6 +103,18 @@ pub(crate) fn backend_of(config: &StoreConfig) -> Result<Backend> {
             ),
         ),
     })
+}
+
+/// The error for a scheme whose backend's Cargo feature is off in this build.
+fn feature_off(scheme: &str, feature: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "session-any: `{scheme}://` needs the `{feature}` feature of session-any, which this build lacks \
+             (enable it: session-any = {{ features = [\"{feature}\"] }}); available: {}",
+            available_schemes(),
+        ),
+    )
 }
 
 /// The schemes of this build, e.g. `memory://, sqlite://, postgres:// (needs feature …)`.
@@ -322,6 +328,15 @@ mod tests {
         }
         let error = backend("no scheme here").unwrap_err();
         assert!(error.to_string().contains("has no scheme"), "{error}");
+    }
+
+    #[test]
+    fn a_disabled_feature_is_named() {
+        let error = feature_off("redis", "redis");
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+        let message = error.to_string();
+        assert!(message.contains("needs the `redis` feature"), "{message}");
+        assert!(message.contains("features = [\"redis\"]"), "{message}");
     }
 
     #[test]

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::MysqlConfig;
+pub use store::MysqlStore;
+
+/// The `sqlx` this crate is built on, for sharing its pool or types.
+pub use sqlx;

@@ -1,0 +1,730 @@
+//! [`MysqlStore`]: sessions in a MySQL or MariaDB (InnoDB) table.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey,
+    SessionStore, StoreAdmin, UpdateOutcome, async_trait, from_unix_millis, redact_url,
+    unix_millis,
+};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, Executor, Row};
+use tokio::sync::OnceCell;
+
+use crate::config::MysqlConfig;
+use crate::error::{
+    DEADLOCK, DUP_ENTRY, LOCK_WAIT_TIMEOUT, error_number, is_retryable, map_sqlx_error,
+};
+
+/// The server's clock in Unix milliseconds. `@@timestamp` is the statement's start time as a
+/// Unix timestamp with microseconds, independent of the session's `time_zone` (which
+/// `UNIX_TIMESTAMP(NOW(3))` is not, around a daylight-saving change).
+const NOW: &str = "CAST(FLOOR(@@timestamp * 1000) AS SIGNED)";
+
+/// How many times a rotation that met a deadlock, a lock wait timeout or a key taken
+/// meanwhile runs again before the error is returned (always within the operation deadline).
+const ROTATION_ATTEMPTS: u32 = 16;
+
+/// Rows removed per statement by `delete_expired` and `clear` (short transactions and locks).
+const PURGE_CHUNK: u32 = 5000;
+
+/// A [`SessionStore`] in a MySQL or MariaDB (InnoDB) table.
+///
+/// `create` is one `INSERT … ON DUPLICATE KEY UPDATE` whose assignments only take effect when
+/// the existing row is expired (a live one is never overwritten); `update` in place is one
+/// compare-and-swap `UPDATE`; a rotation is one `UPDATE` of the primary key when the new key
+/// is free (the common case), otherwise one transaction that locks both rows in key order.
+/// Expiry is an integer of Unix milliseconds compared with the server's clock, so no
+/// `time_zone` can shift it. Deadlocks and lock wait timeouts under racing rotations are
+/// retried inside the store; they never surface as outcomes.
+///
+/// Every operation has a deadline ([`MysqlConfig::operation_timeout`]) kept by the client.
+/// Every connection runs in `READ COMMITTED`. An error of a write means its outcome is unknown,
+/// except a `Config` error or an error raised before the statement was sent.
+#[derive(Clone)]
+pub struct MysqlStore {
+    pool: MySqlPool,
+    sql: Arc<Sql>,
+    config: MysqlConfig,
+    connect_options: Option<Arc<MySqlConnectOptions>>,
+    ready: Arc<OnceCell<()>>,
+}
+
+impl fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Sql {
+    table: String,
+    exists: &'static str,
+    layout: String,
+    create: String,
+    read: String,
+    version: String,
+    update: String,
+    rotate: String,
+    lock_pair: String,
+    remove_expired_at: String,
+    move_row: String,
+    touch: String,
+    delete: String,
+    delete_expired: String,
+    clear: String,
+    counts: String,
+    drop: String,
+}
+
+impl Sql {
+    fn new(table: &str) -> Self {
+        let t = format!("`{table}`");
+        Self {
+            table: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                     k BINARY(32) NOT NULL PRIMARY KEY, \
+                     expires_at BIGINT NOT NULL, \
+                     version BIGINT NOT NULL, \
+                     data LONGBLOB NOT NULL, \
+                     INDEX `{table}_expires_at` (expires_at)) ENGINE=InnoDB"
+            ),
+            exists: "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = DATABASE() AND table_name = ?",
+            layout: format!("SELECT k, expires_at, version, data FROM {t} LIMIT 0"),
+            // Assignments run left to right and see the values assigned before them: the
+            // expiry, which the conditions read, is assigned last. A live row keeps every
+            // value and calls LAST_INSERT_ID(version), which the OK packet reports (an insert
+            // reports 0): with the FOUND_ROWS flag sqlx sets, an insert and an untouched
+            // duplicate both count 1 row, a replaced expired row 2.
+            create: format!(
+                "INSERT INTO {t} (k, expires_at, version, data) VALUES (?, ?, 1, ?) \
+                 ON DUPLICATE KEY UPDATE \
+                 data = IF(expires_at <= {NOW}, VALUES(data), data), \
+                 version = IF(expires_at <= {NOW}, 1, LAST_INSERT_ID(version)), \
+                 expires_at = IF(expires_at <= {NOW}, VALUES(expires_at), expires_at)"
+            ),
+            read: format!(
+                "SELECT expires_at, version, data FROM {t} WHERE k = ? AND expires_at > {NOW}"
+            ),
+            version: format!("SELECT version FROM {t} WHERE k = ? AND expires_at > {NOW}"),
+            // ? expiry, ? data, ? key, ? expected.
+            update: format!(
+                "UPDATE {t} SET expires_at = ?, version = version + 1, data = ? \
+                 WHERE k = ? AND version = ? AND expires_at > {NOW}"
+            ),
+            // ? current, ? expiry, ? data, ? previous, ? expected. Any row at `current`, live
+            // or expired, makes it fail on the primary key (then the locking path decides).
+            rotate: format!(
+                "UPDATE {t} SET k = ?, expires_at = ?, version = version + 1, data = ? \
+                 WHERE k = ? AND version = ? AND expires_at > {NOW}"
+            ),
+            lock_pair: format!(
+                "SELECT k, version, expires_at > {NOW} AS live FROM {t} \
+                 WHERE k IN (?, ?) ORDER BY k FOR UPDATE"
+            ),
+            remove_expired_at: format!("DELETE FROM {t} WHERE k = ? AND expires_at <= {NOW}"),
+            // ? current, ? expiry, ? version, ? data, ? previous.
+            move_row: format!(
+                "UPDATE {t} SET k = ?, expires_at = ?, version = ?, data = ? WHERE k = ?"
+            ),
+            touch: format!("UPDATE {t} SET expires_at = ? WHERE k = ? AND expires_at > {NOW}"),
+            delete: format!("DELETE FROM {t} WHERE k = ?"),
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE expires_at <= {NOW} LIMIT {PURGE_CHUNK}"
+            ),
+            clear: format!("DELETE FROM {t} LIMIT {PURGE_CHUNK}"),
+            counts: format!(
+                "SELECT CAST(COALESCE(SUM(expires_at > {NOW}), 0) AS SIGNED), \
+                        CAST(COALESCE(SUM(expires_at <= {NOW}), 0) AS SIGNED) FROM {t}"
+            ),
+            drop: format!("DROP TABLE IF EXISTS {t}"),
+        }
+    }
+}
+
+fn my(doing: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |error| map_sqlx_error(doing, error)
+}
+
+/// Whether `error` comes from waiting for a pool connection in vain.
+fn is_pool_timeout(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
+}
+
+fn decode_version(version: i64) -> Result<u64> {
+    u64::try_from(version)
+        .map_err(|_| Error::new(ErrorKind::Decode, "mysql: a stored version is negative"))
+}
+
+fn decode_expiry(millis: i64) -> Result<OffsetDateTime> {
+    from_unix_millis(millis).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Decode,
+            "mysql: a stored expiry is not a representable time",
+        )
+    })
+}
+
+/// Runs a single-statement write again when InnoDB rolled it back as a deadlock victim or after
+/// a lock wait timeout (it then changed nothing), a bounded number of times.
+async fn retry_locks<T, F, Fut>(doing: &'static str, mut statement: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match statement().await {
+            Ok(value) => return Ok(value),
+            Err(e)
+                if matches!(error_number(&e), Some(DEADLOCK | LOCK_WAIT_TIMEOUT))
+                    && attempt < ROTATION_ATTEMPTS =>
+            {
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+            }
+            Err(e) => return Err(map_sqlx_error(doing, e)),
+        }
+    }
+}
+
+/// What the locking path of a rotation decided.
+enum Locked {
+    Outcome(UpdateOutcome),
+    Retry,
+}
+
+impl MysqlStore {
+    /// Opens a store with `config`: connects once (so the error of an unreachable server says
+    /// why), then checks the table and creates it if missing and allowed. With
+    /// [`MysqlConfig::lazy`] it connects nothing and succeeds at once.
+    ///
+    /// A bad table name or URL is a `Config` error before anything is sent; an unreachable
+    /// server is a transient `Backend` error (within `acquire_timeout`); wrong credentials or an
+    /// unknown database are `Config`. Messages never include passwords.
+    pub async fn connect(config: MysqlConfig) -> Result<Self> {
+        let config = config.parse(&[])?;
+        let url = config.driver_url();
+        let options = MySqlConnectOptions::from_str(&url).map_err(|e| {
+            Error::with_source(
+                ErrorKind::Config,
+                format!("mysql: invalid URL {}", redact_url(&config.url)),
+                e,
+            )
+        })?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(false)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_lazy_with(options.clone());
+        let lazy = config.lazy;
+        let mut store = Self::with_pool(pool, config)?;
+        store.connect_options = Some(Arc::new(options));
+        if !lazy {
+            if let Some(cause) = store.why_unreachable().await {
+                return Err(cause);
+            }
+            store.bounded("opening the store", async { Ok(()) }).await?;
+        }
+        Ok(store)
+    }
+
+    /// A store over an existing pool (whose connections should run in `READ COMMITTED`). The
+    /// table is checked (and created if missing and allowed) by the first operation, or call
+    /// [`migrate`](Self::migrate). `config.url` and the pool settings are not used.
+    pub fn with_pool(pool: MySqlPool, config: MysqlConfig) -> Result<Self> {
+        config.validate()?;
+        let sql = Arc::new(Sql::new(&config.table));
+        Ok(Self {
+            pool,
+            sql,
+            config,
+            connect_options: None,
+            ready: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The pool, for queries of your own.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MysqlConfig {
+        &self.config
+    }
+
+    /// Why no connection can be opened, if it cannot (`None` for a pool handed in).
+    async fn why_unreachable(&self) -> Option<Error> {
+        let options = self.connect_options.as_ref()?;
+        match tokio::time::timeout(
+            self.config.acquire_timeout,
+            MySqlConnection::connect_with(options),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(map_sqlx_error("connecting", e)),
+            Err(elapsed) => Some(
+                Error::with_source(
+                    ErrorKind::Backend,
+                    format!(
+                        "mysql: connecting: no answer within {} ms",
+                        self.config.acquire_timeout.as_millis()
+                    ),
+                    elapsed,
+                )
+                .transient(true),
+            ),
+        }
+    }
+
+    /// Runs `op` after making sure the table is there, within the operation deadline.
+    async fn bounded<T>(
+        &self,
+        doing: &'static str,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let work = async {
+            self.ready
+                .get_or_try_init(|| self.check_or_create_table())
+                .await?;
+            op.await
+        };
+        let deadline = self.config.operation_timeout;
+        match tokio::time::timeout(deadline, work).await {
+            Ok(Err(error)) if is_pool_timeout(&error) => {
+                Err(self.why_unreachable().await.map_or(error, |cause| {
+                    Error::with_source(
+                        ErrorKind::Backend,
+                        format!("mysql: {doing}: no connection could be opened"),
+                        cause,
+                    )
+                    .transient(true)
+                }))
+            }
+            Ok(result) => result,
+            Err(elapsed) => Err(Error::with_source(
+                ErrorKind::Backend,
+                format!(
+                    "mysql: {doing}: no answer within the {} ms deadline; the outcome is unknown",
+                    deadline.as_millis()
+                ),
+                elapsed,
+            )
+            .transient(true)),
+        }
+    }
+
+    /// Checks that the table exists with the right layout; creates it when missing and allowed
+    /// ([`MysqlConfig::migrate`]). Runs no DDL when it exists.
+    pub async fn migrate(&self) -> Result<()> {
+        self.check_or_create_table().await?;
+        let _ = self.ready.set(());
+        Ok(())
+    }
+
+    async fn check_or_create_table(&self) -> Result<()> {
+        let found: i64 = sqlx::query_scalar(self.sql.exists)
+            .bind(&self.config.table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(my("looking for the session table"))?;
+        if found == 0 {
+            if !self.config.migrate {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "mysql: table {} does not exist and migrate=false forbids creating it",
+                        self.config.table
+                    ),
+                ));
+            }
+            self.pool
+                .execute(self.sql.table.as_str())
+                .await
+                .map_err(my("creating the session table"))?;
+        }
+        match self.pool.execute(self.sql.layout.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(e) if error_number(&e) == Some(1054) => Err(Error::with_source(
+                ErrorKind::Config,
+                format!(
+                    "mysql: table {} exists with another layout",
+                    self.config.table
+                ),
+                e,
+            )),
+            Err(e) => Err(map_sqlx_error("checking the session table", e)),
+        }
+    }
+
+    /// Live and expired (not yet purged) records of this table: `(live, expired)`.
+    pub async fn counts(&self) -> Result<(u64, u64)> {
+        self.bounded("counting sessions", async {
+            let row = sqlx::query(&self.sql.counts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(my("counting sessions"))?;
+            let (live, expired): (i64, i64) = (
+                row.try_get(0).map_err(my("counting"))?,
+                row.try_get(1).map_err(my("counting"))?,
+            );
+            Ok((live.max(0) as u64, expired.max(0) as u64))
+        })
+        .await
+    }
+
+    /// The live version at `key`, if any.
+    async fn live_version(&self, key: &SessionKey) -> Result<Option<u64>> {
+        let version: Option<i64> = sqlx::query_scalar(&self.sql.version)
+            .bind(&key.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(my("reading a version"))?;
+        version.map(decode_version).transpose()
+    }
+
+    /// The locking path of a rotation: one transaction that locks both rows in key order,
+    /// decides, removes an expired occupant of `current` and moves the row.
+    async fn rotate_locked(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected: u64,
+        expires_at: i64,
+        data: &[u8],
+    ) -> std::result::Result<Locked, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&self.sql.lock_pair)
+            .bind(&current.as_bytes()[..])
+            .bind(&previous.as_bytes()[..])
+            .fetch_all(&mut *tx)
+            .await?;
+        let (mut prev, mut occupant) = (None, None);
+        for row in rows {
+            let key: Vec<u8> = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            let live: i64 = row.try_get(2)?;
+            if key == previous.as_bytes()[..] {
+                prev = Some((version, live != 0));
+            } else {
+                occupant = Some(live != 0);
+            }
+        }
+        let outcome = match (prev, occupant) {
+            (None | Some((_, false)), _) => Some(UpdateOutcome::NotFound),
+            (Some((version, true)), _) if version != expected as i64 => {
+                Some(UpdateOutcome::Conflict)
+            }
+            (_, Some(true)) => Some(UpdateOutcome::IdTaken),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            tx.rollback().await?;
+            return Ok(Locked::Outcome(outcome));
+        }
+        if occupant.is_some() {
+            sqlx::query(&self.sql.remove_expired_at)
+                .bind(&current.as_bytes()[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        let version = expected as i64 + 1;
+        let moved = sqlx::query(&self.sql.move_row)
+            .bind(&current.as_bytes()[..])
+            .bind(expires_at)
+            .bind(version)
+            .bind(data)
+            .bind(&previous.as_bytes()[..])
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(Locked::Retry);
+        }
+        tx.commit().await?;
+        Ok(Locked::Outcome(UpdateOutcome::Updated {
+            version: version as u64,
+        }))
+    }
+
+    /// One compare-and-swap statement (in place, or moving the key when `current` is free);
+    /// `None` when it wrote nothing and the reason must be found.
+    async fn update_once(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected: u64,
+        expires_at: i64,
+        data: &[u8],
+    ) -> Result<Option<UpdateOutcome>> {
+        if current == previous {
+            let done = retry_locks("updating a session", || {
+                sqlx::query(&self.sql.update)
+                    .bind(expires_at)
+                    .bind(data)
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected as i64)
+                    .execute(&self.pool)
+            })
+            .await?;
+            return Ok(
+                (done.rows_affected() == 1).then_some(UpdateOutcome::Updated {
+                    version: expected + 1,
+                }),
+            );
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let fast = sqlx::query(&self.sql.rotate)
+                .bind(&current.as_bytes()[..])
+                .bind(expires_at)
+                .bind(data)
+                .bind(&previous.as_bytes()[..])
+                .bind(expected as i64)
+                .execute(&self.pool)
+                .await;
+            let result = match fast {
+                Ok(done) if done.rows_affected() == 1 => {
+                    return Ok(Some(UpdateOutcome::Updated {
+                        version: expected + 1,
+                    }));
+                }
+                Ok(_) => return Ok(None),
+                // `current` holds a row (live or expired): the locking path decides.
+                Err(e) if error_number(&e) == Some(DUP_ENTRY) => {
+                    match self
+                        .rotate_locked(current, previous, expected, expires_at, data)
+                        .await
+                    {
+                        Ok(Locked::Outcome(outcome)) => return Ok(Some(outcome)),
+                        Ok(Locked::Retry) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if is_retryable(&e) && attempt < ROTATION_ATTEMPTS => {}
+                Err(e) => return Err(map_sqlx_error("rotating a session id", e)),
+            }
+            // Rolled back by the server (a deadlock victim, a lock wait timeout, a key taken
+            // meanwhile): nothing was written; run again after a short pause.
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MysqlStore {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<CreateOutcome> {
+        self.bounded("creating a session", async {
+            let done = retry_locks("creating a session", || {
+                sqlx::query(&self.sql.create)
+                    .bind(&key.as_bytes()[..])
+                    .bind(unix_millis(expires_at))
+                    .bind(data)
+                    .execute(&self.pool)
+            })
+            .await?;
+            Ok(match (done.rows_affected(), done.last_insert_id()) {
+                // A new row (an insert reports no id), or an expired row replaced.
+                (1, 0) | (2, _) => CreateOutcome::Created,
+                // A live row, untouched: found (1 with FOUND_ROWS, 0 without), its version
+                // reported through LAST_INSERT_ID.
+                _ => CreateOutcome::IdTaken,
+            })
+        })
+        .await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.bounded("reading a session", async {
+            let row = sqlx::query(&self.sql.read)
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(my("reading a session"))?;
+            let Some(row) = row else { return Ok(None) };
+            let millis: i64 = row.try_get(0).map_err(my("decoding a session"))?;
+            let version: i64 = row.try_get(1).map_err(my("decoding a session"))?;
+            let data: Vec<u8> = row.try_get(2).map_err(my("decoding a session"))?;
+            Ok(Some(Record {
+                data: Bytes::from(data),
+                expires_at: decode_expiry(millis)?,
+                version: decode_version(version)?,
+            }))
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: &[u8],
+    ) -> Result<UpdateOutcome> {
+        self.bounded("updating a session", async {
+            if expected_version >= i64::MAX as u64 {
+                // No stored version is that high (they are BIGINT), except i64::MAX itself,
+                // whose successor cannot be stored.
+                return match self.live_version(previous).await? {
+                    None => Ok(UpdateOutcome::NotFound),
+                    Some(version) if version == expected_version => {
+                        Err(Error::new(ErrorKind::Backend, "mysql: version overflow"))
+                    }
+                    Some(_) => Ok(UpdateOutcome::Conflict),
+                };
+            }
+            let expires_at = unix_millis(expires_at);
+            loop {
+                if let Some(outcome) = self
+                    .update_once(current, previous, expected_version, expires_at, data)
+                    .await?
+                {
+                    return Ok(outcome);
+                }
+                // Nothing written: say why. A live row with the expected version means it
+                // changed between the two statements; try again.
+                match self.live_version(previous).await? {
+                    None => return Ok(UpdateOutcome::NotFound),
+                    Some(version) if version != expected_version => {
+                        return Ok(UpdateOutcome::Conflict);
+                    }
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        self.bounded("touching a session", async {
+            let done = retry_locks("touching a session", || {
+                sqlx::query(&self.sql.touch)
+                    .bind(unix_millis(expires_at))
+                    .bind(&key.as_bytes()[..])
+                    .execute(&self.pool)
+            })
+            .await?;
+            // FOUND_ROWS: a matched row counts even when its expiry did not change.
+            Ok(done.rows_affected() >= 1)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.bounded("deleting a session", async {
+            retry_locks("deleting a session", || {
+                sqlx::query(&self.sql.delete)
+                    .bind(&key.as_bytes()[..])
+                    .execute(&self.pool)
+            })
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        self.bounded("purging expired sessions", async {
+            let mut total = 0;
+            loop {
+                let done = retry_locks("purging expired sessions", || {
+                    sqlx::query(&self.sql.delete_expired).execute(&self.pool)
+                })
+                .await?;
+                total += done.rows_affected();
+                if done.rows_affected() < u64::from(PURGE_CHUNK) {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.bounded("clearing the table", async {
+            loop {
+                let done = retry_locks("clearing the table", || {
+                    sqlx::query(&self.sql.clear).execute(&self.pool)
+                })
+                .await?;
+                if done.rows_affected() < u64::from(PURGE_CHUNK) {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StoreAdmin for MysqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let (live, expired) = MysqlStore::counts(self).await?;
+        Ok(Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    /// Drops this store's table.
+    async fn drop_namespace(&self) -> Result<()> {
+        tokio::time::timeout(self.config.operation_timeout, async {
+            self.pool
+                .execute(self.sql.drop.as_str())
+                .await
+                .map(drop)
+                .map_err(my("dropping the table"))
+        })
+        .await
+        .map_err(|elapsed| {
+            Error::with_source(
+                ErrorKind::Backend,
+                "mysql: dropping the table: no answer",
+                elapsed,
+            )
+            .transient(true)
+        })?
+    }
+}
