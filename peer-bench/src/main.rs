@@ -233,6 +233,7 @@ fn settings() -> Settings {
             "sqlite".into(),
             "postgres".into(),
             "redis".into(),
+            "mysql".into(),
         ],
         repeats: 3,
         ops: 20_000,
@@ -344,6 +345,25 @@ async fn subjects(
             Ok((
                 Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
                 Arc::new(Peer14(tower_sessions_redis_store::RedisStore::new(pool))),
+            ))
+        }
+        "mysql" => {
+            let url = std::env::var("SESSION_TEST_MYSQL_URL")
+                .map_err(|_| "SESSION_TEST_MYSQL_URL is not set".to_owned())?;
+            let ours = session_mysql::MysqlStore::connect(
+                session_mysql::MysqlConfig::new(&url).table(format!("bench_{suffix}")),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let pool = sqlx::MySqlPool::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let peer = tower_sessions_sqlx_store::MySqlStore::new(pool)
+                .with_table_name(format!("peer_{suffix}"))?;
+            peer.migrate().await.map_err(|e| e.to_string())?;
+            Ok((
+                Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
+                Arc::new(Peer14(peer)),
             ))
         }
         other => Err(format!("unknown backend {other}")),

@@ -38,3 +38,12 @@ mod redis {
         UrlFactory::unavailable
     ));
 }
+
+mod mysql {
+    use super::*;
+    conformance_tests::suite!(session_test_support::from_env(
+        session_test_support::MYSQL,
+        UrlFactory::new,
+        UrlFactory::unavailable
+    ));
+}

@@ -461,4 +461,5 @@ front_tests! {
     sqlite => UrlFactory::new("sqlite::memory:").unwrap();
     postgres => session_test_support::from_env("SESSION_TEST_POSTGRES_URL", UrlFactory::new, UrlFactory::unavailable);
     redis => session_test_support::from_env("SESSION_TEST_REDIS_URL", UrlFactory::new, UrlFactory::unavailable);
+    mysql => session_test_support::from_env(session_test_support::MYSQL, UrlFactory::new, UrlFactory::unavailable);
 }

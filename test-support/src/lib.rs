@@ -1,5 +1,6 @@
 //! The test policy of this workspace, in one place: the tests' servers come from environment
-//! variables (`SESSION_TEST_POSTGRES_URL`, `SESSION_TEST_REDIS_URL`; `scripts/test` finds or
+//! variables (`SESSION_TEST_POSTGRES_URL`, `SESSION_TEST_REDIS_URL`, `SESSION_TEST_MYSQL_URL`;
+//! `scripts/test` finds or
 //! starts the servers and sets them). Without one, the tests needing it skip loudly; under `CI`
 //! or with `SESSION_TEST_REQUIRE=1` they fail instead. Not published: a policy of this
 //! repository's test tree, not of the suite.
@@ -11,6 +12,8 @@ use session_core::{BackendConfig, Result};
 pub const POSTGRES: &str = "SESSION_TEST_POSTGRES_URL";
 /// Environment variable of the Redis server for tests.
 pub const REDIS: &str = "SESSION_TEST_REDIS_URL";
+/// Environment variable of the MySQL/MariaDB server for tests.
+pub const MYSQL: &str = "SESSION_TEST_MYSQL_URL";
 
 /// Whether a missing test server must fail the run: under `CI` or with `SESSION_TEST_REQUIRE=1`.
 pub fn servers_required() -> bool {

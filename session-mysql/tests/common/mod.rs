@@ -6,8 +6,7 @@
 use conformance_tests::NamespaceFactory;
 use session_mysql::{MysqlConfig, testing};
 
-/// Environment variable of the MySQL/MariaDB server for tests.
-pub const MYSQL: &str = "SESSION_TEST_MYSQL_URL";
+pub use session_test_support::MYSQL;
 
 /// Stores in fresh tables of the test server.
 pub fn factory() -> NamespaceFactory<MysqlConfig> {
