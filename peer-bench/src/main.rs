@@ -224,6 +224,10 @@ struct Settings {
     tasks: Vec<usize>,
     payloads: Vec<usize>,
     redis_connections: usize,
+    /// Sessions written straight into both SQLite tables before measuring (`--prefill N`).
+    prefill: usize,
+    /// Query of our SQLite store's URL (`--sqlite-options "cache_size_kib=65536"`).
+    sqlite_options: String,
 }
 
 fn settings() -> Settings {
@@ -241,6 +245,8 @@ fn settings() -> Settings {
         tasks: vec![1, 16, 64],
         payloads: vec![200, 4096],
         redis_connections: session_redis::RedisConfig::default().connections,
+        prefill: 0,
+        sqlite_options: String::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -259,6 +265,8 @@ fn settings() -> Settings {
                     .map(|t| t.parse().expect("--tasks"))
                     .collect();
             }
+            "--prefill" => settings.prefill = value.parse().expect("--prefill N"),
+            "--sqlite-options" => settings.sqlite_options = value,
             "--redis-connections" => {
                 settings.redis_connections = value.parse().expect("--redis-connections N");
             }
@@ -290,7 +298,14 @@ async fn subjects(
             Arc::new(Peer15(tower_sessions::MemoryStore::default())),
         )),
         "sqlite" => {
-            let ours = session_sqlite::SqliteStore::open(dir.join("ours.sqlite"))
+            use session_manager::BackendConfig as _;
+            let url = format!(
+                "sqlite://{}?{}",
+                dir.join("ours.sqlite").display(),
+                settings.sqlite_options
+            );
+            let config = session_sqlite::SqliteConfig::from_url(&url).map_err(|e| e.to_string())?;
+            let ours = session_sqlite::SqliteStore::with_config(config)
                 .await
                 .map_err(|e| e.to_string())?;
             let options = sqlx::sqlite::SqliteConnectOptions::new()
@@ -302,6 +317,9 @@ async fn subjects(
                 .map_err(|e| e.to_string())?;
             let peer = tower_sessions_sqlx_store::SqliteStore::new(pool);
             peer.migrate().await.map_err(|e| e.to_string())?;
+            if settings.prefill > 0 {
+                prefill_sqlite(dir, settings.prefill)?;
+            }
             Ok((
                 Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
                 Arc::new(Peer14(peer)),
@@ -368,6 +386,50 @@ async fn subjects(
         }
         other => Err(format!("unknown backend {other}")),
     }
+}
+
+/// Writes `n` live sessions of 200 B straight into our table and the peer's (one transaction
+/// each, random keys), so that the measured operations run against a large table.
+fn prefill_sqlite(dir: &std::path::Path, n: usize) -> Result<(), String> {
+    use session_sqlite::rusqlite::{Connection, params};
+    let started = std::time::Instant::now();
+    let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let data = vec![b'x'; 200];
+    let ours = Connection::open(dir.join("ours.sqlite")).map_err(|e| e.to_string())?;
+    ours.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+    {
+        let mut insert = ours
+            .prepare("INSERT INTO sessions (key, expires_at, version, data) VALUES (?1, ?2, 1, ?3)")
+            .map_err(|e| e.to_string())?;
+        for _ in 0..n {
+            let key = SessionId::generate().key();
+            insert
+                .execute(params![&key.as_bytes()[..], now_ms + 3_600_000, &data])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    ours.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+        .map_err(|e| e.to_string())?;
+    let peer = Connection::open(dir.join("peer.sqlite")).map_err(|e| e.to_string())?;
+    peer.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+    {
+        let mut insert = peer
+            .prepare("INSERT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
+            .map_err(|e| e.to_string())?;
+        for _ in 0..n {
+            let id = SessionId::generate().expose();
+            insert
+                .execute(params![&id[..22], &data, now_ms / 1000 + 3_600])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    peer.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "peer-bench: prefilled {n} sessions into each SQLite table in {:.1?}",
+        started.elapsed()
+    );
+    Ok(())
 }
 
 #[tokio::main]

@@ -310,11 +310,11 @@ mod tests {
 
     #[test]
     fn unknown_scheme_lists_the_available_ones() {
-        let error = backend("mysql://root@localhost/db").unwrap_err();
+        let error = backend("oracle://scott@localhost/db").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Config);
         let message = error.to_string();
         assert!(
-            message.contains("unknown store URL scheme `mysql`"),
+            message.contains("unknown store URL scheme `oracle`"),
             "{message}"
         );
         for scheme in [

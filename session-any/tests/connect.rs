@@ -90,8 +90,8 @@ async fn drop_namespace_removes_the_table() {
 async fn bad_urls_are_config_errors() {
     for (url, needle) in [
         (
-            "mysql://root@localhost/test",
-            "unknown store URL scheme `mysql`",
+            "oracle://scott@localhost/test",
+            "unknown store URL scheme `oracle`",
         ),
         ("sqlite://", "needs a file path"),
         ("sqlite:///nonexistent-dir-for-session-any/x.db", "sqlite"),

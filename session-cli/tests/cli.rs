@@ -168,9 +168,9 @@ fn assert_fatal(args: &[&str], code: i32, needle: &str) {
 #[test]
 fn usage_errors_exit_2_and_store_errors_exit_3_with_one_line() {
     assert_fatal(
-        &["check", "mysql://root@localhost/db"],
+        &["check", "oracle://scott@localhost/db"],
         2,
-        "unknown store URL scheme `mysql`",
+        "unknown store URL scheme `oracle`",
     );
     assert_fatal(&["check", "not a url"], 2, "has no scheme");
     assert_fatal(

@@ -56,6 +56,11 @@ pub struct SqliteConfig {
     /// that inspect an application's store, such as `sessionctl stats`) a missing file or table
     /// is a `Config` error and nothing is written to the file by opening it.
     pub create: bool,
+    /// Page cache of each connection, in KiB (`PRAGMA cache_size`). URL: `cache_size_kib`.
+    pub cache_size_kib: u32,
+    /// Bytes of the database file each connection maps into memory (`PRAGMA mmap_size`; 0
+    /// turns memory-mapped I/O off). URL: `mmap_size`.
+    pub mmap_size: u64,
     /// The temporary directory of a `sqlite::memory:` URL, removed when the last store and
     /// config sharing it are dropped.
     #[serde(skip)]
@@ -110,6 +115,8 @@ impl Default for SqliteConfig {
             wal_limit: 64 * 1024 * 1024,
             queue_limit: 10_000,
             create: true,
+            cache_size_kib: 2_000,
+            mmap_size: 0,
             temporary: Temporary::default(),
         }
     }
@@ -293,6 +300,12 @@ impl BackendConfig for SqliteConfig {
         }
         if let Some(create) = options.take_bool("create")? {
             config.create = create;
+        }
+        if let Some(kib) = options.take_parsed("cache_size_kib", "a number of KiB")? {
+            config.cache_size_kib = kib;
+        }
+        if let Some(bytes) = options.take_parsed("mmap_size", "a number of bytes")? {
+            config.mmap_size = bytes;
         }
         options.finish()?;
         config.validate()?;

@@ -185,6 +185,12 @@ fn connect(config: &SqliteConfig, writer: bool) -> Result<Connection> {
     connection
         .execute_batch(&format!("PRAGMA synchronous = {synchronous}"))
         .map_err(sqlite("setting durability"))?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA cache_size = -{}; PRAGMA mmap_size = {}",
+            config.cache_size_kib, config.mmap_size
+        ))
+        .map_err(sqlite("sizing the page cache"))?;
     connection.set_prepared_statement_cache_capacity(32);
     Ok(connection)
 }
