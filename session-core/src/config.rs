@@ -109,6 +109,37 @@ impl Options {
         self.pairs
     }
 
+    /// The URL the driver gets: `base` with the settings nobody took as its query, each of
+    /// which must be one of `driver` (the parameters the driver reads). Any other is a `Config`
+    /// error naming it (never its value, which could be a secret), the driver's parameters and
+    /// this store's; `url` (redacted) says where it was found.
+    pub fn into_driver_url(self, base: &str, driver: &[&str], url: &str) -> Result<String> {
+        let ours = self.known();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (name, value) in &self.pairs {
+            if !driver.contains(&name.as_str()) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: unknown URL parameter `{}` in {} (the driver takes {}; this store takes {ours})",
+                        self.backend,
+                        name.chars().take(32).collect::<String>(),
+                        redact_url(url),
+                        driver.join(", "),
+                    ),
+                ));
+            }
+            query.append_pair(name, value);
+            any = true;
+        }
+        Ok(if any {
+            format!("{base}?{}", query.finish())
+        } else {
+            base.to_owned()
+        })
+    }
+
     /// The names of the settings nobody took.
     pub fn unknown(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(name, _)| name.as_str())
@@ -241,6 +272,18 @@ mod tests {
             error.to_string().contains("unknown option `c`")
                 && error.to_string().contains("a, b, flag, t, missing"),
             "{error}"
+        );
+        let (base, options) = Options::split_url("db", "db://u:pw@h/d?ssl=on&tabel=x", &[]);
+        let error = options.into_driver_url(base, &["ssl"], "db://u:pw@h/d?ssl=on&tabel=x");
+        let message = error.unwrap_err().to_string();
+        assert!(
+            message.contains("unknown URL parameter `tabel`") && !message.contains("pw@"),
+            "{message}"
+        );
+        let (base, options) = Options::split_url("db", "db://h/d?ssl=on", &[]);
+        assert_eq!(
+            options.into_driver_url(base, &["ssl"], "").unwrap(),
+            "db://h/d?ssl=on"
         );
         let (_, mut options) = Options::split_url("db", "db://h?n=x&f=maybe", &[]);
         let error = options.take_parsed::<u32>("n", "a number").unwrap_err();

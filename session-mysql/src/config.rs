@@ -174,30 +174,7 @@ impl MysqlConfig {
         if let Some(migrate) = options.take_bool("migrate")? {
             self.migrate = migrate;
         }
-        let ours = options.known();
-        let mut kept = url::form_urlencoded::Serializer::new(String::new());
-        let mut any = false;
-        for (name, value) in options.into_rest() {
-            if !DRIVER_PARAMETERS.contains(&name.as_str()) {
-                // Never handed to the driver; the value is never shown (it could be a secret).
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "mysql: unknown URL parameter `{}` in {} (the driver takes {}; this store takes {ours})",
-                        name.chars().take(32).collect::<String>(),
-                        redact_url(&url),
-                        DRIVER_PARAMETERS.join(", "),
-                    ),
-                ));
-            }
-            kept.append_pair(&name, &value);
-            any = true;
-        }
-        self.url = if any {
-            format!("{base}?{}", kept.finish())
-        } else {
-            base.to_owned()
-        };
+        self.url = options.into_driver_url(base, DRIVER_PARAMETERS, &url)?;
         self.validate()?;
         Ok(self)
     }

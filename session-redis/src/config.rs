@@ -109,30 +109,7 @@ impl RedisConfig {
         if let Some(connections) = options.take_parsed::<usize>("connections", "a whole number")? {
             self = self.connections(connections);
         }
-        let ours = options.known();
-        let rest = options.into_rest();
-        if let Some((name, _)) = rest
-            .iter()
-            .find(|(name, _)| !DRIVER_PARAMETERS.contains(&name.as_str()))
-        {
-            // A typo must not fall back to a default; the value is never shown (a secret?).
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "redis: unknown URL parameter `{}` in {} (the driver takes {}; this store takes {ours})",
-                    name.chars().take(32).collect::<String>(),
-                    redact_url(&url),
-                    DRIVER_PARAMETERS.join(", "),
-                ),
-            ));
-        }
-        self.url = if rest.is_empty() {
-            base.to_owned()
-        } else {
-            let mut kept = url::form_urlencoded::Serializer::new(String::new());
-            kept.extend_pairs(rest);
-            format!("{base}?{}", kept.finish())
-        };
+        self.url = options.into_driver_url(base, DRIVER_PARAMETERS, &url)?;
         self.validate()?;
         Ok(self)
     }
