@@ -223,6 +223,15 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
     Ok(stats)
 }
 
+/// Repeats per cell of [`compare`]: `BENCH_REPEATS` or 1.
+pub fn repeats_from_env() -> usize {
+    std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Operations per benchmark cell: `BENCH_OPS` from the environment, else `default`.
 pub fn ops_from_env(default: usize) -> usize {
     std::env::var("BENCH_OPS")
@@ -287,7 +296,8 @@ pub fn print_markdown(rows: &[Row], baseline: &str) {
 
 /// Measures every store on every (op, tasks, payload) cell, stores interleaved within a cell so
 /// they share the machine's conditions, and returns the rows with ratios to `baseline` (the name
-/// of one of the stores).
+/// of one of the stores). With `BENCH_REPEATS=N` (default 1) each store runs N times per cell,
+/// alternating the order, and its median run is reported.
 pub async fn compare(
     stores: &[(&str, Arc<dyn SessionStore>)],
     baseline: &str,
@@ -308,16 +318,33 @@ pub async fn compare(
                     ops: ops_per_cell,
                     max_duration,
                 };
-                let mut cell = Vec::new();
-                for (name, store) in stores {
-                    // An untimed quarter-size pass first: whichever store ran first in a cell
-                    // would otherwise pay for the allocator's first touch of fresh memory.
-                    let warmup = Workload {
-                        ops: (ops_per_cell / 4).max(1),
-                        ..workload
+                // Each store runs `repeats` times, the order alternating between repeats, and
+                // keeps its median run (single runs on small VMs are bimodal).
+                let repeats = repeats_from_env();
+                let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); stores.len()];
+                for repeat in 0..repeats {
+                    let order: Vec<usize> = if repeat % 2 == 0 {
+                        (0..stores.len()).collect()
+                    } else {
+                        (0..stores.len()).rev().collect()
                     };
-                    run(Arc::clone(store), warmup).await?;
-                    let stats = run(Arc::clone(store), workload).await?;
+                    for i in order {
+                        let store = &stores[i].1;
+                        // An untimed quarter-size pass first: whichever store ran first in a
+                        // cell would otherwise pay for the allocator's first touch of fresh
+                        // memory.
+                        let warmup = Workload {
+                            ops: (ops_per_cell / 4).max(1),
+                            ..workload
+                        };
+                        run(Arc::clone(store), warmup).await?;
+                        runs[i].push(run(Arc::clone(store), workload).await?);
+                    }
+                }
+                let mut cell = Vec::new();
+                for ((name, _), mut store_runs) in stores.iter().zip(runs) {
+                    store_runs.sort_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
+                    let stats = store_runs.swap_remove(store_runs.len() / 2);
                     cell.push(Row {
                         workload,
                         store: (*name).to_owned(),

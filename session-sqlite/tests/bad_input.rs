@@ -104,12 +104,24 @@ async fn a_read_only_file() {
         );
     }
     // Fold the WAL back so the database is one file. The dropped store's threads close their
-    // connections on their own schedule, hence the busy timeout.
+    // connections on their own schedule: leaving WAL mode needs them gone, and SQLite answers
+    // "database is locked" at once (no busy wait) while one is open, so try again for up to 10 s.
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
-    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE")
-        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("folding the WAL back: {e}"),
+        }
+    }
     drop(raw);
     let before = std::fs::read(&path).unwrap();
     {
