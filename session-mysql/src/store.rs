@@ -708,7 +708,8 @@ impl StoreAdmin for MysqlStore {
         })
     }
 
-    /// Drops this store's table.
+    /// Drops this store's table. Not through `bounded`, which would first create the table
+    /// it is about to drop.
     async fn drop_namespace(&self) -> Result<()> {
         tokio::time::timeout(self.config.operation_timeout, async {
             self.pool

@@ -680,13 +680,16 @@ impl session_core::StoreAdmin for PostgresStore {
             "DROP TABLE IF EXISTS \"{}\".\"{}\"",
             self.config.schema, self.config.table
         );
-        self.bounded("dropping the table", async {
-            sqlx::raw_sql(&statement)
-                .execute(&self.pool)
-                .await
-                .map(drop)
-                .map_err(pg("dropping the table"))
-        })
-        .await
+        // Not through `bounded`, which would first create the table it is about to drop.
+        let drop_table = sqlx::raw_sql(&statement).execute(&self.pool);
+        match tokio::time::timeout(self.config.operation_timeout, drop_table).await {
+            Ok(done) => done.map(drop).map_err(pg("dropping the table")),
+            Err(elapsed) => Err(Error::with_source(
+                ErrorKind::Backend,
+                "postgres: dropping the table: no answer within the deadline",
+                elapsed,
+            )
+            .transient(true)),
+        }
     }
 }

@@ -356,6 +356,11 @@ mod tests {
         assert_eq!(config.busy_timeout, Duration::from_millis(250));
         assert_eq!(config.readers, 3);
         assert!(!config.create);
+        let sized =
+            SqliteConfig::from_url("sqlite://s.db?cache_size_kib=65536&mmap_size=1048576").unwrap();
+        assert_eq!((sized.cache_size_kib, sized.mmap_size), (65_536, 1_048_576));
+        let plain = SqliteConfig::from_url("sqlite://s.db").unwrap();
+        assert_eq!((plain.cache_size_kib, plain.mmap_size), (2_000, 0));
         let options = [("table".to_owned(), "from_map".to_owned())];
         let config = SqliteConfig::from_url_with("sqlite://s.db?table=from_url", &options).unwrap();
         assert_eq!(config.table, "from_map");
@@ -373,6 +378,8 @@ mod tests {
                 "must be a whole number",
             ),
             ("sqlite://s.db?table=a-b", "not a plain identifier"),
+            ("sqlite://s.db?cache_size_kib=-5", "must be a number of KiB"),
+            ("sqlite://s.db?mmap_size=big", "must be a number of bytes"),
         ] {
             let error = SqliteConfig::from_url(bad).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
