@@ -350,6 +350,18 @@ impl SqliteStore {
             .write(Statements::Many, move |c| {
                 c.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
                     .map_err(sqlite("dropping the table"))?;
+                // Idempotent: a second store of the same namespace (or the last table of the
+                // file, dropped before) finds the metadata gone already.
+                let metadata: i64 = c
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                        [SCHEMA_TABLE],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite("looking for the schema table"))?;
+                if metadata == 0 {
+                    return Ok(());
+                }
                 c.execute(
                     &format!("DELETE FROM \"{SCHEMA_TABLE}\" WHERE session_table = ?1"),
                     [&table],

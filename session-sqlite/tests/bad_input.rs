@@ -390,3 +390,24 @@ async fn tables_in_one_file_are_separate_namespaces() {
     );
     assert_eq!(b.counts().await.unwrap(), (1, 0));
 }
+
+#[tokio::test]
+async fn dropping_a_namespace_twice_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.sqlite");
+    // Two stores of one namespace (two processes would have this), each told to drop it.
+    let first = store_with(&path, "shared").await;
+    let second = store_with(&path, "shared").await;
+    first.drop_table().await.unwrap();
+    second.drop_table().await.unwrap();
+    first.drop_table().await.unwrap();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "the table and the store's metadata are gone");
+}
