@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use session_manager::time::{Duration, OffsetDateTime};
 use session_manager::{
-    CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome, async_trait,
-    truncate_to_millis,
+    Bytes, CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome,
+    async_trait, truncate_to_millis,
 };
 
 /// Fails the enclosing behaviour with a formatted message unless `cond` holds.
@@ -54,7 +54,9 @@ pub(crate) async fn create(
     data: &[u8],
 ) -> crate::CheckResult {
     ensure_eq!(
-        store.create(key, expires_at, data).await?,
+        store
+            .create(key, expires_at, Bytes::copy_from_slice(data))
+            .await?,
         CreateOutcome::Created,
         "create on a fresh key"
     );
@@ -68,7 +70,9 @@ pub(crate) async fn create_expired(
     key: &SessionKey,
     data: &[u8],
 ) -> crate::CheckResult {
-    let outcome = store.create(key, long_ago(), data).await?;
+    let outcome = store
+        .create(key, long_ago(), Bytes::copy_from_slice(data))
+        .await?;
     ensure_eq!(
         outcome,
         CreateOutcome::Created,
@@ -118,7 +122,7 @@ impl SessionStore for CountingStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.count();
         self.inner.create(key, expires_at, data).await
@@ -133,7 +137,7 @@ impl SessionStore for CountingStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.count();
         self.inner

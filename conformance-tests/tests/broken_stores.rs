@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use conformance_tests::{BEHAVIOURS, StoreFactory};
 use parking_lot::Mutex;
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{
     CreateOutcome, Error, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
@@ -216,10 +217,10 @@ impl SessionStore for ReferenceStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let id = (self.namespace, self.key(key));
-        let mut row = self.row(expires_at, data, 1);
+        let mut row = self.row(expires_at, &data, 1);
         match self.flaw {
             Flaw::CreateUpserts => {}
             Flaw::CheckThenInsertCreate => {
@@ -314,10 +315,10 @@ impl SessionStore for ReferenceStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let version = expected_version + 1;
-        let row = self.row(expires_at, self.updated_data(data), version);
+        let row = self.row(expires_at, self.updated_data(&data), version);
         {
             let mut map = self.backend.lock();
             let from = self.locate(&map, previous);

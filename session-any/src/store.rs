@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use session_core::{
-    BackendConfig, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result,
+    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result,
     SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
 };
 
@@ -245,7 +245,7 @@ impl SessionStore for AnyStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.inner.create(key, expires_at, data).await
     }
@@ -260,7 +260,7 @@ impl SessionStore for AnyStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.inner
             .update(current, previous, expected_version, expires_at, data)

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use session_any::{AnyStore, StoreAdmin, StoreConfig, connect};
+use session_core::Bytes;
 use session_core::{CreateOutcome, ErrorKind, SessionId, SessionStore, time::OffsetDateTime};
 
 fn later() -> OffsetDateTime {
@@ -19,7 +20,10 @@ async fn sqlite_settings_reach_the_file() {
     assert_eq!(store.backend(), "sqlite");
     let key = SessionId::generate().key();
     assert_eq!(
-        store.create(&key, later(), b"x").await.unwrap(),
+        store
+            .create(&key, later(), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     let counts = store.counts().await.unwrap();
@@ -52,7 +56,9 @@ async fn temporary_sqlite_files_are_private_and_removed() {
         .unwrap();
     let key = SessionId::generate().key();
     assert_eq!(
-        a.create(&key, later(), b"x").await.unwrap(),
+        a.create(&key, later(), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert!(b.read(&key).await.unwrap().is_none());
@@ -68,7 +74,11 @@ async fn drop_namespace_removes_the_table() {
     let store = AnyStore::open(&StoreConfig::new(&url)).await.unwrap();
     assert_eq!(
         store
-            .create(&SessionId::generate().key(), later(), b"x")
+            .create(
+                &SessionId::generate().key(),
+                later(),
+                Bytes::from_static(b"x")
+            )
             .await
             .unwrap(),
         CreateOutcome::Created
@@ -127,7 +137,11 @@ async fn open_with_one_session(url: &str, backend: &str) -> AnyStore {
     let store = AnyStore::open(&StoreConfig::new(url)).await.unwrap();
     assert_eq!(store.backend(), backend);
     let outcome = store
-        .create(&SessionId::generate().key(), later(), b"x")
+        .create(
+            &SessionId::generate().key(),
+            later(),
+            Bytes::from_static(b"x"),
+        )
         .await;
     assert_eq!(outcome.unwrap(), CreateOutcome::Created);
     store

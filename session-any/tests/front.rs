@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use session_any::StoreAdmin;
 use session_any::testing::{UrlFactory, fresh_namespace};
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{
     CreateOutcome, Error, ErrorKind, Record, Result, Session, SessionId, SessionKey,
@@ -71,7 +72,7 @@ impl SessionStore for Faulty {
         &self,
         key: &SessionKey,
         at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.before()?;
         self.after(self.inner.create(key, at, data).await)
@@ -85,7 +86,7 @@ impl SessionStore for Faulty {
         previous: &SessionKey,
         version: u64,
         at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.before()?;
         let pause = self.pause.lock().take();

@@ -178,7 +178,7 @@ mod tests {
             &self,
             _: &SessionKey,
             _: OffsetDateTime,
-            _: &[u8],
+            _: session_manager::Bytes,
         ) -> session_manager::Result<CreateOutcome> {
             Err(broken())
         }
@@ -191,7 +191,7 @@ mod tests {
             _: &SessionKey,
             _: u64,
             _: OffsetDateTime,
-            _: &[u8],
+            _: session_manager::Bytes,
         ) -> session_manager::Result<UpdateOutcome> {
             Err(broken())
         }

@@ -423,7 +423,7 @@ async fn a_failing_store_is_a_500_not_a_lost_write() {
             &self,
             _: &session_manager::SessionKey,
             _: session_manager::time::OffsetDateTime,
-            _: &[u8],
+            _: session_manager::Bytes,
         ) -> session_manager::Result<session_manager::CreateOutcome> {
             Err(
                 session_manager::Error::new(session_manager::ErrorKind::Backend, "down")
@@ -442,7 +442,7 @@ async fn a_failing_store_is_a_500_not_a_lost_write() {
             _: &session_manager::SessionKey,
             _: u64,
             _: session_manager::time::OffsetDateTime,
-            _: &[u8],
+            _: session_manager::Bytes,
         ) -> session_manager::Result<session_manager::UpdateOutcome> {
             Err(session_manager::Error::new(
                 session_manager::ErrorKind::Backend,

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
-use session_core::{CreateOutcome, Result, SessionId, SessionKey, SessionStore, UpdateOutcome};
+use session_core::{
+    Bytes, CreateOutcome, Result, SessionId, SessionKey, SessionStore, UpdateOutcome,
+};
 
 /// One operation to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,21 +121,23 @@ fn unexpected(what: &str) -> session_core::Error {
 pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Stats> {
     let tasks = workload.tasks.max(1);
     let per_task = workload.ops.div_ceil(tasks).max(1);
-    let payload = Arc::new(vec![0xa5u8; workload.payload]);
+    let payload = Bytes::from(vec![0xa5u8; workload.payload]);
     let expires_at = far_expiry();
 
     let mut handles = Vec::with_capacity(tasks);
     let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
     for _ in 0..tasks {
         let store = Arc::clone(&store);
-        let payload = Arc::clone(&payload);
+        let payload = payload.clone();
         let start = Arc::clone(&start);
         handles.push(tokio::spawn(async move {
             let mut keys: Vec<SessionKey> =
                 (0..per_task).map(|_| SessionId::generate().key()).collect();
             if workload.op != Op::Create {
                 for key in &keys {
-                    if store.create(key, expires_at, &payload).await? != CreateOutcome::Created {
+                    if store.create(key, expires_at, payload.clone()).await?
+                        != CreateOutcome::Created
+                    {
                         return Err(unexpected("create"));
                     }
                 }
@@ -155,7 +159,8 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                 let t = Instant::now();
                 match workload.op {
                     Op::Create => {
-                        if store.create(key, expires_at, &payload).await? != CreateOutcome::Created
+                        if store.create(key, expires_at, payload.clone()).await?
+                            != CreateOutcome::Created
                         {
                             return Err(unexpected("create"));
                         }
@@ -166,7 +171,9 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                         }
                     }
                     Op::Update => {
-                        if store.update(key, key, 1, expires_at, &payload).await?
+                        if store
+                            .update(key, key, 1, expires_at, payload.clone())
+                            .await?
                             != (UpdateOutcome::Updated { version: 2 })
                         {
                             return Err(unexpected("update"));
@@ -174,7 +181,7 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                     }
                     Op::Rotate => {
                         if store
-                            .update(&fresh[i], key, 1, expires_at, &payload)
+                            .update(&fresh[i], key, 1, expires_at, payload.clone())
                             .await?
                             != (UpdateOutcome::Updated { version: 2 })
                         {

@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use session_manager::{CreateOutcome, SessionId, SessionStore, time::OffsetDateTime};
+use session_manager::{Bytes, CreateOutcome, SessionId, SessionStore, time::OffsetDateTime};
 
 fn sessionctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sessionctl"))
@@ -89,7 +89,10 @@ fn check_leaves_existing_sessions_and_no_tables_behind() {
     runtime.block_on(async {
         let store = session_sqlite::SqliteStore::open(&path).await.unwrap();
         assert_eq!(
-            store.create(&key, later(3600), b"keep me").await.unwrap(),
+            store
+                .create(&key, later(3600), Bytes::from_static(b"keep me"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
     });
@@ -431,7 +434,11 @@ fn stats_and_gc_on_sqlite() {
         let store = session_sqlite::SqliteStore::open(&path).await.unwrap();
         for _ in 0..3 {
             let outcome = store
-                .create(&SessionId::generate().key(), later(3600), b"live")
+                .create(
+                    &SessionId::generate().key(),
+                    later(3600),
+                    Bytes::from_static(b"live"),
+                )
                 .await
                 .unwrap();
             assert_eq!(outcome, CreateOutcome::Created);
@@ -439,7 +446,11 @@ fn stats_and_gc_on_sqlite() {
         let soon = OffsetDateTime::now_utc() + Duration::from_millis(50);
         for _ in 0..2 {
             let outcome = store
-                .create(&SessionId::generate().key(), soon, b"dying")
+                .create(
+                    &SessionId::generate().key(),
+                    soon,
+                    Bytes::from_static(b"dying"),
+                )
                 .await
                 .unwrap();
             assert_eq!(outcome, CreateOutcome::Created);

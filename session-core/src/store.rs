@@ -89,6 +89,9 @@ pub fn from_unix_millis(millis: i64) -> Option<OffsetDateTime> {
 /// example a request refused before it was sent). The front (`SessionManager`) resolves
 /// in-doubt saves and rotations by re-reading.
 ///
+/// Data arrives as [`Bytes`]: a store may keep it as it is (an in-process store holds the
+/// caller's buffer without copying it) or write it out and drop it.
+///
 /// Run `conformance-tests` against an implementation: it checks all of this.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
@@ -98,7 +101,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome>;
 
     /// The live record at `key`, or `None`. Never creates anything.
@@ -116,7 +119,7 @@ pub trait SessionStore: Send + Sync + 'static {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome>;
 
     /// Moves the expiry of the live record at `key`; data and version stay. `false` when there
@@ -144,7 +147,7 @@ pub trait SessionStoreExt: SessionStore {
         key: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.update(key, key, expected_version, expires_at, data)
             .await
@@ -162,13 +165,13 @@ macro_rules! forward_store {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<S: SessionStore + ?Sized> SessionStore for $ty {
-            async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: &[u8]) -> Result<CreateOutcome> {
+            async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: Bytes) -> Result<CreateOutcome> {
                 (**self).create(key, expires_at, data).await
             }
             async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
                 (**self).read(key).await
             }
-            async fn update(&self, current: &SessionKey, previous: &SessionKey, expected_version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Result<UpdateOutcome> {
+            async fn update(&self, current: &SessionKey, previous: &SessionKey, expected_version: u64, expires_at: OffsetDateTime, data: Bytes) -> Result<UpdateOutcome> {
                 (**self).update(current, previous, expected_version, expires_at, data).await
             }
             async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {

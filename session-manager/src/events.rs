@@ -6,8 +6,8 @@ use tokio::sync::broadcast;
 
 use session_core::Result;
 use session_core::SessionKey;
+use session_core::{Bytes, async_trait, time::OffsetDateTime};
 use session_core::{CreateOutcome, Record, SessionStore, UpdateOutcome};
-use session_core::{async_trait, time::OffsetDateTime};
 
 /// What happened to the sessions of an [`Observed`] store. Events carry [`SessionKey`]s (hashes),
 /// never tokens.
@@ -114,7 +114,7 @@ impl<S: SessionStore> SessionStore for Observed<S> {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let outcome = self.inner.create(key, expires_at, data).await?;
         if outcome == CreateOutcome::Created {
@@ -133,7 +133,7 @@ impl<S: SessionStore> SessionStore for Observed<S> {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let outcome = self
             .inner

@@ -352,11 +352,11 @@ impl<S: SessionStore> SessionManager<S> {
             .absolute
             .map(|life| truncate_to_millis(now.saturating_add(life)));
         let expires_at = self.expiry_for(requested, absolute_deadline)?;
-        let stored = envelope::encode(absolute_deadline, &data);
+        let stored = Bytes::from(envelope::encode(absolute_deadline, &data));
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
             let key = id.key();
-            let outcome = match self.store.create(&key, expires_at, &stored).await {
+            let outcome = match self.store.create(&key, expires_at, stored.clone()).await {
                 Ok(outcome) => outcome,
                 Err(e) if self.landed(&e, &key, 1, expires_at, &stored).await => {
                     CreateOutcome::Created
@@ -486,11 +486,11 @@ impl<S: SessionStore> SessionManager<S> {
     ) -> Result<()> {
         self.check_size(&state.data)?;
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
-        let stored = envelope::encode(state.absolute_deadline, &state.data);
+        let stored = Bytes::from(envelope::encode(state.absolute_deadline, &state.data));
         let key = state.id.key();
         let outcome = match self
             .store
-            .update(&key, &key, state.version, expires_at, &stored)
+            .update(&key, &key, state.version, expires_at, stored.clone())
             .await
         {
             Ok(outcome) => outcome,
@@ -537,14 +537,20 @@ impl<S: SessionStore> SessionManager<S> {
     ) -> Result<()> {
         self.check_size(&state.data)?;
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
-        let stored = envelope::encode(state.absolute_deadline, &state.data);
+        let stored = Bytes::from(envelope::encode(state.absolute_deadline, &state.data));
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
             let current = id.key();
             let outcome = match self
                 .store
-                .update(&current, &previous, state.version, expires_at, &stored)
+                .update(
+                    &current,
+                    &previous,
+                    state.version,
+                    expires_at,
+                    stored.clone(),
+                )
                 .await
             {
                 Ok(outcome) => outcome,

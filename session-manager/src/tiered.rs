@@ -8,12 +8,12 @@ use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockWriteGuard};
 
 use session_core::SessionKey;
+use session_core::{Bytes, async_trait, time::OffsetDateTime};
 use session_core::{
     CreateOutcome, Record, SessionStore, UpdateOutcome, from_unix_millis, truncate_to_millis,
     unix_millis,
 };
 use session_core::{Error, ErrorKind, Result};
-use session_core::{async_trait, time::OffsetDateTime};
 
 /// Default longest time a front entry serves reads before the back is asked again.
 pub const DEFAULT_FRONT_TTL: Duration = Duration::from_secs(5);
@@ -166,7 +166,7 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
             return Ok(());
         }
         let value = encode(record.version, record.expires_at, &record.data);
-        if self.front.create(key, until, &value).await? == CreateOutcome::IdTaken {
+        if self.front.create(key, until, value.into()).await? == CreateOutcome::IdTaken {
             // Another task of this instance filled it between our delete and create; which of
             // the two is newer is unknown, so keep neither.
             self.front.delete(key).await?;
@@ -248,17 +248,20 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let _guards = self.lock(&[key]).await;
         {
             let outcome = self
-                .unless_failed(self.back.create(key, expires_at, data).await, &[key])
+                .unless_failed(
+                    self.back.create(key, expires_at, data.clone()).await,
+                    &[key],
+                )
                 .await?;
             match outcome {
                 CreateOutcome::Created => {
                     let record = Record {
-                        data: data.to_vec().into(),
+                        data,
                         expires_at: truncate_to_millis(expires_at),
                         version: 1,
                     };
@@ -298,14 +301,20 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let _guards = self.lock(&[current, previous]).await;
         {
             let outcome = self
                 .unless_failed(
                     self.back
-                        .update(current, previous, expected_version, expires_at, data)
+                        .update(
+                            current,
+                            previous,
+                            expected_version,
+                            expires_at,
+                            data.clone(),
+                        )
                         .await,
                     &[current, previous],
                 )
@@ -316,7 +325,7 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
                         self.invalidate(previous).await?;
                     }
                     let record = Record {
-                        data: data.to_vec().into(),
+                        data,
                         expires_at: truncate_to_millis(expires_at),
                         version,
                     };

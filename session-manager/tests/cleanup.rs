@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{CreateOutcome, SessionId, SessionStore, spawn_cleanup};
 use session_memory::MemoryStore;
@@ -30,7 +31,7 @@ async fn purges_expired_sessions_and_reports_counts() {
     for i in 0..150 {
         let at = if i < 100 { soon } else { far };
         let outcome = store
-            .create(&SessionId::generate().key(), at, b"x")
+            .create(&SessionId::generate().key(), at, Bytes::from_static(b"x"))
             .await
             .unwrap();
         assert_eq!(outcome, CreateOutcome::Created);
@@ -51,7 +52,7 @@ async fn keeps_going_after_failures() {
         .create(
             &SessionId::generate().key(),
             OffsetDateTime::now_utc() + Duration::from_millis(1),
-            b"x",
+            Bytes::from_static(b"x"),
         )
         .await
         .unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 mod common;
 
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{
     CreateOutcome, Observed, SessionEvent, SessionId, SessionStore, UpdateOutcome,
@@ -26,34 +27,55 @@ async fn one_sessions_events_in_order() {
         SessionId::generate().key(),
     );
     assert_eq!(
-        store.create(&a, later(60_000), b"1").await.unwrap(),
+        store
+            .create(&a, later(60_000), Bytes::from_static(b"1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(
-        store.create(&a, later(60_000), b"x").await.unwrap(),
+        store
+            .create(&a, later(60_000), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
         CreateOutcome::IdTaken
     );
     assert_eq!(
-        store.update(&a, &a, 1, later(60_000), b"2").await.unwrap(),
+        store
+            .update(&a, &a, 1, later(60_000), Bytes::from_static(b"2"))
+            .await
+            .unwrap(),
         UpdateOutcome::Updated { version: 2 }
     );
     assert_eq!(
-        store.update(&a, &a, 1, later(60_000), b"x").await.unwrap(),
+        store
+            .update(&a, &a, 1, later(60_000), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
         UpdateOutcome::Conflict
     );
     assert!(store.touch(&a, later(90_000)).await.unwrap());
     assert!(!store.touch(&c, later(90_000)).await.unwrap());
     assert_eq!(
-        store.update(&b, &a, 2, later(60_000), b"3").await.unwrap(),
+        store
+            .update(&b, &a, 2, later(60_000), Bytes::from_static(b"3"))
+            .await
+            .unwrap(),
         UpdateOutcome::Updated { version: 3 }
     );
     assert_eq!(
-        store.update(&c, &a, 3, later(60_000), b"x").await.unwrap(),
+        store
+            .update(&c, &a, 3, later(60_000), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
         UpdateOutcome::NotFound
     );
     store.delete(&b).await.unwrap();
     assert_eq!(
-        store.create(&c, later(20), b"short").await.unwrap(),
+        store
+            .create(&c, later(20), Bytes::from_static(b"short"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     tokio::time::sleep(Duration::from_millis(40)).await;
@@ -94,7 +116,11 @@ async fn a_slow_subscriber_lags_and_never_blocks_the_store() {
     let mut fast = store.subscribe();
     for _ in 0..10 {
         let outcome = store
-            .create(&SessionId::generate().key(), later(60_000), b"x")
+            .create(
+                &SessionId::generate().key(),
+                later(60_000),
+                Bytes::from_static(b"x"),
+            )
             .await;
         assert_eq!(outcome.unwrap(), CreateOutcome::Created);
     }
@@ -110,7 +136,11 @@ async fn a_slow_subscriber_lags_and_never_blocks_the_store() {
     // No subscribers at all is fine too.
     let lonely = Observed::new(MemoryStore::new());
     let outcome = lonely
-        .create(&SessionId::generate().key(), later(1000), b"x")
+        .create(
+            &SessionId::generate().key(),
+            later(1000),
+            Bytes::from_static(b"x"),
+        )
         .await;
     assert_eq!(outcome.unwrap(), CreateOutcome::Created);
 }
@@ -127,10 +157,15 @@ async fn failed_operations_publish_nothing() {
     let store = Observed::new(flaky);
     let mut events = store.subscribe();
     let key = SessionId::generate().key();
-    assert!(store.create(&key, later(1000), b"x").await.is_err());
     assert!(
         store
-            .update(&key, &key, 1, later(1000), b"x")
+            .create(&key, later(1000), Bytes::from_static(b"x"))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .update(&key, &key, 1, later(1000), Bytes::from_static(b"x"))
             .await
             .is_err()
     );

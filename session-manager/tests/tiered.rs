@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{
     CreateOutcome, Session, SessionId, SessionManager, SessionStore, Tiered, UpdateOutcome,
@@ -40,7 +41,9 @@ async fn cas_counter_across_instances_loses_no_update() {
     let (back, a, b) = two_servers(Duration::from_secs(60));
     let key = SessionId::generate().key();
     assert_eq!(
-        a.create(&key, later(), &0u64.to_be_bytes()).await.unwrap(),
+        a.create(&key, later(), Bytes::copy_from_slice(&0u64.to_be_bytes()))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     let tasks: Vec<_> = (0..TASKS)
@@ -62,7 +65,7 @@ async fn cas_counter_across_instances_loses_no_update() {
                                 &key,
                                 record.version,
                                 later(),
-                                &(value + 1).to_be_bytes(),
+                                Bytes::copy_from_slice(&(value + 1).to_be_bytes()),
                             )
                             .await
                             .unwrap()
@@ -96,7 +99,9 @@ async fn a_stale_front_never_resurrects_a_deleted_session() {
     let (back, a, b) = two_servers(Duration::from_secs(60));
     let key = SessionId::generate().key();
     assert_eq!(
-        a.create(&key, later(), b"v1").await.unwrap(),
+        a.create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert!(b.read(&key).await.unwrap().is_some(), "b's front is filled");
@@ -109,9 +114,15 @@ async fn a_stale_front_never_resurrects_a_deleted_session() {
         .expect("b serves its front entry");
     // ...but cannot write it back.
     assert_eq!(
-        b.update(&key, &key, stale.version, later(), b"v2")
-            .await
-            .unwrap(),
+        b.update(
+            &key,
+            &key,
+            stale.version,
+            later(),
+            Bytes::from_static(b"v2")
+        )
+        .await
+        .unwrap(),
         UpdateOutcome::NotFound
     );
     assert!(back.read(&key).await.unwrap().is_none());
@@ -130,7 +141,9 @@ async fn rotations_from_two_instances_never_fork() {
     for _round in 0..10 {
         let previous = SessionId::generate().key();
         assert_eq!(
-            a.create(&previous, later(), b"origin").await.unwrap(),
+            a.create(&previous, later(), Bytes::from_static(b"origin"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         b.read(&previous).await.unwrap();
@@ -145,9 +158,11 @@ async fn rotations_from_two_instances_never_fork() {
                     Arc::clone(&b)
                 };
                 let target = *target;
-                tokio::spawn(
-                    async move { store.update(&target, &previous, 1, later(), b"moved").await },
-                )
+                tokio::spawn(async move {
+                    store
+                        .update(&target, &previous, 1, later(), Bytes::from_static(b"moved"))
+                        .await
+                })
             })
             .collect();
         let mut winners = 0;
@@ -177,12 +192,16 @@ async fn staleness_is_bounded_by_the_front_ttl() {
     let (_back, a, b) = two_servers(Duration::from_millis(200));
     let key = SessionId::generate().key();
     assert_eq!(
-        a.create(&key, later(), b"v1").await.unwrap(),
+        a.create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(&b.read(&key).await.unwrap().unwrap().data[..], b"v1");
     assert!(matches!(
-        a.update(&key, &key, 1, later(), b"v2").await.unwrap(),
+        a.update(&key, &key, 1, later(), Bytes::from_static(b"v2"))
+            .await
+            .unwrap(),
         UpdateOutcome::Updated { .. }
     ));
     // Own writes are read back at once.
@@ -198,29 +217,50 @@ async fn a_failed_back_write_empties_the_front_of_its_keys() {
     let store = Tiered::new(MemoryStore::new(), Arc::clone(&back));
     let key = SessionId::generate().key();
     assert_eq!(
-        store.create(&key, later(), b"v1").await.unwrap(),
+        store
+            .create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(store.front_len(), 1);
     back.fail_writes.store(true, Ordering::Release);
     let fresh = SessionId::generate().key();
-    assert!(store.update(&key, &key, 1, later(), b"v2").await.is_err());
+    assert!(
+        store
+            .update(&key, &key, 1, later(), Bytes::from_static(b"v2"))
+            .await
+            .is_err()
+    );
     assert_eq!(
         store.front_len(),
         0,
         "an in-doubt write drops the front entry"
     );
     assert!(store.front().read(&key).await.unwrap().is_none());
-    assert!(store.update(&fresh, &key, 1, later(), b"v2").await.is_err());
+    assert!(
+        store
+            .update(&fresh, &key, 1, later(), Bytes::from_static(b"v2"))
+            .await
+            .is_err()
+    );
     assert!(store.delete(&key).await.is_err());
-    assert!(store.create(&fresh, later(), b"x").await.is_err());
+    assert!(
+        store
+            .create(&fresh, later(), Bytes::from_static(b"x"))
+            .await
+            .is_err()
+    );
     assert!(store.front().read(&fresh).await.unwrap().is_none());
     // The back refused every write before applying it: reads find v1 there.
     let record = store.read(&key).await.unwrap().unwrap();
     assert_eq!((&record.data[..], record.version), (&b"v1"[..], 1));
     back.fail_writes.store(false, Ordering::Release);
     assert_eq!(
-        store.update(&key, &key, 1, later(), b"v2").await.unwrap(),
+        store
+            .update(&key, &key, 1, later(), Bytes::from_static(b"v2"))
+            .await
+            .unwrap(),
         UpdateOutcome::Updated { version: 2 }
     );
 }
@@ -231,12 +271,20 @@ async fn a_write_applied_by_the_back_but_reported_failed_is_read_back() {
     let store = Tiered::new(MemoryStore::new(), Arc::clone(&back));
     let key = SessionId::generate().key();
     assert_eq!(
-        store.create(&key, later(), b"v1").await.unwrap(),
+        store
+            .create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert!(store.read(&key).await.unwrap().is_some(), "front filled");
     back.fail_after_write.store(true, Ordering::Release);
-    assert!(store.update(&key, &key, 1, later(), b"v2").await.is_err());
+    assert!(
+        store
+            .update(&key, &key, 1, later(), Bytes::from_static(b"v2"))
+            .await
+            .is_err()
+    );
     back.fail_after_write.store(false, Ordering::Release);
     let record = store.read(&key).await.unwrap().unwrap();
     assert_eq!((&record.data[..], record.version), (&b"v2"[..], 2));
@@ -247,7 +295,10 @@ async fn a_huge_front_ttl_does_not_panic() {
     let store = Tiered::new(MemoryStore::new(), MemoryStore::new()).with_front_ttl(Duration::MAX);
     let key = SessionId::generate().key();
     assert_eq!(
-        store.create(&key, later(), b"v1").await.unwrap(),
+        store
+            .create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     let record = store.read(&key).await.unwrap().unwrap();
@@ -255,7 +306,10 @@ async fn a_huge_front_ttl_does_not_panic() {
     let unfilled =
         Tiered::new(MemoryStore::new(), MemoryStore::new()).with_front_ttl(Duration::ZERO);
     assert_eq!(
-        unfilled.create(&key, later(), b"v1").await.unwrap(),
+        unfilled
+            .create(&key, later(), Bytes::from_static(b"v1"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(unfilled.front_len(), 0);
@@ -270,7 +324,9 @@ async fn the_front_is_bounded() {
     for _ in 0..50 {
         let key = SessionId::generate().key();
         assert_eq!(
-            back.create(&key, later(), b"x").await.unwrap(),
+            back.create(&key, later(), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         keys.push(key);
@@ -280,7 +336,10 @@ async fn the_front_is_bounded() {
     }
     for key in &keys {
         assert_eq!(
-            store.create(key, later(), b"y").await.unwrap(),
+            store
+                .create(key, later(), Bytes::from_static(b"y"))
+                .await
+                .unwrap(),
             CreateOutcome::IdTaken
         );
         assert!(store.read(key).await.unwrap().is_some());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_bench::{Op, compare, print_markdown};
+use session_core::Bytes;
 use session_core::time::OffsetDateTime;
 use session_core::{
     CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
@@ -20,7 +21,7 @@ fn create(
     map: &mut Map,
     key: &SessionKey,
     expires_at: OffsetDateTime,
-    data: &[u8],
+    data: Bytes,
 ) -> CreateOutcome {
     let now = OffsetDateTime::now_utc();
     if map.get(key).is_some_and(|r| r.expires_at > now) {
@@ -29,7 +30,7 @@ fn create(
     map.insert(
         *key,
         Record {
-            data: data.to_vec().into(),
+            data,
             expires_at,
             version: 1,
         },
@@ -48,7 +49,7 @@ fn update(
     previous: &SessionKey,
     expected: u64,
     expires_at: OffsetDateTime,
-    data: &[u8],
+    data: Bytes,
 ) -> UpdateOutcome {
     let now = OffsetDateTime::now_utc();
     match map.get(previous) {
@@ -63,7 +64,7 @@ fn update(
     map.insert(
         *current,
         Record {
-            data: data.to_vec().into(),
+            data,
             expires_at,
             version: expected + 1,
         },
@@ -96,7 +97,7 @@ macro_rules! baseline {
                 &self,
                 key: &SessionKey,
                 expires_at: OffsetDateTime,
-                data: &[u8],
+                data: Bytes,
             ) -> Result<CreateOutcome> {
                 let $s = self;
                 Ok(create(&mut *$lock, key, expires_at, data))
@@ -111,7 +112,7 @@ macro_rules! baseline {
                 previous: &SessionKey,
                 expected: u64,
                 expires_at: OffsetDateTime,
-                data: &[u8],
+                data: Bytes,
             ) -> Result<UpdateOutcome> {
                 let $s = self;
                 Ok(update(

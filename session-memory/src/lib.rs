@@ -203,7 +203,7 @@ impl SessionStore for MemoryStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let now = OffsetDateTime::now_utc();
         let mut shard = self.shard(key);
@@ -211,7 +211,7 @@ impl SessionStore for MemoryStore {
             return Ok(CreateOutcome::IdTaken);
         }
         let entry = Entry {
-            data: Bytes::copy_from_slice(data),
+            data,
             expires_at: truncate_to_millis(expires_at),
             version: 1,
         };
@@ -235,7 +235,7 @@ impl SessionStore for MemoryStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let now = OffsetDateTime::now_utc();
         let expires_at = truncate_to_millis(expires_at);
@@ -248,7 +248,7 @@ impl SessionStore for MemoryStore {
             if entry.version != expected_version {
                 return Ok(UpdateOutcome::Conflict);
             }
-            entry.data = Bytes::copy_from_slice(data);
+            entry.data = data;
             entry.expires_at = expires_at;
             entry.version = version;
             return Ok(UpdateOutcome::Updated { version });
@@ -269,7 +269,7 @@ impl SessionStore for MemoryStore {
             .map
             .remove(previous)
             .expect("checked live under the same lock");
-        entry.data = Bytes::copy_from_slice(data);
+        entry.data = data;
         entry.expires_at = expires_at;
         entry.version = version;
         pair.current().insert(*current, entry, now);

@@ -1,6 +1,7 @@
 //! Memory stays proportional to the live sessions under create/expire churn, with nobody calling
 //! `delete_expired`.
 
+use session_core::Bytes;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{SessionId, SessionStore, truncate_to_millis};
 use session_memory::MemoryStore;
@@ -11,7 +12,11 @@ async fn churn_keeps_memory_bounded_without_delete_expired() {
     let live: Vec<_> = (0..500).map(|_| SessionId::generate().key()).collect();
     for key in &live {
         let _ = store
-            .create(key, OffsetDateTime::now_utc() + Duration::hours(1), b"live")
+            .create(
+                key,
+                OffsetDateTime::now_utc() + Duration::hours(1),
+                Bytes::from_static(b"live"),
+            )
             .await
             .unwrap();
     }
@@ -20,7 +25,11 @@ async fn churn_keeps_memory_bounded_without_delete_expired() {
         // Each record is expired by the time the next one is written.
         let expires_at = truncate_to_millis(OffsetDateTime::now_utc());
         let _ = store
-            .create(&SessionId::generate().key(), expires_at, &[0u8; 64])
+            .create(
+                &SessionId::generate().key(),
+                expires_at,
+                Bytes::copy_from_slice(&[0u8; 64]),
+            )
             .await
             .unwrap();
         peak = peak.max(store.stored_records());

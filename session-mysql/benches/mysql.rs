@@ -33,7 +33,7 @@ impl SessionStore for RawMysql {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let sql = format!(
             "INSERT INTO {} (k, expires_at, version, data) VALUES (?, ?, 1, ?) ON DUPLICATE KEY UPDATE \
@@ -45,7 +45,7 @@ impl SessionStore for RawMysql {
         let done = sqlx::query(&sql)
             .bind(&key.as_bytes()[..])
             .bind(unix_millis(expires_at))
-            .bind(data)
+            .bind(&data[..])
             .execute(&self.pool)
             .await
             .map_err(fail)?;
@@ -77,7 +77,7 @@ impl SessionStore for RawMysql {
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let sql = format!(
             "UPDATE {} SET k = ?, expires_at = ?, version = version + 1, data = ? WHERE k = ? AND version = ? AND expires_at > {NOW}",
@@ -86,7 +86,7 @@ impl SessionStore for RawMysql {
         let done = sqlx::query(&sql)
             .bind(&current.as_bytes()[..])
             .bind(unix_millis(expires_at))
-            .bind(data)
+            .bind(&data[..])
             .bind(&previous.as_bytes()[..])
             .bind(expected as i64)
             .execute(&self.pool)

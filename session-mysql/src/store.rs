@@ -545,14 +545,14 @@ impl SessionStore for MysqlStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.bounded("creating a session", async {
             let done = retry_locks("creating a session", || {
                 sqlx::query(&self.sql.create)
                     .bind(&key.as_bytes()[..])
                     .bind(unix_millis(expires_at))
-                    .bind(data)
+                    .bind(&data[..])
                     .execute(&self.pool)
             })
             .await?;
@@ -593,7 +593,7 @@ impl SessionStore for MysqlStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.bounded("updating a session", async {
             if expected_version >= i64::MAX as u64 {
@@ -610,7 +610,7 @@ impl SessionStore for MysqlStore {
             let expires_at = unix_millis(expires_at);
             loop {
                 if let Some(outcome) = self
-                    .update_once(current, previous, expected_version, expires_at, data)
+                    .update_once(current, previous, expected_version, expires_at, &data)
                     .await?
                 {
                     return Ok(outcome);

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance_tests::NamespaceFactory;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{
     BackendConfig, CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, StoreAdmin,
@@ -49,7 +50,10 @@ async fn expiry_is_right_in_any_session_time_zone() {
         let key = SessionId::generate().key();
         let soon = truncate_to_millis(OffsetDateTime::now_utc() + TimeDuration::milliseconds(800));
         assert_eq!(
-            store.create(&key, soon, b"tz").await.unwrap(),
+            store
+                .create(&key, soon, Bytes::from_static(b"tz"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         let record = store
@@ -107,7 +111,7 @@ async fn killed_connections_give_transient_errors_never_false_success() {
                     let deadline = Instant::now() + Duration::from_secs(10);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         let key = SessionId::generate().key();
-                        match store.create(&key, later(), b"load").await {
+                        match store.create(&key, later(), Bytes::from_static(b"load")).await {
                             Ok(CreateOutcome::Created) => created.push(key),
                             Ok(CreateOutcome::IdTaken) => panic!("a fresh key was reported taken"),
                             Err(e) => {

@@ -31,7 +31,7 @@ impl SessionStore for RawPg {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let sql = format!(
             "INSERT INTO {} AS s (key, expires_at, version, data) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data WHERE s.expires_at <= now()",
@@ -40,7 +40,7 @@ impl SessionStore for RawPg {
         let done = sqlx::query(&sql)
             .bind(&key.as_bytes()[..])
             .bind(expires_at)
-            .bind(data)
+            .bind(&data[..])
             .execute(&self.pool)
             .await
             .map_err(fail)?;
@@ -72,7 +72,7 @@ impl SessionStore for RawPg {
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let sql = format!(
             "UPDATE {} SET key = $1, expires_at = $3, version = $4 + 1, data = $5 WHERE key = $2 AND version = $4 AND expires_at > now()",
@@ -83,7 +83,7 @@ impl SessionStore for RawPg {
             .bind(&previous.as_bytes()[..])
             .bind(expires_at)
             .bind(expected as i64)
-            .bind(data)
+            .bind(&data[..])
             .execute(&self.pool)
             .await
             .map_err(fail)?;

@@ -493,13 +493,13 @@ impl SessionStore for PostgresStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.bounded("creating a session", async {
             let done = sqlx::query(&self.sql.create)
                 .bind(&key.as_bytes()[..])
                 .bind(truncate_to_millis(expires_at))
-                .bind(data)
+                .bind(&data[..])
                 .execute(&self.pool)
                 .await
                 .map_err(pg("creating a session"))?;
@@ -544,7 +544,7 @@ impl SessionStore for PostgresStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.bounded("updating a session", async {
             if expected_version >= i64::MAX as u64 {
@@ -569,14 +569,14 @@ impl SessionStore for PostgresStore {
                     .bind(&previous.as_bytes()[..])
                     .bind(expected)
                     .bind(expires_at)
-                    .bind(data)
+                    .bind(&data[..])
             } else {
                 sqlx::query(&self.sql.rotate_fast)
                     .bind(&current.as_bytes()[..])
                     .bind(&previous.as_bytes()[..])
                     .bind(expected)
                     .bind(expires_at)
-                    .bind(data)
+                    .bind(&data[..])
             };
             match fast.execute(&self.pool).await {
                 Ok(done) if done.rows_affected() == 1 => {
@@ -594,14 +594,14 @@ impl SessionStore for PostgresStore {
                     .bind(&previous.as_bytes()[..])
                     .bind(expected)
                     .bind(expires_at)
-                    .bind(data)
+                    .bind(&data[..])
             } else {
                 sqlx::query(&self.sql.rotate)
                     .bind(&current.as_bytes()[..])
                     .bind(&previous.as_bytes()[..])
                     .bind(expected)
                     .bind(expires_at)
-                    .bind(data)
+                    .bind(&data[..])
             };
             self.run_update(query, expected_version).await
         })

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{PgFactory, SCHEMA};
 use conformance_tests::StoreFactory;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, ErrorKind, SessionId, SessionStore, UpdateOutcome};
 use session_postgres::PostgresStore;
@@ -135,7 +136,10 @@ async fn a_frozen_server_is_bounded_by_the_operation_deadline() {
         let store = PostgresStore::connect(config).await.unwrap();
         let key = SessionId::generate().key();
         assert_eq!(
-            store.create(&key, later(), b"v1").await.unwrap(),
+            store
+                .create(&key, later(), Bytes::from_static(b"v1"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
 
@@ -144,7 +148,10 @@ async fn a_frozen_server_is_bounded_by_the_operation_deadline() {
             let started = Instant::now();
             let result = match op {
                 "read" => store.read(&key).await.map(drop),
-                "update" => store.update(&key, &key, 1, later(), b"v2").await.map(drop),
+                "update" => store
+                    .update(&key, &key, 1, later(), Bytes::from_static(b"v2"))
+                    .await
+                    .map(drop),
                 "touch" => store.touch(&key, later()).await.map(drop),
                 _ => store.delete_expired().await.map(drop),
             };
@@ -183,7 +190,13 @@ async fn a_frozen_server_is_bounded_by_the_operation_deadline() {
         let record = store.read(&key).await.unwrap().unwrap();
         assert!(matches!(
             store
-                .update(&key, &key, record.version, later(), b"v3")
+                .update(
+                    &key,
+                    &key,
+                    record.version,
+                    later(),
+                    Bytes::from_static(b"v3")
+                )
                 .await
                 .unwrap(),
             UpdateOutcome::Updated { .. }
@@ -247,7 +260,10 @@ async fn a_lazy_store_works_once_the_server_comes_up() {
         );
         let store = PostgresStore::connect(config).await.unwrap();
         let key = SessionId::generate().key();
-        let error = store.create(&key, later(), b"early").await.unwrap_err();
+        let error = store
+            .create(&key, later(), Bytes::from_static(b"early"))
+            .await
+            .unwrap_err();
         assert!(error.is_transient(), "{error}");
 
         // The server appears on that port: the same store starts working by itself, table
@@ -258,7 +274,10 @@ async fn a_lazy_store_works_once_the_server_comes_up() {
         );
         let started = Instant::now();
         let outcome = loop {
-            match store.create(&key, later(), b"late").await {
+            match store
+                .create(&key, later(), Bytes::from_static(b"late"))
+                .await
+            {
                 Ok(outcome) => break outcome,
                 Err(e) => {
                     assert!(e.is_transient(), "{e}");
@@ -322,11 +341,17 @@ async fn a_least_privilege_role_uses_an_existing_table_and_migrate_false_runs_no
         let store = PostgresStore::connect(app.clone()).await.unwrap();
         let key = SessionId::generate().key();
         assert_eq!(
-            store.create(&key, later(), b"x").await.unwrap(),
+            store
+                .create(&key, later(), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         assert_eq!(
-            store.update(&key, &key, 1, later(), b"y").await.unwrap(),
+            store
+                .update(&key, &key, 1, later(), Bytes::from_static(b"y"))
+                .await
+                .unwrap(),
             UpdateOutcome::Updated { version: 2 }
         );
         assert_eq!(store.counts().await.unwrap(), (1, 0));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{PgFactory, with_param};
 use conformance_tests::StoreFactory;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{
     CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, truncate_to_millis,
@@ -45,7 +46,10 @@ async fn expiry_is_right_in_any_session_time_zone() {
             let soon =
                 truncate_to_millis(OffsetDateTime::now_utc() + TimeDuration::milliseconds(800));
             assert_eq!(
-                store.create(&key, soon, b"tz").await.unwrap(),
+                store
+                    .create(&key, soon, Bytes::from_static(b"tz"))
+                    .await
+                    .unwrap(),
                 CreateOutcome::Created
             );
             let record = store
@@ -93,7 +97,7 @@ async fn killed_connections_give_transient_errors_never_false_success() {
                     let deadline = Instant::now() + Duration::from_secs(10);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         let key = SessionId::generate().key();
-                        match store.create(&key, OffsetDateTime::now_utc() + TimeDuration::hours(1), b"load").await {
+                        match store.create(&key, OffsetDateTime::now_utc() + TimeDuration::hours(1), Bytes::from_static(b"load")).await {
                             Ok(CreateOutcome::Created) => created.push(key),
                             Ok(CreateOutcome::IdTaken) => panic!("a fresh key was reported taken"),
                             Err(e) => {
@@ -225,7 +229,7 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
                 .create(
                     key,
                     OffsetDateTime::now_utc() + TimeDuration::hours(1),
-                    b"fine",
+                    Bytes::from_static(b"fine"),
                 )
                 .await
                 .unwrap();

@@ -49,10 +49,10 @@ impl SessionStore for RawRedis {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let mut value = 1u64.to_be_bytes().to_vec();
-        value.extend_from_slice(data);
+        value.extend_from_slice(&data);
         let reply: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -86,10 +86,10 @@ impl SessionStore for RawRedis {
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let mut value = (expected + 1).to_be_bytes().to_vec();
-        value.extend_from_slice(data);
+        value.extend_from_slice(&data);
         let outcome: i64 = self
             .script
             .key(self.key(current))

@@ -222,12 +222,12 @@ impl SessionStore for RedisStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let expires_at = truncate_to_millis(expires_at);
         let reply: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
-            .arg(encode(1, expires_at, data))
+            .arg(encode(1, expires_at, &data))
             .arg("NX")
             .arg("PXAT")
             .arg(deadline(expires_at))
@@ -259,7 +259,7 @@ impl SessionStore for RedisStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let expires_at = truncate_to_millis(expires_at);
         let version = expected_version
@@ -270,7 +270,7 @@ impl SessionStore for RedisStore {
             .key(self.key(current))
             .key(self.key(previous))
             .arg(&expected_version.to_be_bytes()[..])
-            .arg(encode(version, expires_at, data))
+            .arg(encode(version, expires_at, &data))
             .arg(deadline(expires_at))
             .invoke_async(&mut self.connection())
             .await

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance_tests::StoreFactory;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore};
 use session_redis::{RedisConfig, RedisStore};
@@ -121,7 +122,10 @@ async fn server_killed_and_restarted_under_load() {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let key = SessionId::generate().key();
-                    match store.create(&key, later(), b"load").await {
+                    match store
+                        .create(&key, later(), Bytes::from_static(b"load"))
+                        .await
+                    {
                         Ok(CreateOutcome::Created) => acked.push(key),
                         Ok(CreateOutcome::IdTaken) => panic!("a fresh key was reported taken"),
                         Err(e) => {
@@ -156,7 +160,11 @@ async fn server_killed_and_restarted_under_load() {
     let mut recovered = None;
     while restarted.elapsed() < Duration::from_secs(15) {
         if store
-            .create(&SessionId::generate().key(), later(), b"after")
+            .create(
+                &SessionId::generate().key(),
+                later(),
+                Bytes::from_static(b"after"),
+            )
             .await
             .is_ok()
         {
@@ -172,7 +180,10 @@ async fn server_killed_and_restarted_under_load() {
     for _ in 0..100 {
         let key = SessionId::generate().key();
         assert_eq!(
-            store.create(&key, later(), b"after").await.unwrap(),
+            store
+                .create(&key, later(), Bytes::from_static(b"after"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         assert!(store.read(&key).await.unwrap().is_some());
@@ -204,7 +215,10 @@ async fn client_kill_gives_transient_errors_never_false_success() {
                 let (mut acked, mut errors) = (Vec::<SessionKey>::new(), 0u32);
                 while !stop.load(Ordering::Relaxed) {
                     let key = SessionId::generate().key();
-                    match store.create(&key, later(), b"load").await {
+                    match store
+                        .create(&key, later(), Bytes::from_static(b"load"))
+                        .await
+                    {
                         Ok(CreateOutcome::Created) => acked.push(key),
                         Ok(other) => panic!("{other:?} for a fresh key"),
                         Err(e) => {
@@ -299,7 +313,11 @@ async fn passwords_clusters_and_bad_urls() {
     let store = RedisStore::connect(RedisConfig::new(right)).await.unwrap();
     assert_eq!(
         store
-            .create(&SessionId::generate().key(), later(), b"ok")
+            .create(
+                &SessionId::generate().key(),
+                later(),
+                Bytes::from_static(b"ok")
+            )
             .await
             .unwrap(),
         CreateOutcome::Created
@@ -356,14 +374,17 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
         .await
         .unwrap();
     assert_eq!(
-        store.create(&fine, later(), b"fine").await.unwrap(),
+        store
+            .create(&fine, later(), Bytes::from_static(b"fine"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     for key in [&hash, &garbage] {
         assert_eq!(store.read(key).await.unwrap_err().kind(), ErrorKind::Decode);
         assert_eq!(
             store
-                .update(key, key, 1, later(), b"x")
+                .update(key, key, 1, later(), Bytes::from_static(b"x"))
                 .await
                 .unwrap_err()
                 .kind(),

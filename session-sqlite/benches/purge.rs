@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, SessionId, SessionStore, UpdateOutcome};
 use session_sqlite::SqliteStore;
@@ -44,14 +45,18 @@ async fn writers(store: Arc<SqliteStore>, tasks: usize, stop: Arc<AtomicBool>) -
                     let key = SessionId::generate().key();
                     let later = OffsetDateTime::now_utc() + TimeDuration::hours(1);
                     let started = Instant::now();
-                    let created = store.create(&key, later, &[7u8; 200]).await;
+                    let created = store
+                        .create(&key, later, Bytes::copy_from_slice(&[7u8; 200]))
+                        .await;
                     histogram
                         .lock()
                         .record(started.elapsed().as_nanos().max(1) as u64)
                         .ok();
                     assert_eq!(created.expect("create"), CreateOutcome::Created);
                     let started = Instant::now();
-                    let updated = store.update(&key, &key, 1, later, &[8u8; 200]).await;
+                    let updated = store
+                        .update(&key, &key, 1, later, Bytes::copy_from_slice(&[8u8; 200]))
+                        .await;
                     histogram
                         .lock()
                         .record(started.elapsed().as_nanos().max(1) as u64)

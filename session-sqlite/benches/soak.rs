@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, SessionId, SessionKey, SessionStore, UpdateOutcome};
 use session_sqlite::SqliteStore;
@@ -99,7 +100,12 @@ async fn worker(
             let key = SessionId::generate().key();
             // One in five sessions is short-lived, so each purge has work.
             let ttl = if pick.is_multiple_of(5) { 5 } else { 3_600 };
-            if store.create(&key, later(ttl), &payload).await.unwrap() == CreateOutcome::Created {
+            if store
+                .create(&key, later(ttl), Bytes::copy_from_slice(&payload))
+                .await
+                .unwrap()
+                == CreateOutcome::Created
+            {
                 sessions.push((key, 1));
             }
             "create"
@@ -113,7 +119,13 @@ async fn worker(
                 }
                 60..=84 => {
                     match store
-                        .update(&key, &key, version, later(3_600), &payload)
+                        .update(
+                            &key,
+                            &key,
+                            version,
+                            later(3_600),
+                            Bytes::copy_from_slice(&payload),
+                        )
                         .await
                         .unwrap()
                     {
@@ -127,7 +139,13 @@ async fn worker(
                 85..=89 => {
                     let fresh = SessionId::generate().key();
                     match store
-                        .update(&fresh, &key, version, later(3_600), &payload)
+                        .update(
+                            &fresh,
+                            &key,
+                            version,
+                            later(3_600),
+                            Bytes::copy_from_slice(&payload),
+                        )
                         .await
                         .unwrap()
                     {

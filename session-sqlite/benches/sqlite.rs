@@ -46,12 +46,12 @@ impl SessionStore for RawSqlite {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let c = self.0.lock();
         let n = c
             .prepare_cached("INSERT INTO s VALUES (?1, ?2, 1, ?3) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data WHERE s.expires_at <= ?4")
-            .and_then(|mut s| s.execute(params![&key.as_bytes()[..], unix_millis(expires_at), data, now()]))
+            .and_then(|mut s| s.execute(params![&key.as_bytes()[..], unix_millis(expires_at), &data[..], now()]))
             .map_err(fail)?;
         Ok(if n == 1 {
             CreateOutcome::Created
@@ -84,12 +84,12 @@ impl SessionStore for RawSqlite {
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let c = self.0.lock();
         let n = c
             .prepare_cached("UPDATE s SET key = ?1, expires_at = ?3, version = ?4 + 1, data = ?5 WHERE key = ?2 AND version = ?4 AND expires_at > ?6")
-            .and_then(|mut s| s.execute(params![&current.as_bytes()[..], &previous.as_bytes()[..], unix_millis(expires_at), expected as i64, data, now()]))
+            .and_then(|mut s| s.execute(params![&current.as_bytes()[..], &previous.as_bytes()[..], unix_millis(expires_at), expected as i64, &data[..], now()]))
             .map_err(fail)?;
         Ok(if n == 1 {
             UpdateOutcome::Updated {

@@ -429,7 +429,7 @@ impl SessionStore for SqliteStore {
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         let (sql, key, expires, data) = (
             Arc::clone(&self.sql),
@@ -483,7 +483,7 @@ impl SessionStore for SqliteStore {
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         let (sql, current, previous) = (
             Arc::clone(&self.sql),

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use session_core::Bytes;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore};
 use session_sqlite::{SqliteConfig, SqliteStore};
@@ -99,7 +100,10 @@ async fn a_read_only_file() {
     {
         let store = store_with(&path, "sessions").await;
         assert_eq!(
-            store.create(&key, later(), b"kept").await.unwrap(),
+            store
+                .create(&key, later(), Bytes::from_static(b"kept"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
     }
@@ -243,7 +247,10 @@ async fn the_host_databases_user_version_is_left_alone() {
         let store = SqliteStore::open(&path).await.unwrap();
         let key = SessionId::generate().key();
         assert_eq!(
-            store.create(&key, later(), b"x").await.unwrap(),
+            store
+                .create(&key, later(), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
         drop(store);
@@ -326,7 +333,10 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
     let keys: Vec<SessionKey> = (0..4).map(|_| SessionId::generate().key()).collect();
     for key in &keys {
         assert_eq!(
-            store.create(key, later(), b"fine").await.unwrap(),
+            store
+                .create(key, later(), Bytes::from_static(b"fine"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
     }
@@ -349,7 +359,7 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
     assert_eq!(untouched.data.to_vec(), b"fine".to_vec());
     assert_eq!(
         store
-            .update(&keys[2], &keys[2], 1, later(), b"x")
+            .update(&keys[2], &keys[2], 1, later(), Bytes::from_static(b"x"))
             .await
             .unwrap_err()
             .kind(),
@@ -375,11 +385,15 @@ async fn tables_in_one_file_are_separate_namespaces() {
     );
     let key = SessionId::generate().key();
     assert_eq!(
-        a.create(&key, later(), b"a").await.unwrap(),
+        a.create(&key, later(), Bytes::from_static(b"a"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(
-        b.create(&key, later(), b"b").await.unwrap(),
+        b.create(&key, later(), Bytes::from_static(b"b"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     a.clear().await.unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, SessionId, SessionStore, UpdateOutcome, unix_millis};
 use session_sqlite::rusqlite;
@@ -35,7 +36,10 @@ async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
     let keys: Arc<Vec<_>> = Arc::new((0..64).map(|_| SessionId::generate().key()).collect());
     for key in keys.iter() {
         assert_eq!(
-            store.create(key, later(), &[7; 4096]).await.unwrap(),
+            store
+                .create(key, later(), Bytes::copy_from_slice(&[7; 4096]))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
     }
@@ -58,7 +62,13 @@ async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
                 } else {
                     let version = store.read(key).await.unwrap().unwrap().version;
                     if let UpdateOutcome::Updated { .. } = store
-                        .update(key, key, version, later(), &[t as u8; 4096])
+                        .update(
+                            key,
+                            key,
+                            version,
+                            later(),
+                            Bytes::copy_from_slice(&[t as u8; 4096]),
+                        )
                         .await
                         .unwrap()
                     {
@@ -134,7 +144,11 @@ async fn a_purge_runs_in_chunks_that_let_writes_through() {
                     break;
                 }
                 let outcome = store
-                    .create(&SessionId::generate().key(), later(), b"x")
+                    .create(
+                        &SessionId::generate().key(),
+                        later(),
+                        Bytes::from_static(b"x"),
+                    )
                     .await
                     .unwrap();
                 assert_eq!(outcome, CreateOutcome::Created);
@@ -191,7 +205,11 @@ async fn a_full_queue_fails_fast_and_transiently() {
             tokio::spawn(async move {
                 let started = Instant::now();
                 let result = store
-                    .create(&SessionId::generate().key(), later(), &[1; 4096])
+                    .create(
+                        &SessionId::generate().key(),
+                        later(),
+                        Bytes::copy_from_slice(&[1; 4096]),
+                    )
                     .await;
                 (result, started.elapsed())
             })
@@ -226,7 +244,7 @@ async fn work_whose_caller_is_gone_is_never_applied() {
     let mut timed_out = 0;
     for _ in 0..3_000 {
         let key = SessionId::generate().key();
-        let write = store.create(&key, later(), &[2; 4096]);
+        let write = store.create(&key, later(), Bytes::copy_from_slice(&[2; 4096]));
         if tokio::time::timeout(Duration::from_millis(1), write)
             .await
             .is_err()
@@ -239,7 +257,10 @@ async fn work_whose_caller_is_gone_is_never_applied() {
     // Anything still queued runs now; none of it may be applied.
     let probe = SessionId::generate().key();
     assert_eq!(
-        store.create(&probe, later(), b"after").await.unwrap(),
+        store
+            .create(&probe, later(), Bytes::from_static(b"after"))
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(store.counts().await.unwrap(), (1, 0));

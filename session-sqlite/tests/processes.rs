@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, SessionKey, SessionStore, UpdateOutcome};
 use session_sqlite::{Durability, SqliteConfig, SqliteStore};
@@ -72,10 +73,19 @@ async fn child() {
                 std::hint::spin_loop();
             }
             for i in 0..RACE_KEYS {
-                let created = store.create(&key(1, i), later(), &[me]).await.unwrap();
+                let created = store
+                    .create(&key(1, i), later(), Bytes::copy_from_slice(&[me]))
+                    .await
+                    .unwrap();
                 writeln!(out, "create {i} {}", created == CreateOutcome::Created).unwrap();
                 let rotated = store
-                    .update(&key(10 + me, i), &key(2, i), 1, later(), &[me])
+                    .update(
+                        &key(10 + me, i),
+                        &key(2, i),
+                        1,
+                        later(),
+                        Bytes::copy_from_slice(&[me]),
+                    )
                     .await
                     .unwrap();
                 writeln!(
@@ -102,7 +112,7 @@ async fn child() {
                     for n in 0.. {
                         let i = offset + w * 1_000_000 + n;
                         let outcome = store
-                            .create(&key(3, i), later(), &[7u8; 512])
+                            .create(&key(3, i), later(), Bytes::copy_from_slice(&[7u8; 512]))
                             .await
                             .unwrap();
                         assert_eq!(outcome, CreateOutcome::Created);
@@ -131,7 +141,10 @@ async fn two_processes_race_creates_and_rotations_on_one_file() {
         .unwrap();
     for i in 0..RACE_KEYS {
         assert_eq!(
-            store.create(&key(2, i), later(), b"origin").await.unwrap(),
+            store
+                .create(&key(2, i), later(), Bytes::from_static(b"origin"))
+                .await
+                .unwrap(),
             CreateOutcome::Created
         );
     }

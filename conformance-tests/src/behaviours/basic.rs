@@ -13,7 +13,9 @@ pub async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
     for data in data_set() {
         let k = key();
         ensure_eq!(
-            store.create(&k, expires_at, &data).await?,
+            store
+                .create(&k, expires_at, Bytes::copy_from_slice(&data))
+                .await?,
             CreateOutcome::Created,
             "create"
         );
@@ -52,7 +54,9 @@ pub async fn create_on_live_key_is_id_taken(factory: &dyn StoreFactory) -> Check
     let expires_at = in_secs(600);
     create(&*store, &k, expires_at, b"original").await?;
     ensure_eq!(
-        store.create(&k, in_secs(1200), b"intruder").await?,
+        store
+            .create(&k, in_secs(1200), Bytes::from_static(b"intruder"))
+            .await?,
         CreateOutcome::IdTaken,
         "second create"
     );
@@ -78,7 +82,9 @@ pub async fn create_over_expired_record(factory: &dyn StoreFactory) -> CheckResu
     create_expired(&*store, &k, b"old").await?;
     let expires_at = in_secs(600);
     ensure_eq!(
-        store.create(&k, expires_at, b"new").await?,
+        store
+            .create(&k, expires_at, Bytes::from_static(b"new"))
+            .await?,
         CreateOutcome::Created,
         "create over an expired record"
     );
@@ -122,7 +128,9 @@ pub async fn update_in_place(factory: &dyn StoreFactory) -> CheckResult {
     for version in 1..=3u64 {
         let expires_at = in_secs(600 + version as i64);
         let data = format!("v{}", version + 1).into_bytes();
-        let outcome = store.update(&k, &k, version, expires_at, &data).await?;
+        let outcome = store
+            .update(&k, &k, version, expires_at, Bytes::copy_from_slice(&data))
+            .await?;
         ensure_eq!(
             outcome,
             UpdateOutcome::Updated {
@@ -145,20 +153,24 @@ pub async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -
     create(&*store, &k, in_secs(600), b"v1").await?;
     let expires_at = in_secs(700);
     ensure_eq!(
-        store.update(&k, &k, 1, expires_at, b"v2").await?,
+        store
+            .update(&k, &k, 1, expires_at, Bytes::from_static(b"v2"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "first update"
     );
     for stale in [1, 0, 3, 99] {
         ensure_eq!(
-            store.update(&k, &k, stale, in_secs(900), b"lost").await?,
+            store
+                .update(&k, &k, stale, in_secs(900), Bytes::from_static(b"lost"))
+                .await?,
             UpdateOutcome::Conflict,
             "update expecting version {stale}"
         );
         let other = key();
         ensure_eq!(
             store
-                .update(&other, &k, stale, in_secs(900), b"lost")
+                .update(&other, &k, stale, in_secs(900), Bytes::from_static(b"lost"))
                 .await?,
             UpdateOutcome::Conflict,
             "rotation expecting version {stale}"
@@ -192,7 +204,13 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
     create(&*store, &rotated, in_secs(600), b"r").await?;
     ensure_eq!(
         store
-            .update(&successor, &rotated, 1, in_secs(600), b"s")
+            .update(
+                &successor,
+                &rotated,
+                1,
+                in_secs(600),
+                Bytes::from_static(b"s")
+            )
             .await?,
         UpdateOutcome::Updated { version: 2 },
         "rotation"
@@ -206,7 +224,13 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
     ] {
         ensure_eq!(
             store
-                .update(&previous, &previous, version, in_secs(600), b"zombie")
+                .update(
+                    &previous,
+                    &previous,
+                    version,
+                    in_secs(600),
+                    Bytes::from_static(b"zombie")
+                )
                 .await?,
             UpdateOutcome::NotFound,
             "update in place of {what} key"
@@ -218,7 +242,13 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
         let target = key();
         ensure_eq!(
             store
-                .update(&target, &previous, version, in_secs(600), b"zombie")
+                .update(
+                    &target,
+                    &previous,
+                    version,
+                    in_secs(600),
+                    Bytes::from_static(b"zombie")
+                )
                 .await?,
             UpdateOutcome::NotFound,
             "rotation from {what} key"
@@ -243,7 +273,9 @@ pub async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult 
     let k = key();
     create(&*store, &k, in_secs(600), b"data").await?;
     ensure_eq!(
-        store.update(&k, &k, 1, in_secs(600), b"data2").await?,
+        store
+            .update(&k, &k, 1, in_secs(600), Bytes::from_static(b"data2"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "update"
     );
@@ -302,7 +334,9 @@ pub async fn delete_is_idempotent_and_final(factory: &dyn StoreFactory) -> Check
         "a deleted record reads as present"
     );
     ensure_eq!(
-        store.update(&k, &k, 1, in_secs(600), b"y").await?,
+        store
+            .update(&k, &k, 1, in_secs(600), Bytes::from_static(b"y"))
+            .await?,
         UpdateOutcome::NotFound,
         "update after delete"
     );
@@ -336,7 +370,11 @@ pub async fn ten_thousand_sessions(factory: &dyn StoreFactory) -> CheckResult {
         let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
         handles.push(tokio::spawn(async move {
             for i in (w..SESSIONS).step_by(WORKERS) {
-                if store.create(&keys[i], in_secs(600), &data(i)).await? != CreateOutcome::Created {
+                if store
+                    .create(&keys[i], in_secs(600), Bytes::copy_from_slice(&data(i)))
+                    .await?
+                    != CreateOutcome::Created
+                {
                     return Err(Failure::new(
                         "create of a fresh key among 10,000 was refused",
                     ));
@@ -379,7 +417,9 @@ pub async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -
         let (a, b) = (key(), key());
         create(&*store, &a, in_secs(600), b"before").await?;
         ensure_eq!(
-            store.update(&a, &a, 1, in_secs(600), &data).await?,
+            store
+                .update(&a, &a, 1, in_secs(600), Bytes::copy_from_slice(&data))
+                .await?,
             UpdateOutcome::Updated { version: 2 },
             "update in place to {}",
             describe(&data)
@@ -392,7 +432,9 @@ pub async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -
             describe(&data)
         );
         ensure_eq!(
-            store.update(&b, &a, 2, in_secs(600), &data).await?,
+            store
+                .update(&b, &a, 2, in_secs(600), Bytes::copy_from_slice(&data))
+                .await?,
             UpdateOutcome::Updated { version: 3 },
             "rotation with {}",
             describe(&data)
@@ -406,7 +448,9 @@ pub async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -
         );
         // And back to something short: nothing of the long value may stick.
         ensure_eq!(
-            store.update(&b, &b, 3, in_secs(600), b"x").await?,
+            store
+                .update(&b, &b, 3, in_secs(600), Bytes::from_static(b"x"))
+                .await?,
             UpdateOutcome::Updated { version: 4 },
             "update back to one byte"
         );
@@ -428,7 +472,9 @@ pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> Che
         create(&*store, &k, in_secs(600), b"v1").await?;
         for version in 1..4u64 {
             ensure_eq!(
-                store.update(&k, &k, version, in_secs(600), b"v").await?,
+                store
+                    .update(&k, &k, version, in_secs(600), Bytes::from_static(b"v"))
+                    .await?,
                 UpdateOutcome::Updated {
                     version: version + 1
                 },
@@ -438,7 +484,9 @@ pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> Che
         }
         // Version 5, already expired.
         ensure_eq!(
-            store.update(&k, &k, 4, long_ago(), b"v5").await?,
+            store
+                .update(&k, &k, 4, long_ago(), Bytes::from_static(b"v5"))
+                .await?,
             UpdateOutcome::Updated { version: 5 },
             "update to version 5 with a past expiry"
         );
@@ -448,7 +496,9 @@ pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> Che
         );
         if round == 0 {
             ensure_eq!(
-                store.create(&k, in_secs(600), b"fresh").await?,
+                store
+                    .create(&k, in_secs(600), Bytes::from_static(b"fresh"))
+                    .await?,
                 CreateOutcome::Created,
                 "create over the expired version 5"
             );
@@ -463,7 +513,9 @@ pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> Che
         } else {
             create(&*store, &source, in_secs(600), b"source").await?;
             ensure_eq!(
-                store.update(&k, &source, 1, in_secs(600), b"moved").await?,
+                store
+                    .update(&k, &source, 1, in_secs(600), Bytes::from_static(b"moved"))
+                    .await?,
                 UpdateOutcome::Updated { version: 2 },
                 "rotation onto the expired version 5"
             );
@@ -487,7 +539,7 @@ pub async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> Ch
     create(&*store, &expired, in_secs(600), b"v1").await?;
     ensure_eq!(
         store
-            .update(&expired, &expired, 1, long_ago(), b"v2")
+            .update(&expired, &expired, 1, long_ago(), Bytes::from_static(b"v2"))
             .await?,
         UpdateOutcome::Updated { version: 2 },
         "update to a past expiry"
@@ -504,7 +556,13 @@ pub async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> Ch
         for expected in [0, 1, 2, 3, u64::MAX / 2] {
             ensure_eq!(
                 store
-                    .update(previous, previous, expected, in_secs(600), b"x")
+                    .update(
+                        previous,
+                        previous,
+                        expected,
+                        in_secs(600),
+                        Bytes::from_static(b"x")
+                    )
                     .await?,
                 UpdateOutcome::NotFound,
                 "update in place of a {what} record expecting version {expected}"
@@ -512,7 +570,13 @@ pub async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> Ch
             let target = key();
             ensure_eq!(
                 store
-                    .update(&target, previous, expected, in_secs(600), b"x")
+                    .update(
+                        &target,
+                        previous,
+                        expected,
+                        in_secs(600),
+                        Bytes::from_static(b"x")
+                    )
                     .await?,
                 UpdateOutcome::NotFound,
                 "rotation of a {what} record expecting version {expected}"
@@ -552,13 +616,19 @@ pub async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
             "touch of a key one byte away (#{i}) found a record"
         );
         ensure_eq!(
-            store.update(n, n, 1, in_secs(700), b"no").await?,
+            store
+                .update(n, n, 1, in_secs(700), Bytes::from_static(b"no"))
+                .await?,
             UpdateOutcome::NotFound,
             "update of a key one byte away (#{i})"
         );
         ensure_eq!(
             store
-                .create(n, their_expiry, format!("n{i}").as_bytes())
+                .create(
+                    n,
+                    their_expiry,
+                    Bytes::copy_from_slice(format!("n{i}").as_bytes())
+                )
                 .await?,
             CreateOutcome::Created,
             "create of a key one byte away (#{i})"
@@ -566,7 +636,7 @@ pub async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     }
     ensure_eq!(
         store
-            .update(&base, &base, 1, in_secs(650), b"base2")
+            .update(&base, &base, 1, in_secs(650), Bytes::from_static(b"base2"))
             .await?,
         UpdateOutcome::Updated { version: 2 },
         "update of the base key"
@@ -586,7 +656,13 @@ pub async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     store.delete(&neighbours[0]).await?;
     ensure_eq!(
         store
-            .update(&neighbours[0], &neighbours[1], 1, in_secs(600), b"moved")
+            .update(
+                &neighbours[0],
+                &neighbours[1],
+                1,
+                in_secs(600),
+                Bytes::from_static(b"moved")
+            )
             .await?,
         UpdateOutcome::Updated { version: 2 },
         "rotation between neighbours"

@@ -10,7 +10,7 @@ pub async fn expires_at_now_is_absent(factory: &dyn StoreFactory) -> CheckResult
         let k = key();
         let now = truncate_to_millis(OffsetDateTime::now_utc());
         ensure_eq!(
-            store.create(&k, now, b"x").await?,
+            store.create(&k, now, Bytes::from_static(b"x")).await?,
             CreateOutcome::Created,
             "create expiring now (round {round})"
         );
@@ -23,7 +23,9 @@ pub async fn expires_at_now_is_absent(factory: &dyn StoreFactory) -> CheckResult
         create(&*store, &k, in_secs(600), b"x").await?;
         let now = truncate_to_millis(OffsetDateTime::now_utc());
         ensure_eq!(
-            store.update(&k, &k, 1, now, b"y").await?,
+            store
+                .update(&k, &k, 1, now, Bytes::from_static(b"y"))
+                .await?,
             UpdateOutcome::Updated { version: 2 },
             "update to expire now"
         );
@@ -72,7 +74,13 @@ pub async fn expiry_in_real_time(factory: &dyn StoreFactory) -> CheckResult {
     );
     ensure_eq!(
         store
-            .update(&fading, &fading, 1, in_secs(600), b"zombie")
+            .update(
+                &fading,
+                &fading,
+                1,
+                in_secs(600),
+                Bytes::from_static(b"zombie")
+            )
             .await?,
         UpdateOutcome::NotFound,
         "update after expiry"
@@ -150,14 +158,18 @@ pub async fn millisecond_precision_everywhere(factory: &dyn StoreFactory) -> Che
         check("create", a, created).await?;
         let updated = at(1);
         ensure_eq!(
-            store.update(&a, &a, 1, updated, b"y").await?,
+            store
+                .update(&a, &a, 1, updated, Bytes::from_static(b"y"))
+                .await?,
             UpdateOutcome::Updated { version: 2 },
             "update"
         );
         check("update in place", a, updated).await?;
         let rotated = at(2);
         ensure_eq!(
-            store.update(&b, &a, 2, rotated, b"z").await?,
+            store
+                .update(&b, &a, 2, rotated, Bytes::from_static(b"z"))
+                .await?,
             UpdateOutcome::Updated { version: 3 },
             "rotation"
         );

@@ -449,9 +449,15 @@ async fn one_history(
                     .expect("events")
                     .push(Event::Invoke(task, op.clone()));
                 let ret = match op {
-                    Op::Create { key, data } => {
-                        Ret::Create(store.create(&keys[key], at(data), &bytes_of(data)).await?)
-                    }
+                    Op::Create { key, data } => Ret::Create(
+                        store
+                            .create(
+                                &keys[key],
+                                at(data),
+                                Bytes::copy_from_slice(&bytes_of(data)),
+                            )
+                            .await?,
+                    ),
                     Op::Read { key } => Ret::Read(store.read(&keys[key]).await?.map(|r| {
                         let tag = (r.expires_at - base).whole_milliseconds();
                         Seen {
@@ -472,7 +478,7 @@ async fn one_history(
                                 &keys[previous],
                                 expected,
                                 at(data),
-                                &bytes_of(data),
+                                Bytes::copy_from_slice(&bytes_of(data)),
                             )
                             .await?,
                     ),

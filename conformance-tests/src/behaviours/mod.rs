@@ -43,7 +43,7 @@ mod prelude {
 
     pub(super) use session_manager::time::{Duration, OffsetDateTime};
     pub(super) use session_manager::{
-        CreateOutcome, ErrorKind, ExpiryPolicy, SessionId, SessionKey, SessionManager,
+        Bytes, CreateOutcome, ErrorKind, ExpiryPolicy, SessionId, SessionKey, SessionManager,
         SessionStore, UpdateOutcome, truncate_to_millis,
     };
     pub(super) use tokio::sync::Barrier;

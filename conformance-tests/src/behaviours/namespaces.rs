@@ -48,22 +48,25 @@ pub async fn namespaces_are_whole_for_every_operation(factory: &dyn StoreFactory
         "touch reached another namespace"
     );
     ensure_eq!(
-        b.update(&k, &k, 1, in_secs(700), b"b?").await?,
+        b.update(&k, &k, 1, in_secs(700), Bytes::from_static(b"b?"))
+            .await?,
         UpdateOutcome::NotFound,
         "update of a key live only in another namespace"
     );
     ensure_eq!(
-        b.update(&target, &k, 1, in_secs(700), b"b?").await?,
+        b.update(&target, &k, 1, in_secs(700), Bytes::from_static(b"b?"))
+            .await?,
         UpdateOutcome::NotFound,
         "rotation of a key live only in another namespace"
     );
     ensure_eq!(
-        b.create(&k, b_expiry, b"b").await?,
+        b.create(&k, b_expiry, Bytes::from_static(b"b")).await?,
         CreateOutcome::Created,
         "create of a key live only in another namespace"
     );
     ensure_eq!(
-        a.update(&k, &k, 1, in_secs(650), b"a2").await?,
+        a.update(&k, &k, 1, in_secs(650), Bytes::from_static(b"a2"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "update in the first namespace"
     );
@@ -85,7 +88,8 @@ pub async fn namespaces_are_whole_for_every_operation(factory: &dyn StoreFactory
     // A rotation in `b` onto a key live in `a` only is free there.
     create(&*a, &target, in_secs(600), b"a-target").await?;
     ensure_eq!(
-        b.update(&target, &k, 1, b_expiry, b"b-moved").await?,
+        b.update(&target, &k, 1, b_expiry, Bytes::from_static(b"b-moved"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "rotation onto a key live only in another namespace"
     );

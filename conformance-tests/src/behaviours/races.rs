@@ -52,7 +52,11 @@ pub async fn race_concurrent_creates(factory: &dyn StoreFactory) -> CheckResult 
         let k = key();
         let outcomes = race(&stores, |i, store| async move {
             store
-                .create(&k, in_secs(600), format!("task {i}").as_bytes())
+                .create(
+                    &k,
+                    in_secs(600),
+                    Bytes::copy_from_slice(format!("task {i}").as_bytes()),
+                )
                 .await
         })
         .await?;
@@ -94,7 +98,7 @@ pub async fn race_concurrent_rotations(factory: &dyn StoreFactory) -> CheckResul
                         &previous,
                         1,
                         in_secs(600),
-                        format!("task {i}").as_bytes(),
+                        Bytes::copy_from_slice(format!("task {i}").as_bytes()),
                     )
                     .await
             }
@@ -153,7 +157,13 @@ pub async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult 
         create(&*stores.0, &k, in_secs(600), b"origin").await?;
         let outcomes = race(&stores, |i, store| async move {
             store
-                .update(&k, &k, 1, in_secs(600), format!("task {i}").as_bytes())
+                .update(
+                    &k,
+                    &k,
+                    1,
+                    in_secs(600),
+                    Bytes::copy_from_slice(format!("task {i}").as_bytes()),
+                )
                 .await
         })
         .await?;
@@ -220,7 +230,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
                                 &k,
                                 record.version,
                                 in_secs(600),
-                                &(value + 1).to_be_bytes(),
+                                Bytes::copy_from_slice(&(value + 1).to_be_bytes()),
                             )
                             .await?
                         {
@@ -323,7 +333,13 @@ pub async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> Ch
         tokio::task::yield_now().await;
         let outcome = stores
             .0
-            .update(&current, &previous, 1, in_secs(600), b"after")
+            .update(
+                &current,
+                &previous,
+                1,
+                in_secs(600),
+                Bytes::from_static(b"after"),
+            )
             .await?;
         stop.store(true, Ordering::Release);
         ensure_eq!(
@@ -380,7 +396,13 @@ pub async fn race_touch_against_update(factory: &dyn StoreFactory) -> CheckResul
                 for version in 1..=UPDATES {
                     let data = format!("v{}", version + 1);
                     let outcome = store
-                        .update(&k, &k, version, in_secs(600), data.as_bytes())
+                        .update(
+                            &k,
+                            &k,
+                            version,
+                            in_secs(600),
+                            Bytes::copy_from_slice(data.as_bytes()),
+                        )
                         .await?;
                     if outcome
                         != (UpdateOutcome::Updated {
@@ -425,7 +447,10 @@ pub async fn race_creates_over_expired_record(factory: &dyn StoreFactory) -> Che
         create(&*stores.0, &k, in_secs(600), b"v1").await?;
         for version in 1..4u64 {
             ensure_eq!(
-                stores.0.update(&k, &k, version, in_secs(600), b"v").await?,
+                stores
+                    .0
+                    .update(&k, &k, version, in_secs(600), Bytes::from_static(b"v"))
+                    .await?,
                 UpdateOutcome::Updated {
                     version: version + 1
                 },
@@ -433,13 +458,20 @@ pub async fn race_creates_over_expired_record(factory: &dyn StoreFactory) -> Che
             );
         }
         ensure_eq!(
-            stores.0.update(&k, &k, 4, long_ago(), b"v5").await?,
+            stores
+                .0
+                .update(&k, &k, 4, long_ago(), Bytes::from_static(b"v5"))
+                .await?,
             UpdateOutcome::Updated { version: 5 },
             "update to an expired version 5"
         );
         let outcomes = race(&stores, move |i, store| async move {
             store
-                .create(&k, in_secs(600), format!("winner {i}").as_bytes())
+                .create(
+                    &k,
+                    in_secs(600),
+                    Bytes::copy_from_slice(format!("winner {i}").as_bytes()),
+                )
                 .await
         })
         .await?;
@@ -482,7 +514,8 @@ pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> 
     );
     let updated_at = in_secs(650);
     ensure_eq!(
-        a.update(&k, &k, 1, updated_at, b"v2").await?,
+        a.update(&k, &k, 1, updated_at, Bytes::from_static(b"v2"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "update"
     );
@@ -507,7 +540,8 @@ pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> 
         "expiry seen by the other instance after touch"
     );
     ensure_eq!(
-        a.update(&moved, &k, 2, touched_at, b"v3").await?,
+        a.update(&moved, &k, 2, touched_at, Bytes::from_static(b"v3"))
+            .await?,
         UpdateOutcome::Updated { version: 3 },
         "rotation"
     );
@@ -550,7 +584,14 @@ pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> 
         "touch of a live record"
     );
     ensure_eq!(
-        a.update(&updated, &updated, 1, in_secs(600), b"u2").await?,
+        a.update(
+            &updated,
+            &updated,
+            1,
+            in_secs(600),
+            Bytes::from_static(b"u2")
+        )
+        .await?,
         UpdateOutcome::Updated { version: 2 },
         "update of a live record"
     );
@@ -599,7 +640,9 @@ pub async fn race_crossed_rotations_never_deadlock(factory: &dyn StoreFactory) -
                     let mut rounds = 0;
                     while rounds < MIN_ROUNDS || started.elapsed() < BUSY {
                         rounds += 1;
-                        let outcome = store.update(&to, &from, 1, in_secs(600), b"moved").await?;
+                        let outcome = store
+                            .update(&to, &from, 1, in_secs(600), Bytes::from_static(b"moved"))
+                            .await?;
                         if outcome != UpdateOutcome::IdTaken {
                             return Err(Failure::new(format!(
                                 "a rotation onto a live key (pair {i}) answered {outcome:?}"

@@ -9,7 +9,9 @@ pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResul
     create(&*store, &a, in_secs(600), b"at a").await?;
     let expires_at = in_secs(800);
     ensure_eq!(
-        store.update(&b, &a, 1, expires_at, b"at b").await?,
+        store
+            .update(&b, &a, 1, expires_at, Bytes::from_static(b"at b"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "rotation a -> b"
     );
@@ -24,7 +26,9 @@ pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResul
         "record at the new key"
     );
     ensure_eq!(
-        store.update(&c, &b, 2, expires_at, b"at c").await?,
+        store
+            .update(&c, &b, 2, expires_at, Bytes::from_static(b"at c"))
+            .await?,
         UpdateOutcome::Updated { version: 3 },
         "rotation b -> c"
     );
@@ -48,7 +52,9 @@ pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> C
     create(&*store, &a, ea, b"a").await?;
     create(&*store, &b, eb, b"b").await?;
     ensure_eq!(
-        store.update(&b, &a, 1, in_secs(1200), b"moved").await?,
+        store
+            .update(&b, &a, 1, in_secs(1200), Bytes::from_static(b"moved"))
+            .await?,
         UpdateOutcome::IdTaken,
         "rotation onto a live key"
     );
@@ -75,7 +81,9 @@ pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResul
     create_expired(&*store, &b, b"stale").await?;
     let expires_at = in_secs(700);
     ensure_eq!(
-        store.update(&b, &a, 1, expires_at, b"moved").await?,
+        store
+            .update(&b, &a, 1, expires_at, Bytes::from_static(b"moved"))
+            .await?,
         UpdateOutcome::Updated { version: 2 },
         "rotation onto an expired key"
     );

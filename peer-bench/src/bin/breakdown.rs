@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 use session_manager::{
-    SessionId, SessionStore,
+    Bytes, SessionId, SessionStore,
     time::{Duration, OffsetDateTime},
 };
 use std::collections::HashMap;
@@ -66,7 +66,10 @@ async fn main() {
         let n = 100_000u32;
         for _ in 0..n {
             let k = SessionId::generate().key();
-            let _ = store.create(&k, at, &json).await.unwrap();
+            let _ = store
+                .create(&k, at, Bytes::copy_from_slice(&json))
+                .await
+                .unwrap();
         }
         println!(
             "{:<44} {:>8.0} ns",

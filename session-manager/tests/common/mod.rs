@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
 use session_manager::{
     CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore, UpdateOutcome,
@@ -56,7 +57,7 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         &self,
         key: &SessionKey,
         at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<CreateOutcome> {
         self.check()?;
         self.reply(self.inner.create(key, at, data).await)
@@ -70,7 +71,7 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         previous: &SessionKey,
         version: u64,
         at: OffsetDateTime,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<UpdateOutcome> {
         self.check()?;
         self.reply(
