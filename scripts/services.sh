@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Finds (or starts) the PostgreSQL, Redis and MySQL/MariaDB servers the backend tests run
-# against, and exports SESSION_TEST_POSTGRES_URL / SESSION_TEST_REDIS_URL /
-# SESSION_TEST_MYSQL_URL. Sourced by scripts/test.
+# against, starts a private Redis Cluster, and exports SESSION_TEST_POSTGRES_URL /
+# SESSION_TEST_REDIS_URL / SESSION_TEST_MYSQL_URL / SESSION_TEST_REDIS_CLUSTER_URL. Sourced by
+# scripts/test.
 #
 # A variable already set is used as it is. Otherwise the usual local ports are tried; a server
 # installed but stopped is started with the local service commands. What cannot be found is said
@@ -104,11 +105,15 @@ find_mysql() {
   return 1
 }
 
+# shellcheck source=scripts/redis-cluster.sh
+source "$(dirname "${BASH_SOURCE[0]}")/redis-cluster.sh"
+
 prepare_services() {
   local missing=0
   find_postgres || missing=1
   find_redis || missing=1
   find_mysql || missing=1
+  start_redis_cluster || missing=1
   if [ $missing -ne 0 ]; then
     if require_services; then
       echo "services: a server is missing and CI/SESSION_TEST_REQUIRE=1 is set: failing" >&2

@@ -32,8 +32,15 @@ macro_rules! ensure_eq {
 }
 pub(crate) use ensure_eq;
 
+/// A fresh random key. All keys of one run share their first byte (chosen at random once), so
+/// any two of them can be rotated between on a partitioned store too (Redis Cluster keeps a
+/// rotation within one first byte: `SessionStore::can_rotate_between`); the rest is random.
 pub(crate) fn key() -> SessionKey {
-    SessionId::generate().key()
+    static FIRST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    let first = *FIRST.get_or_init(|| SessionId::generate().key().as_bytes()[0]);
+    let mut bytes = *SessionId::generate().key().as_bytes();
+    bytes[0] = first;
+    SessionKey::from_bytes(&bytes).expect("32 bytes")
 }
 
 /// `now + seconds`, at the millisecond precision stores keep.
@@ -159,6 +166,10 @@ impl SessionStore for CountingStore {
     async fn clear(&self) -> Result<()> {
         self.count();
         self.inner.clear().await
+    }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
     }
 }
 

@@ -282,6 +282,10 @@ impl SessionStore for AnyStore {
     async fn clear(&self) -> Result<()> {
         self.inner.clear().await
     }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,10 @@ impl SessionStore for Faulty {
     async fn clear(&self) -> Result<()> {
         self.inner.clear().await
     }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
+    }
 }
 
 /// One test's world: a store in a fresh namespace, the faulty wrapper over it, a manager.

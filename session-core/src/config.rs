@@ -45,6 +45,21 @@ impl Options {
         (base, Self::new(backend, query, extra))
     }
 
+    /// Takes every value of the repeatable setting `name`, in order (none when not given).
+    pub fn take_all(&mut self, name: &'static str) -> Vec<String> {
+        self.known.push(name);
+        let mut values = Vec::new();
+        self.pairs.retain(|(k, v)| {
+            if k == name {
+                values.push(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        values
+    }
+
     /// Takes the setting `name` (its last value), if given.
     pub fn take(&mut self, name: &'static str) -> Option<String> {
         self.known.push(name);
@@ -292,6 +307,12 @@ mod tests {
             "{error}"
         );
         assert!(options.take_bool("f").is_err());
+        assert!(options.finish().is_ok());
+        let extra = [("seed".to_owned(), "c:3".to_owned())];
+        let (_, mut options) = Options::split_url("db", "db://h?seed=a:1&x=1&seed=b:2", &extra);
+        assert_eq!(options.take_all("seed"), ["a:1", "b:2", "c:3"]);
+        assert!(options.take_all("seed").is_empty());
+        assert_eq!(options.take("x").as_deref(), Some("1"));
         assert!(options.finish().is_ok());
     }
 

@@ -136,6 +136,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes every record of this store's namespace (its table, its key prefix), and nothing
     /// outside it.
     async fn clear(&self) -> Result<()>;
+
+    /// Whether this store can move a record from `previous` to `current` in one atomic
+    /// [`update`](Self::update). Never a round trip.
+    ///
+    /// `true` for every pair (the default) unless the store partitions its keys so that one
+    /// atomic operation reaches only the keys of one partition: Redis Cluster runs a script on
+    /// one hash slot. Such a store refuses an `update` across partitions with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) and changes nothing: a rotation
+    /// that cannot be atomic fails loudly, never half done. Whoever picks the new id of a
+    /// rotation draws fresh ids until this holds (the front does); the drawn id is still fully
+    /// random, only its key's partition is chosen.
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        let _ = (previous, current);
+        true
+    }
 }
 
 /// Conveniences over any [`SessionStore`].
@@ -185,6 +200,9 @@ macro_rules! forward_store {
             }
             async fn clear(&self) -> Result<()> {
                 (**self).clear().await
+            }
+            fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+                (**self).can_rotate_between(previous, current)
             }
         }
     )*};

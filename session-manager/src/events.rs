@@ -183,4 +183,8 @@ impl<S: SessionStore> SessionStore for Observed<S> {
         self.publish(SessionEvent::Cleared);
         Ok(())
     }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
+    }
 }

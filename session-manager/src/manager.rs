@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_DATA_SIZE: usize = 1024 * 1024;
 /// [`ErrorKind::IdCollision`].
 pub const DEFAULT_ID_ATTEMPTS: u32 = 3;
 
+/// Ids drawn for one rotation before giving up: a store with 256 partitions (Redis Cluster)
+/// needs 256 on average, and fails 65,536 draws with probability about e^-256.
+const MAX_ROTATION_DRAWS: u32 = 65_536;
+
 /// Where new session ids come from. The default is [`OsRngIdGenerator`]; tests plug in others
 /// (for example one that repeats ids, to force collisions).
 pub trait IdGenerator: Send + Sync + 'static {
@@ -381,6 +385,25 @@ impl<S: SessionStore> SessionManager<S> {
         Err(self.id_collision())
     }
 
+    /// A fresh id (and its key) the store can rotate `previous` to in one atomic update (see
+    /// [`SessionStore::can_rotate_between`]): the generator's first id for most stores; for a
+    /// partitioned store (Redis Cluster) ids are drawn until one falls in `previous`'s partition.
+    fn rotation_target(&self, previous: &SessionKey) -> Result<(SessionId, SessionKey)> {
+        for _ in 0..MAX_ROTATION_DRAWS {
+            let id = self.generator.generate();
+            let key = id.key();
+            if self.store.can_rotate_between(previous, &key) {
+                return Ok((id, key));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "none of {MAX_ROTATION_DRAWS} generated ids can take over this session atomically in this store"
+            ),
+        ))
+    }
+
     /// After `error` from a write of `stored` at `key`: whether the write was applied anyway
     /// (its reply was lost). Only transient errors are in doubt; the answer is a re-read that
     /// finds exactly the version, expiry and bytes the write would have left. `false` also when
@@ -540,8 +563,7 @@ impl<S: SessionStore> SessionManager<S> {
         let stored = Bytes::from(envelope::encode(state.absolute_deadline, &state.data));
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
-            let id = self.generator.generate();
-            let current = id.key();
+            let (id, current) = self.rotation_target(&previous)?;
             let outcome = match self
                 .store
                 .update(

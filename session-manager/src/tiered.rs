@@ -374,4 +374,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         *self.keys.lock() = FrontKeys::default();
         self.front.clear().await
     }
+
+    /// The back's rule: the front holds whatever the back holds.
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.back.can_rotate_between(previous, current)
+    }
 }

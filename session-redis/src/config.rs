@@ -23,7 +23,14 @@ pub struct RedisConfig {
     #[serde(with = "session_core::serde_millis")]
     pub response_timeout: Duration,
     /// Multiplexed connections the store spreads its commands over (round robin, at least 1).
+    /// Single-server mode only: a cluster connection already keeps one per node.
     pub connections: usize,
+    /// Redis Cluster mode (set by a `redis+cluster://` or `rediss+cluster://` URL): keys carry a
+    /// hash tag so a session's rotation stays in one slot.
+    pub cluster: bool,
+    /// More seed nodes of a cluster (`host:port`, the URL's credentials apply); the URL's own
+    /// host is always the first. URL parameter `seed`, repeatable.
+    pub seeds: Vec<String>,
 }
 
 /// The query parameters the `redis` crate reads from a URL (`db`, `user` and `pass` for
@@ -38,6 +45,8 @@ impl Default for RedisConfig {
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
             connections: 1,
+            cluster: false,
+            seeds: Vec::new(),
         }
     }
 }
@@ -50,6 +59,8 @@ impl fmt::Debug for RedisConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("connections", &self.connections)
+            .field("cluster", &self.cluster)
+            .field("seeds", &self.seeds)
             .finish()
     }
 }
@@ -91,12 +102,36 @@ impl RedisConfig {
         self
     }
 
+    /// Sets cluster mode (what a `redis+cluster://` URL sets).
+    #[must_use]
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Adds a seed node (`host:port`) of a cluster.
+    #[must_use]
+    pub fn seed(mut self, node: impl Into<String>) -> Self {
+        self.seeds.push(node.into());
+        self
+    }
+
     /// Reads `url` and `extra` (which win over the URL's query): this store's settings
-    /// (`key_prefix`, `connection_timeout_ms`, `response_timeout_ms`, `connections`) become
-    /// fields; other parameters stay in the URL for the driver.
+    /// (`key_prefix`, `connection_timeout_ms`, `response_timeout_ms`, `connections`, `seed`)
+    /// become fields, a `+cluster` scheme sets cluster mode; other parameters stay in the URL
+    /// for the driver.
     pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
         let url = self.url.clone();
         let (base, mut options) = Options::split_url("redis", &url, extra);
+        let base = match base.split_once("+cluster://") {
+            Some((scheme @ ("redis" | "rediss"), rest)) => {
+                self.cluster = true;
+                format!("{scheme}://{rest}")
+            }
+            _ => base.to_owned(),
+        };
+        let base = base.as_str();
+        self.seeds.extend(options.take_all("seed"));
         if let Some(prefix) = options.take("key_prefix") {
             self.key_prefix = prefix;
         }
@@ -121,6 +156,12 @@ impl RedisConfig {
             && prefix
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'?' | b'[' | b']' | b'\\'));
+        if self.cluster && prefix.contains(['{', '}']) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "redis: in cluster mode a key prefix must not contain `{` or `}` (the store's hash tag decides each key's slot)",
+            ));
+        }
         if valid {
             Ok(())
         } else {
@@ -147,9 +188,10 @@ impl std::str::FromStr for RedisConfig {
 impl BackendConfig for RedisConfig {
     type Store = crate::RedisStore;
 
-    /// `redis://…` or `rediss://…`, with this store's settings in the query (`key_prefix`,
-    /// `connection_timeout_ms`, `response_timeout_ms`, `connections`); other parameters go to
-    /// the driver.
+    /// `redis://…` or `rediss://…` (a single server), `redis+cluster://…` or
+    /// `rediss+cluster://…` (a Redis Cluster; more seed nodes as `seed=host:port`, repeatable),
+    /// with this store's settings in the query (`key_prefix`, `connection_timeout_ms`,
+    /// `response_timeout_ms`, `connections`); other parameters go to the driver.
     fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
         let config = Self::new(url).parse(options)?;
         if !config.url.contains("://") {
@@ -208,6 +250,27 @@ mod tests {
             let error = RedisConfig::from_url(bad).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let config = RedisConfig::from_url(
+            "redis+cluster://app:pw@127.0.0.1:7000?seed=127.0.0.1:7001&key_prefix=web%3A&seed=h:7002",
+        )
+        .unwrap();
+        assert!(config.cluster);
+        assert_eq!(config.url, "redis://app:pw@127.0.0.1:7000");
+        assert_eq!(config.seeds, ["127.0.0.1:7001", "h:7002"]);
+        assert_eq!(config.key_prefix, "web:");
+        // Parsing again (as `connect` does) changes nothing.
+        assert_eq!(config.clone().parse(&[]).unwrap(), config);
+        let tls = RedisConfig::from_url("rediss+cluster://h:7000").unwrap();
+        assert!(tls.cluster && tls.url == "rediss://h:7000");
+        assert!(!RedisConfig::from_url("redis://h:6379").unwrap().cluster);
+        let error =
+            RedisConfig::from_url("redis+cluster://h:7000?key_prefix=a%7Bb%7D").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(RedisConfig::from_url("redis://h:6379?key_prefix=a%7Bb%7D").is_ok());
     }
 
     #[test]

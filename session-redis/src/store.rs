@@ -4,14 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
     UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis, unix_millis,
 };
 
+use crate::cluster;
 use crate::config::RedisConfig;
 use crate::error::map_redis_error;
 
@@ -49,17 +52,55 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 "#;
 
-/// A [`SessionStore`] in Redis (single node).
+/// One multiplexed connection: to a single server, or to a whole Redis Cluster (one connection
+/// per node behind it; commands go to the node owning their key's slot, `MOVED`/`ASK` and
+/// topology changes handled by the driver).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A [`SessionStore`] in Redis: one server, or a Redis Cluster.
 ///
-/// Each session is one key, `prefix + hex(SessionKey)`, whose value is the version, the expiry
+/// Each session is one key, `prefix + hex(SessionKey)` (in cluster mode
+/// `prefix + "{" + first two hex digits + "}" + hex(SessionKey)`: see the crate docs), whose value is the version, the expiry
 /// and the data in a compact binary form, and whose Redis deadline (`PXAT`) is one millisecond
 /// before the expiry: Redis keeps a key while `now <= deadline`, so the key disappears exactly
 /// when `expires_at <= now` holds, by Redis's clock. Expired keys are removed by Redis itself;
 /// `delete_expired` returns 0.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// The multiplexed connections, used round robin.
-    connections: Arc<[ConnectionManager]>,
+    /// The multiplexed connections, used round robin (one cluster connection in cluster mode).
+    connections: Arc<[Connection]>,
     next: Arc<AtomicUsize>,
     config: RedisConfig,
     update: Script,
@@ -84,13 +125,35 @@ fn deadline(expires_at: OffsetDateTime) -> i64 {
     (unix_millis(expires_at) - 1).max(1)
 }
 
-fn encode(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(HEADER + data.len());
-    value.extend_from_slice(&version.to_be_bytes());
-    value.extend_from_slice(&unix_millis(expires_at).to_be_bytes());
-    value.extend_from_slice(data);
-    value
+/// A stored value (header, then the data), written straight into the command's buffer: the
+/// data is copied once, not first into a value of its own.
+struct Stored<'a> {
+    version: u64,
+    expires_at: OffsetDateTime,
+    data: &'a [u8],
 }
+
+fn encode(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Stored<'_> {
+    Stored {
+        version,
+        expires_at,
+        data,
+    }
+}
+
+impl redis::ToRedisArgs for Stored<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        arg.write_all(&self.version.to_be_bytes())
+            .and_then(|()| arg.write_all(&unix_millis(self.expires_at).to_be_bytes()))
+            .and_then(|()| arg.write_all(self.data))
+            .expect("writing into a Vec");
+    }
+}
+
+impl redis::ToSingleRedisArg for Stored<'_> {}
 
 fn decode(value: Vec<u8>) -> Result<Record> {
     if value.len() < HEADER {
@@ -118,6 +181,16 @@ impl RedisStore {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         // Settings left in the URL's query (`?key_prefix=…`) are taken off it.
         let config = config.parse(&[])?;
+        if config.cluster {
+            let connection = Connection::Cluster(cluster::connect(&config).await?);
+            return Ok(Self {
+                connections: vec![connection].into(),
+                next: Arc::new(AtomicUsize::new(0)),
+                config,
+                update: Script::new(UPDATE_SCRIPT),
+                touch: Script::new(TOUCH_SCRIPT),
+            });
+        }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
             Error::with_source(
                 ErrorKind::Config,
@@ -140,19 +213,19 @@ impl RedisStore {
             .map_err(rd("reading INFO"))?;
         if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
             return Err(Error::new(
-                ErrorKind::Unsupported,
-                "redis: Redis Cluster is not supported yet: the two keys of an id rotation live in different hash slots, so the rotation could not be one atomic script",
+                ErrorKind::Config,
+                "redis: this server is a Redis Cluster node: connect with a `redis+cluster://` URL (cluster mode keeps a session's keys in one hash slot, so rotation stays one atomic script)",
             ));
         }
-        let mut connections = vec![connection];
+        let mut connections = vec![Connection::Single(connection)];
         for _ in 1..config.connections.max(1) {
-            connections.push(
+            connections.push(Connection::Single(
                 ConnectionManager::new_with_config(client.clone(), manager_config.clone())
                     .await
                     .map_err(rd("connecting"))?,
-            );
+            ));
         }
-        let connections: Arc<[ConnectionManager]> = connections.into();
+        let connections: Arc<[Connection]> = connections.into();
         Ok(Self {
             connections,
             next: Arc::new(AtomicUsize::new(0)),
@@ -163,7 +236,7 @@ impl RedisStore {
     }
 
     /// The next connection, round robin.
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[i].clone()
     }
@@ -173,46 +246,117 @@ impl RedisStore {
         &self.config
     }
 
+    /// The hash tag of one of this store's key names (`""` on a single server).
+    fn slot_tag<'n>(&self, name: &'n str) -> &'n str {
+        let start = self.config.key_prefix.len();
+        if self.config.cluster {
+            name.get(start..start + 4).unwrap_or("")
+        } else {
+            ""
+        }
+    }
+
+    /// The Redis key of `key`: `prefix + hex`, or in cluster mode `prefix{tt}hex` where `tt`
+    /// is the first byte of the key in hex, so the key's hash slot is the slot of `tt`.
     fn key(&self, key: &SessionKey) -> String {
-        let mut name = String::with_capacity(self.config.key_prefix.len() + 64);
+        let hex = key.to_hex();
+        let mut name = String::with_capacity(self.config.key_prefix.len() + 68);
         name.push_str(&self.config.key_prefix);
-        name.push_str(&key.to_hex());
+        if self.config.cluster {
+            name.push('{');
+            name.push_str(&hex[..2]);
+            name.push('}');
+        }
+        name.push_str(&hex);
         name
     }
 
     /// The `SCAN MATCH` pattern of exactly the keys this store writes: the prefix and 64
-    /// lowercase hex digits (prefixes hold no glob characters: validated).
+    /// lowercase hex digits, with the hash tag in cluster mode (prefixes hold no glob
+    /// characters: validated).
     fn pattern(&self) -> String {
-        format!("{}{}", self.config.key_prefix, "[0-9a-f]".repeat(64))
+        let tag = if self.config.cluster {
+            "{[0-9a-f][0-9a-f]}"
+        } else {
+            ""
+        };
+        format!("{}{tag}{}", self.config.key_prefix, "[0-9a-f]".repeat(64))
     }
 
     /// Whether `name` is a key this store writes (the pattern's check, again on the client).
     fn is_ours(&self, name: &str) -> bool {
-        name.strip_prefix(self.config.key_prefix.as_str())
-            .is_some_and(|hex| {
-                hex.len() == 64
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            })
+        let is_hex = |text: &str| {
+            text.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let Some(rest) = name.strip_prefix(self.config.key_prefix.as_str()) else {
+            return false;
+        };
+        if !self.config.cluster {
+            return rest.len() == 64 && is_hex(rest);
+        }
+        rest.len() == 68
+            && rest.as_bytes()[0] == b'{'
+            && rest.as_bytes()[3] == b'}'
+            && is_hex(&rest[4..])
+            && rest[1..3] == rest[4..6]
+    }
+
+    /// The names of this namespace's keys: one `SCAN` over the server, or one per master of a
+    /// cluster (each master holds its own slots' keys).
+    async fn scan(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        match self.connection() {
+            Connection::Single(mut connection) => {
+                let mut iter: redis::AsyncIter<'_, String> = connection
+                    .scan_options(
+                        redis::ScanOptions::default()
+                            .with_pattern(self.pattern())
+                            .with_count(1000),
+                    )
+                    .await
+                    .map_err(rd("scanning keys"))?;
+                while let Some(item) = iter.next_item().await {
+                    names.push(item.map_err(rd("scanning keys"))?);
+                }
+            }
+            Connection::Cluster(mut connection) => {
+                for (host, port) in cluster::masters(&mut connection).await? {
+                    let mut cursor = 0u64;
+                    loop {
+                        let mut command = redis::cmd("SCAN");
+                        command
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(self.pattern())
+                            .arg("COUNT")
+                            .arg(1000);
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        let reply = connection
+                            .route_command(command, routing)
+                            .await
+                            .map_err(rd("scanning keys"))?;
+                        let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)
+                            .map_err(|e| rd("scanning keys")(e.into()))?;
+                        names.extend(batch);
+                        cursor = next;
+                        if cursor == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        names.retain(|name| self.is_ours(name));
+        Ok(names)
     }
 
     /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
     pub async fn count(&self) -> Result<u64> {
-        let mut connection = self.connection();
-        let mut iter: redis::AsyncIter<'_, String> = connection
-            .scan_options(
-                redis::ScanOptions::default()
-                    .with_pattern(self.pattern())
-                    .with_count(1000),
-            )
-            .await
-            .map_err(rd("scanning keys"))?;
-        let mut count = 0;
-        while let Some(item) = iter.next_item().await {
-            count += u64::from(self.is_ours(&item.map_err(rd("scanning keys"))?));
-        }
-        Ok(count)
+        Ok(self.scan().await?.len() as u64)
     }
 }
 
@@ -261,6 +405,12 @@ impl SessionStore for RedisStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
+        if !self.can_rotate_between(previous, current) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "redis cluster: a rotation must keep the first byte of the session key (its hash slot): one script cannot reach two slots; nothing was changed",
+            ));
+        }
         let expires_at = truncate_to_millis(expires_at);
         let version = expected_version
             .checked_add(1)
@@ -317,32 +467,25 @@ impl SessionStore for RedisStore {
     /// `SCAN MATCH <prefix + 64 lowercase hex digits>` and batched `UNLINK`: exactly the keys
     /// this store writes, never `FLUSHDB`, never a foreign key under the same prefix.
     async fn clear(&self) -> Result<()> {
-        let mut scanner = self.connection();
-        let mut keys: Vec<String> = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<'_, String> = scanner
-                .scan_options(
-                    redis::ScanOptions::default()
-                        .with_pattern(self.pattern())
-                        .with_count(1000),
-                )
-                .await
-                .map_err(rd("scanning keys"))?;
-            while let Some(item) = iter.next_item().await {
-                let name = item.map_err(rd("scanning keys"))?;
-                if self.is_ours(&name) {
-                    keys.push(name);
-                }
+        let mut keys = self.scan().await?;
+        // In cluster mode one UNLINK may only name keys of one slot: batch by hash tag.
+        keys.sort_unstable_by(|a, b| self.slot_tag(a).cmp(self.slot_tag(b)));
+        for group in keys.chunk_by(|a, b| self.slot_tag(a) == self.slot_tag(b)) {
+            for batch in group.chunks(CLEAR_BATCH) {
+                let _: i64 = self
+                    .connection()
+                    .unlink(batch)
+                    .await
+                    .map_err(rd("clearing sessions"))?;
             }
         }
-        for batch in keys.chunks(CLEAR_BATCH) {
-            let _: i64 = self
-                .connection()
-                .unlink(batch)
-                .await
-                .map_err(rd("clearing sessions"))?;
-        }
         Ok(())
+    }
+
+    /// Redis Cluster runs a script on one hash slot, and a key's slot is its first byte's: a
+    /// rotation must keep the key's first byte. A single server takes any pair.
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        !self.config.cluster || previous.as_bytes()[0] == current.as_bytes()[0]
     }
 }
 

@@ -1,6 +1,6 @@
 //! The test policy of this workspace, in one place: the tests' servers come from environment
-//! variables (`SESSION_TEST_POSTGRES_URL`, `SESSION_TEST_REDIS_URL`, `SESSION_TEST_MYSQL_URL`;
-//! `scripts/test` finds or
+//! variables (`SESSION_TEST_POSTGRES_URL`, `SESSION_TEST_REDIS_URL`, `SESSION_TEST_MYSQL_URL`,
+//! `SESSION_TEST_REDIS_CLUSTER_URL`; `scripts/test` finds or
 //! starts the servers and sets them). Without one, the tests needing it skip loudly; under `CI`
 //! or with `SESSION_TEST_REQUIRE=1` they fail instead. Not published: a policy of this
 //! repository's test tree, not of the suite.
@@ -14,6 +14,8 @@ pub const POSTGRES: &str = "SESSION_TEST_POSTGRES_URL";
 pub const REDIS: &str = "SESSION_TEST_REDIS_URL";
 /// Environment variable of the MySQL/MariaDB server for tests.
 pub const MYSQL: &str = "SESSION_TEST_MYSQL_URL";
+/// Environment variable of the Redis Cluster for tests (`redis+cluster://host:port`).
+pub const REDIS_CLUSTER: &str = "SESSION_TEST_REDIS_CLUSTER_URL";
 
 /// Whether a missing test server must fail the run: under `CI` or with `SESSION_TEST_REQUIRE=1`.
 pub fn servers_required() -> bool {

@@ -102,4 +102,8 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         self.check()?;
         self.inner.clear().await
     }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
+    }
 }

@@ -20,3 +20,8 @@ pub fn with_connections(connections: usize) -> NamespaceFactory<RedisConfig> {
         ))
     })
 }
+
+/// Stores under fresh key prefixes of the test cluster (`SESSION_TEST_REDIS_CLUSTER_URL`).
+pub fn cluster_factory() -> NamespaceFactory<RedisConfig> {
+    session_test_support::factory_from_env(session_test_support::REDIS_CLUSTER, testing::factory)
+}
