@@ -46,7 +46,7 @@ backends! {
     "memory" => ["memory"] session_memory::MemoryConfig;
     "sqlite" => ["sqlite"] session_sqlite::SqliteConfig;
     "postgres" => ["postgres", "postgresql"] session_postgres::PostgresConfig;
-    "redis" => ["redis", "rediss"] session_redis::RedisConfig;
+    "redis" => ["redis", "rediss", "redis+cluster", "rediss+cluster"] session_redis::RedisConfig;
     "mysql" => ["mysql", "mariadb"] session_mysql::MysqlConfig;
 }
 
@@ -306,6 +306,8 @@ mod tests {
             ("postgresql://u@h/d", "postgres"),
             ("redis://h:6379", "redis"),
             ("rediss://h:6379", "redis"),
+            ("redis+cluster://h:7000?seed=h2:7001", "redis"),
+            ("rediss+cluster://h:7000", "redis"),
         ] {
             assert_eq!(backend(url).unwrap(), name, "{url}");
             StoreConfig::new(url).check().unwrap();
@@ -327,6 +329,7 @@ mod tests {
             "postgres://",
             "redis://",
             "rediss://",
+            "redis+cluster://",
         ] {
             assert!(message.contains(scheme), "{message} lacks {scheme}");
         }
