@@ -38,7 +38,7 @@ start_redis_cluster() {
         --dir "$CLUSTER_DIR/$port" --pidfile "$CLUSTER_DIR/$port/redis.pid" \
         --logfile "$CLUSTER_DIR/$port/redis.log" \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --save "" --appendonly no >/dev/null || {
+        --save "" --appendonly no --repl-diskless-sync-delay 0 >/dev/null || {
         echo "services: could not start redis-server on port $port" >&2
         return 1
       }

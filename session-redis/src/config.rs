@@ -31,6 +31,15 @@ pub struct RedisConfig {
     /// More seed nodes of a cluster (`host:port`, the URL's credentials apply); the URL's own
     /// host is always the first. URL parameter `seed`, repeatable.
     pub seeds: Vec<String>,
+    /// Replicas that must hold each write before it is acknowledged (`WAIT n`, sent with the
+    /// write on its connection); 0, the default, acknowledges on the master's reply. With 1, an
+    /// acknowledged write survives the loss of its master once a replica holding it is promoted.
+    /// URL parameter `wait_replicas`.
+    pub wait_replicas: u32,
+    /// How long a write waits for `wait_replicas` (URL `wait_timeout_ms`); fewer replicas by
+    /// then is an error (the write is on the master, maybe nowhere else: outcome unknown).
+    #[serde(with = "session_core::serde_millis")]
+    pub wait_timeout: Duration,
 }
 
 /// The query parameters the `redis` crate reads from a URL (`db`, `user` and `pass` for
@@ -47,6 +56,8 @@ impl Default for RedisConfig {
             connections: 1,
             cluster: false,
             seeds: Vec::new(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -61,6 +72,8 @@ impl fmt::Debug for RedisConfig {
             .field("connections", &self.connections)
             .field("cluster", &self.cluster)
             .field("seeds", &self.seeds)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
             .finish()
     }
 }
@@ -109,6 +122,14 @@ impl RedisConfig {
         self
     }
 
+    /// Sets how many replicas must hold each write before it is acknowledged (`WAIT`).
+    #[must_use]
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_replicas = replicas;
+        self.wait_timeout = timeout;
+        self
+    }
+
     /// Adds a seed node (`host:port`) of a cluster.
     #[must_use]
     pub fn seed(mut self, node: impl Into<String>) -> Self {
@@ -132,6 +153,12 @@ impl RedisConfig {
         };
         let base = base.as_str();
         self.seeds.extend(options.take_all("seed"));
+        if let Some(replicas) = options.take_parsed::<u32>("wait_replicas", "a whole number")? {
+            self.wait_replicas = replicas;
+        }
+        if let Some(timeout) = options.take_millis("wait_timeout_ms")? {
+            self.wait_timeout = timeout;
+        }
         if let Some(prefix) = options.take("key_prefix") {
             self.key_prefix = prefix;
         }
@@ -260,6 +287,15 @@ mod tests {
         .unwrap();
         assert!(config.cluster);
         assert_eq!(config.url, "redis://app:pw@127.0.0.1:7000");
+        assert_eq!(config.wait_replicas, 0);
+        let waiting =
+            RedisConfig::from_url("redis+cluster://h:7000?wait_replicas=1&wait_timeout_ms=250")
+                .unwrap();
+        assert_eq!(
+            (waiting.wait_replicas, waiting.wait_timeout),
+            (1, Duration::from_millis(250))
+        );
+        assert!(RedisConfig::from_url("redis://h?wait_replicas=-1").is_err());
         assert_eq!(config.seeds, ["127.0.0.1:7001", "h:7002"]);
         assert_eq!(config.key_prefix, "web:");
         // Parsing again (as `connect` does) changes nothing.

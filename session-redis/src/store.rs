@@ -241,6 +241,86 @@ impl RedisStore {
         self.connections[i].clone()
     }
 
+    /// Sends the write `command`; with `wait_replicas` set, `WAIT` follows it in one pipeline on
+    /// the same connection (so to the same node), and fewer acknowledging replicas is an error.
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        command: Cmd,
+        doing: &'static str,
+    ) -> Result<T> {
+        let mut connection = self.connection();
+        if self.config.wait_replicas == 0 {
+            return command
+                .query_async(&mut connection)
+                .await
+                .map_err(rd(doing));
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(command);
+        let replied = self.replicated(pipe, &mut connection).await;
+        self.acknowledged(replied, doing)
+    }
+
+    /// [`write`](Self::write) for a script invocation (loaded on `NOSCRIPT`, as a failover or a
+    /// restart leaves a node without it, then sent once more).
+    async fn write_script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        doing: &'static str,
+    ) -> Result<T> {
+        let mut connection = self.connection();
+        if self.config.wait_replicas == 0 {
+            return invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(rd(doing));
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation);
+        let mut replied = self.replicated(pipe.clone(), &mut connection).await;
+        if let Err(e) = &replied
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            invocation
+                .load_async(&mut connection)
+                .await
+                .map_err(rd(doing))?;
+            replied = self.replicated(pipe, &mut connection).await;
+        }
+        self.acknowledged(replied, doing)
+    }
+
+    /// Runs `pipe` (one write) followed by `WAIT wait_replicas wait_timeout`.
+    async fn replicated<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: Pipeline,
+        connection: &mut Connection,
+    ) -> redis::RedisResult<(T, u32)> {
+        pipe.cmd("WAIT")
+            .arg(self.config.wait_replicas)
+            .arg(self.config.wait_timeout.as_millis() as u64);
+        pipe.query_async(connection).await
+    }
+
+    /// The write's reply once enough replicas acknowledged it.
+    fn acknowledged<T>(
+        &self,
+        replied: redis::RedisResult<(T, u32)>,
+        doing: &'static str,
+    ) -> Result<T> {
+        let replicas = self.config.wait_replicas;
+        let (reply, acknowledged) = replied.map_err(rd(doing))?;
+        if acknowledged < replicas {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "redis: {doing}: {acknowledged} of {replicas} replicas acknowledged the write in time; it is on the master and may be lost with it (outcome unknown)"
+                ),
+            ));
+        }
+        Ok(reply)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
         &self.config
@@ -369,15 +449,14 @@ impl SessionStore for RedisStore {
         data: Bytes,
     ) -> Result<CreateOutcome> {
         let expires_at = truncate_to_millis(expires_at);
-        let reply: Option<String> = redis::cmd("SET")
+        let mut command = redis::cmd("SET");
+        command
             .arg(self.key(key))
             .arg(encode(1, expires_at, &data))
             .arg("NX")
             .arg("PXAT")
-            .arg(deadline(expires_at))
-            .query_async(&mut self.connection())
-            .await
-            .map_err(rd("creating a session"))?;
+            .arg(deadline(expires_at));
+        let reply: Option<String> = self.write(command, "creating a session").await?;
         match reply.as_deref() {
             Some("OK") => Ok(CreateOutcome::Created),
             None => Ok(CreateOutcome::IdTaken),
@@ -415,16 +494,13 @@ impl SessionStore for RedisStore {
         let version = expected_version
             .checked_add(1)
             .ok_or_else(|| Error::new(ErrorKind::Backend, "redis: version overflow"))?;
-        let outcome: i64 = self
-            .update
-            .key(self.key(current))
+        let mut invocation = self.update.key(self.key(current));
+        invocation
             .key(self.key(previous))
             .arg(&expected_version.to_be_bytes()[..])
             .arg(encode(version, expires_at, &data))
-            .arg(deadline(expires_at))
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(rd("updating a session"))?;
+            .arg(deadline(expires_at));
+        let outcome: i64 = self.write_script(&invocation, "updating a session").await?;
         match outcome {
             0 => Ok(UpdateOutcome::NotFound),
             1 => Ok(UpdateOutcome::Updated { version }),
@@ -439,23 +515,18 @@ impl SessionStore for RedisStore {
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let expires_at = truncate_to_millis(expires_at);
-        let touched: i64 = self
-            .touch
-            .key(self.key(key))
+        let mut invocation = self.touch.key(self.key(key));
+        invocation
             .arg(&unix_millis(expires_at).to_be_bytes()[..])
-            .arg(deadline(expires_at))
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(rd("touching a session"))?;
+            .arg(deadline(expires_at));
+        let touched: i64 = self.write_script(&invocation, "touching a session").await?;
         Ok(touched == 1)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        let _: i64 = self
-            .connection()
-            .unlink(self.key(key))
-            .await
-            .map_err(rd("deleting a session"))?;
+        let mut command = redis::cmd("UNLINK");
+        command.arg(self.key(key));
+        let _: i64 = self.write(command, "deleting a session").await?;
         Ok(())
     }
 

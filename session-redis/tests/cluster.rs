@@ -274,3 +274,58 @@ async fn cluster_urls_reach_the_cluster_and_single_urls_are_told_to_switch() {
     assert_eq!(error.kind(), ErrorKind::Config, "{error}");
     assert!(error.to_string().contains("redis+cluster://"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_replicas_when_asked() {
+    let Some((_, url)) = store().await else {
+        return;
+    };
+    let open = |replicas: u32| {
+        let url = url.clone();
+        async move {
+            RedisConfig::from_url(&url)
+                .unwrap()
+                .key_prefix(format!("{}:", conformance_tests::fresh_namespace()))
+                .wait_replicas(replicas, std::time::Duration::from_millis(200))
+                .open()
+                .await
+                .unwrap()
+        }
+    };
+    // One replica per master: WAIT 1 is met, every kind of write goes through.
+    let one = open(1).await;
+    let key = SessionId::generate().key();
+    assert_eq!(
+        one.create(&key, later(), Bytes::from_static(b"a"))
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        one.update(&key, &key, 1, later(), Bytes::from_static(b"b"))
+            .await
+            .unwrap(),
+        UpdateOutcome::Updated { version: 2 }
+    );
+    assert!(one.touch(&key, later()).await.unwrap());
+    one.delete(&key).await.unwrap();
+    assert!(one.read(&key).await.unwrap().is_none());
+    // Two replicas cannot be met: the write is reported as failed (outcome unknown), never as
+    // acknowledged; it did reach the master.
+    let two = open(2).await;
+    let key = SessionId::generate().key();
+    let error = two
+        .create(&key, later(), Bytes::from_static(b"a"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("1 of 2 replicas"), "{error}");
+    assert!(!error.is_transient(), "{error}");
+    assert!(two.read(&key).await.unwrap().is_some());
+    let error = two
+        .update(&key, &key, 1, later(), Bytes::from_static(b"b"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("1 of 2 replicas"), "{error}");
+    one.clear().await.unwrap();
+    two.clear().await.unwrap();
+}
