@@ -291,14 +291,14 @@ async fn load(store: Arc<RedisStore>, tasks: usize, until: Instant) -> Ledger {
                         continue;
                     }
                 }
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     match store.delete(&key).await {
                         Ok(()) => {
                             ledger.lock().unwrap().acked.insert(key, None);
                         }
                         Err(e) => unknown(&ledger, key, e),
                     }
-                } else if i % 7 == 0 {
+                } else if i.is_multiple_of(7) {
                     let mut bytes = *SessionId::generate().key().as_bytes();
                     bytes[0] = key.as_bytes()[0];
                     let next = SessionKey::from_bytes(&bytes).unwrap();
