@@ -143,7 +143,18 @@ pub async fn run(store: Arc<dyn SessionStore>, workload: Workload) -> Result<Sta
                 }
             }
             let fresh: Vec<SessionKey> = if workload.op == Op::Rotate {
-                (0..per_task).map(|_| SessionId::generate().key()).collect()
+                // A target the store can rotate each key to (a partitioned store keeps a
+                // rotation within one partition), drawn before the clock starts.
+                keys.iter()
+                    .map(|key| {
+                        loop {
+                            let candidate = SessionId::generate().key();
+                            if store.can_rotate_between(key, &candidate) {
+                                break candidate;
+                            }
+                        }
+                    })
+                    .collect()
             } else {
                 Vec::new()
             };

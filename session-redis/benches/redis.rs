@@ -1,13 +1,14 @@
 //! `RedisStore` against the raw redis-crate floor on the same kind of connection (a
-//! `ConnectionManager`): `SET NX PXAT`, `GET`, `EVALSHA` of a script doing the same checks,
-//! `PEXPIREAT`, `UNLINK`. Same harness, same run, 200 B and 4 KiB.
+//! `ConnectionManager`, or a cluster connection): `SET NX PXAT`, `GET`, `EVALSHA` of a script
+//! doing the same checks, `PEXPIREAT`, `UNLINK`. Same harness, same run, 200 B and 4 KiB. With
+//! `SESSION_TEST_REDIS_CLUSTER_URL` set, the cluster store against the raw cluster client too.
 //!
 //! `SESSION_TEST_REDIS_URL=redis://127.0.0.1:6379 cargo bench -p session-redis --bench redis`
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use session_bench::{Op, compare, print_markdown};
 use session_core::time::OffsetDateTime;
 use session_core::{
@@ -15,10 +16,14 @@ use session_core::{
     async_trait, unix_millis,
 };
 
+/// The store's own update script (reads only the 16-byte header of the old value).
 const SCRIPT: &str = r#"
-local prev = redis.call('GET', KEYS[2])
-if not prev then return 0 end
-if string.sub(prev, 1, 8) ~= ARGV[1] then return 2 end
+local head = redis.call('GETRANGE', KEYS[2], 0, 15)
+if string.len(head) < 16 then
+  if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+  return redis.error_reply('CORRUPT')
+end
+if string.sub(head, 1, 8) ~= ARGV[1] then return 2 end
 if KEYS[1] ~= KEYS[2] then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
   redis.call('UNLINK', KEYS[2])
@@ -27,24 +32,34 @@ redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
 "#;
 
-struct RawRedis {
-    connection: ConnectionManager,
+struct RawRedis<C> {
+    connection: C,
     prefix: String,
     script: redis::Script,
+    /// Cluster key names: `prefix{tt}hex`, so a rotation stays in one slot.
+    cluster: bool,
 }
 
 fn fail(e: redis::RedisError) -> session_core::Error {
     session_core::Error::backend("raw redis", e, false)
 }
 
-impl RawRedis {
+impl<C> RawRedis<C> {
     fn key(&self, key: &SessionKey) -> String {
-        format!("{}{}", self.prefix, key.to_hex())
+        let hex = key.to_hex();
+        if self.cluster {
+            format!("{}{{{}}}{hex}", self.prefix, &hex[..2])
+        } else {
+            format!("{}{hex}", self.prefix)
+        }
     }
 }
 
 #[async_trait]
-impl SessionStore for RawRedis {
+impl<C> SessionStore for RawRedis<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
     async fn create(
         &self,
         key: &SessionKey,
@@ -131,6 +146,9 @@ impl SessionStore for RawRedis {
     async fn clear(&self) -> Result<()> {
         Ok(())
     }
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        !self.cluster || previous.as_bytes()[0] == current.as_bytes()[0]
+    }
 }
 
 fn main() {
@@ -150,6 +168,7 @@ fn main() {
             connection: ConnectionManager::new(client).await.unwrap(),
             prefix: format!("bench:{run}:raw:"),
             script: redis::Script::new(SCRIPT),
+            cluster: false,
         };
         let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
             ("RedisStore", Arc::new(store)),
@@ -170,4 +189,45 @@ fn main() {
         rows
     });
     print_markdown(&rows, "raw redis");
+    let Ok(cluster_url) = std::env::var("SESSION_TEST_REDIS_CLUSTER_URL") else {
+        eprintln!("(set SESSION_TEST_REDIS_CLUSTER_URL to compare the cluster store as well)");
+        return;
+    };
+    let rows = runtime.block_on(async {
+        let factory = session_redis::testing::factory(&cluster_url).unwrap();
+        let store = factory.open_fresh().await.unwrap();
+        let seeds: Vec<String> =
+            <session_redis::RedisConfig as session_core::BackendConfig>::from_url(&cluster_url)
+                .map(|c| {
+                    std::iter::once(c.url.clone())
+                        .chain(c.seeds.iter().map(|s| format!("redis://{s}")))
+                        .collect()
+                })
+                .unwrap();
+        let client = redis::cluster::ClusterClient::new(seeds).unwrap();
+        let raw = RawRedis {
+            connection: client.get_async_connection().await.unwrap(),
+            prefix: format!("bench:{run}:rawcluster:"),
+            script: redis::Script::new(SCRIPT),
+            cluster: true,
+        };
+        let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
+            ("RedisStore (cluster)", Arc::new(store)),
+            ("raw cluster", Arc::new(raw)),
+        ];
+        let rows = compare(
+            &stores,
+            "raw cluster",
+            &Op::ALL,
+            &[1, 16, 64],
+            &[200, 4096],
+            ops,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("benchmark");
+        factory.remove_namespaces().await.unwrap();
+        rows
+    });
+    print_markdown(&rows, "raw cluster");
 }

@@ -391,6 +391,15 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
                 .kind(),
             ErrorKind::Decode
         );
+        // The same through the staged path of large values.
+        assert_eq!(
+            store
+                .update(key, key, 1, later(), Bytes::from(vec![7u8; 64 * 1024]))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Decode
+        );
         assert_eq!(
             store.touch(key, later()).await.unwrap_err().kind(),
             ErrorKind::Decode
@@ -460,4 +469,81 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
             .unwrap();
     }
     factory.finish().await;
+}
+
+/// Large values take the staged path (a plain SET of a staging key, renamed by the script):
+/// every outcome leaves no staging key behind and the record exactly as the contract says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_updates_leave_no_staging_keys() {
+    let factory = common::factory();
+    let Some(base) = factory.base() else {
+        return;
+    };
+    let store = factory.open_fresh().await.unwrap();
+    let prefix = store.config().key_prefix.clone();
+    let mut raw = redis::Client::open(base.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let big = |byte: u8| Bytes::from(vec![byte; 100 * 1024]);
+    let (key, other, absent) = (
+        SessionId::generate().key(),
+        SessionId::generate().key(),
+        SessionId::generate().key(),
+    );
+    assert_eq!(
+        store.create(&key, later(), big(1)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create(&other, later(), big(2)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    use session_core::UpdateOutcome::*;
+    assert_eq!(
+        store.update(&key, &key, 1, later(), big(3)).await.unwrap(),
+        Updated { version: 2 }
+    );
+    assert_eq!(
+        store.update(&key, &key, 1, later(), big(4)).await.unwrap(),
+        Conflict
+    );
+    assert_eq!(
+        store
+            .update(&absent, &absent, 1, later(), big(5))
+            .await
+            .unwrap(),
+        NotFound
+    );
+    assert_eq!(
+        store
+            .update(&other, &key, 2, later(), big(6))
+            .await
+            .unwrap(),
+        IdTaken
+    );
+    let fresh = SessionId::generate().key();
+    assert_eq!(
+        store
+            .update(&fresh, &key, 2, later(), big(7))
+            .await
+            .unwrap(),
+        Updated { version: 3 }
+    );
+    let record = store.read(&fresh).await.unwrap().unwrap();
+    assert_eq!(
+        (record.version, record.data.len(), record.data[0]),
+        (3, 100 * 1024, 7)
+    );
+    assert!(store.read(&key).await.unwrap().is_none());
+    assert!(store.read(&absent).await.unwrap().is_none());
+    assert_eq!(store.read(&other).await.unwrap().unwrap().data[0], 2);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}~*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "staging keys left behind: {left:?}");
+    store.clear().await.unwrap();
 }

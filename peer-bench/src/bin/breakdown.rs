@@ -29,6 +29,18 @@ fn per_op<F: FnMut()>(name: &str, n: u32, mut f: F) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // A rotation on Redis Cluster: fresh ids until the key's first byte matches (1 in 256).
+    let mut target = 0u8;
+    per_op("cluster rotation id (first key byte fixed)", 2_000, || {
+        target = target.wrapping_add(1);
+        loop {
+            let id = SessionId::generate();
+            if id.key().as_bytes()[0] == target {
+                black_box(id);
+                break;
+            }
+        }
+    });
     for bytes in [200usize, 4096] {
         println!("-- payload {bytes} B");
         let mut map = Map::new();
