@@ -12,7 +12,7 @@ pub use cleanup::{CleanupHandle, spawn_cleanup};
 pub use events::{DEFAULT_EVENT_CAPACITY, Observed, SessionEvent};
 pub use manager::{
     DEFAULT_ID_ATTEMPTS, DEFAULT_MAX_DATA_SIZE, ExpiryPolicy, IdGenerator, OsRngIdGenerator,
-    SessionManager, SessionState,
+    SessionManager, SessionState, envelope,
 };
 pub use session::{DEFAULT_CONFLICT_RETRIES, Expiry, Session, SessionSnapshot};
 pub use tiered::{DEFAULT_FRONT_CAPACITY, DEFAULT_FRONT_TTL, Tiered};

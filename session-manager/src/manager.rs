@@ -172,15 +172,19 @@ impl fmt::Debug for SessionState {
     }
 }
 
-/// The stored bytes: `[format = 1][absolute deadline, i64 big-endian ms or i64::MIN][data…]`.
-mod envelope {
+/// The bytes the front stores for a session: `[format = 1][absolute deadline, i64 big-endian
+/// ms or i64::MIN for none][data…]`. Public so that adapters writing the same store (the
+/// tower-sessions adapter) store sessions in the same shape.
+pub mod envelope {
     use super::*;
 
     const FORMAT: u8 = 1;
     const NO_DEADLINE: i64 = i64::MIN;
-    pub(super) const HEADER: usize = 9;
+    /// Bytes before the data.
+    pub const HEADER: usize = 9;
 
-    pub(super) fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
+    /// The stored form of `data` with `absolute_deadline`.
+    pub fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + data.len());
         out.push(FORMAT);
         out.extend_from_slice(
@@ -192,7 +196,9 @@ mod envelope {
         out
     }
 
-    pub(super) fn decode(stored: Bytes) -> Result<(Option<OffsetDateTime>, Bytes)> {
+    /// The absolute deadline and the data of a stored session; [`ErrorKind::Decode`] when the
+    /// bytes are not in this format.
+    pub fn decode(stored: Bytes) -> Result<(Option<OffsetDateTime>, Bytes)> {
         if stored.len() < HEADER || stored[0] != FORMAT {
             return Err(Error::new(
                 ErrorKind::Decode,
