@@ -158,11 +158,8 @@ fn main() {
     };
     let ops: usize = session_bench::ops_from_env(20_000);
     let runtime = session_bench::runtime();
-    let run = &SessionId::generate().key().to_hex()[..8];
+    let run = SessionId::generate().key().to_hex()[..8].to_owned();
     let rows = runtime.block_on(async {
-        // The store in a fresh namespace of the backend's own test factory, removed afterwards.
-        let factory = session_redis::testing::factory(&url).unwrap();
-        let store = factory.open_fresh().await.unwrap();
         let client = redis::Client::open(url.as_str()).unwrap();
         let raw = RawRedis {
             connection: ConnectionManager::new(client).await.unwrap(),
@@ -170,23 +167,7 @@ fn main() {
             script: redis::Script::new(SCRIPT),
             cluster: false,
         };
-        let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
-            ("RedisStore", Arc::new(store)),
-            ("raw redis", Arc::new(raw)),
-        ];
-        let rows = compare(
-            &stores,
-            "raw redis",
-            &Op::ALL,
-            &[1, 16, 64],
-            &[200, 4096],
-            ops,
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("benchmark");
-        factory.remove_namespaces().await.unwrap();
-        rows
+        side_by_side(&url, "RedisStore", raw, "raw redis", ops).await
     });
     print_markdown(&rows, "raw redis");
     let Ok(cluster_url) = std::env::var("SESSION_TEST_REDIS_CLUSTER_URL") else {
@@ -194,8 +175,6 @@ fn main() {
         return;
     };
     let rows = runtime.block_on(async {
-        let factory = session_redis::testing::factory(&cluster_url).unwrap();
-        let store = factory.open_fresh().await.unwrap();
         let seeds: Vec<String> =
             <session_redis::RedisConfig as session_core::BackendConfig>::from_url(&cluster_url)
                 .map(|c| {
@@ -211,23 +190,45 @@ fn main() {
             script: redis::Script::new(SCRIPT),
             cluster: true,
         };
-        let stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
-            ("RedisStore (cluster)", Arc::new(store)),
-            ("raw cluster", Arc::new(raw)),
-        ];
-        let rows = compare(
-            &stores,
+        side_by_side(
+            &cluster_url,
+            "RedisStore (cluster)",
+            raw,
             "raw cluster",
-            &Op::ALL,
-            &[1, 16, 64],
-            &[200, 4096],
             ops,
-            Duration::from_secs(10),
         )
         .await
-        .expect("benchmark");
-        factory.remove_namespaces().await.unwrap();
-        rows
     });
     print_markdown(&rows, "raw cluster");
+}
+
+/// The store at `url` (a fresh namespace of the backend's own test factory, removed
+/// afterwards) against `raw`, every op, 1/16/64 tasks, 200 B and 4 KiB.
+async fn side_by_side<C>(
+    url: &str,
+    name: &'static str,
+    raw: RawRedis<C>,
+    raw_name: &'static str,
+    ops: usize,
+) -> Vec<session_bench::Row>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let factory = session_redis::testing::factory(url).unwrap();
+    let store = factory.open_fresh().await.unwrap();
+    let stores: Vec<(&str, Arc<dyn SessionStore>)> =
+        vec![(name, Arc::new(store)), (raw_name, Arc::new(raw))];
+    let rows = compare(
+        &stores,
+        raw_name,
+        &Op::ALL,
+        &[1, 16, 64],
+        &[200, 4096],
+        ops,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("benchmark");
+    factory.remove_namespaces().await.unwrap();
+    rows
 }
