@@ -1,0 +1,235 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
+use parking_lot::Mutex;
+use serde_json::Value;
+use session_manager::envelope;
+use session_manager::time::{Duration, OffsetDateTime};
+use session_manager::{Bytes, CreateOutcome, SessionId, SessionStore, UpdateOutcome};
+
+/// The state entry that carries the version a request loaded and a random tag of that load
+/// between `load` and `update`; removed before anything is stored.
+pub const VERSION_ENTRY: &str = "\u{0}session-store";
+
+/// Fresh ids `save` tries before giving up.
+const CREATE_ATTEMPTS: usize = 3;
+/// Loads whose updates are followed (a request updating twice); oldest forgotten first.
+const TRACKED_LOADS: usize = 100_000;
+
+type State = HashMap<String, String>;
+
+/// Any [`SessionStore`] of this workspace as an `actix_session::storage::SessionStore`.
+///
+/// The cookie value is a [`SessionId`] (43 characters, 256 random bits); the store keeps only
+/// its SHA-256 key. `save` is collision-safe, `update` a compare-and-swap on the version the
+/// request loaded (a concurrent update by another request is refused, nothing written), an
+/// `update` of a session that no longer exists writes nothing (no resurrection), `update_ttl`
+/// is the contract's `touch`.
+pub struct ActixStore<S> {
+    store: S,
+    chains: Arc<Mutex<Chains>>,
+}
+
+#[derive(Default)]
+struct Chains {
+    latest: HashMap<u64, u64>,
+    order: VecDeque<u64>,
+}
+
+impl<S> fmt::Debug for ActixStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActixStore").finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone> Clone for ActixStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            chains: Arc::clone(&self.chains),
+        }
+    }
+}
+
+fn other(error: impl Into<anyhow::Error>) -> anyhow::Error {
+    error.into()
+}
+
+fn expiry(ttl: &Duration) -> OffsetDateTime {
+    OffsetDateTime::now_utc().saturating_add(*ttl)
+}
+
+/// The stored bytes of `state`: the `Session` handle's envelope around a JSON map whose values
+/// are the JSON values actix-session serialised (a value that is not JSON is kept as a string).
+fn encode(state: &State) -> Bytes {
+    let map: serde_json::Map<String, Value> = state
+        .iter()
+        .filter(|(k, _)| k.as_str() != VERSION_ENTRY)
+        .map(|(k, v)| {
+            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()));
+            (k.clone(), value)
+        })
+        .collect();
+    let json = serde_json::to_vec(&map).expect("a JSON map serialises");
+    Bytes::from(envelope::encode(None, &json))
+}
+
+fn decode(stored: Bytes) -> anyhow::Result<State> {
+    let (_, json) = envelope::decode(stored)?;
+    let map: serde_json::Map<String, Value> = serde_json::from_slice(&json)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+}
+
+fn fresh_tag() -> u64 {
+    let key = SessionId::generate().key();
+    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+fn parse(key: &SessionKey) -> Option<SessionId> {
+    SessionId::parse(key.as_ref()).ok()
+}
+
+impl<S: SessionStore> ActixStore<S> {
+    /// Wraps `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            chains: Arc::default(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.store
+    }
+
+    /// The version an update of `state` compares against, and its load's tag.
+    fn expected(&self, state: &State) -> Option<(u64, u64)> {
+        let (version, tag) = state.get(VERSION_ENTRY)?.split_once(':')?;
+        let (version, tag) = (version.parse::<u64>().ok()?, tag.parse::<u64>().ok()?);
+        let latest = self.chains.lock().latest.get(&tag).copied();
+        Some((latest.unwrap_or(version).max(version), tag))
+    }
+
+    fn remember(&self, tag: u64, version: u64) {
+        let mut chains = self.chains.lock();
+        if chains.latest.insert(tag, version).is_none() {
+            chains.order.push_back(tag);
+            if chains.order.len() > TRACKED_LOADS
+                && let Some(oldest) = chains.order.pop_front()
+            {
+                chains.latest.remove(&oldest);
+            }
+        }
+    }
+}
+
+impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<State>, LoadError> {
+        // A cookie that is not one of our ids names no session (and never reaches the store).
+        let Some(id) = parse(session_key) else {
+            return Ok(None);
+        };
+        let Some(stored) = self
+            .store
+            .read(&id.key())
+            .await
+            .map_err(|e| LoadError::Other(other(e)))?
+        else {
+            return Ok(None);
+        };
+        let mut state = decode(stored.data).map_err(LoadError::Deserialization)?;
+        state.insert(
+            VERSION_ENTRY.to_owned(),
+            format!("{}:{}", stored.version, fresh_tag()),
+        );
+        Ok(Some(state))
+    }
+
+    async fn save(&self, session_state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        let data = encode(&session_state);
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate();
+            match self
+                .store
+                .create(&id.key(), expiry(ttl), data.clone())
+                .await
+                .map_err(|e| SaveError::Other(other(e)))?
+            {
+                CreateOutcome::Created => {
+                    return SessionKey::try_from(id.expose())
+                        .map_err(|e| SaveError::Other(other(e)));
+                }
+                CreateOutcome::IdTaken => tracing::warn!("generated session id was taken"),
+            }
+        }
+        Err(SaveError::Other(anyhow::anyhow!(
+            "{CREATE_ATTEMPTS} fresh session ids were all taken"
+        )))
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let Some(id) = parse(&session_key) else {
+            // Never one of ours: nothing to update, nothing is created.
+            return Ok(session_key);
+        };
+        let key = id.key();
+        let (expected, tag) = match self.expected(&session_state) {
+            Some(found) => found,
+            None => match self
+                .store
+                .read(&key)
+                .await
+                .map_err(|e| UpdateError::Other(other(e)))?
+            {
+                Some(current) => (current.version, fresh_tag()),
+                None => return Ok(session_key),
+            },
+        };
+        match self
+            .store
+            .update(&key, &key, expected, expiry(ttl), encode(&session_state))
+            .await
+            .map_err(|e| UpdateError::Other(other(e)))?
+        {
+            UpdateOutcome::Updated { version } => {
+                self.remember(tag, version);
+                Ok(session_key)
+            }
+            UpdateOutcome::NotFound => {
+                // Logged out, expired or renewed away while this request ran: writing it back
+                // would resurrect it.
+                tracing::debug!("update of a session that no longer exists dropped");
+                Ok(session_key)
+            }
+            UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
+                Err(UpdateError::Other(anyhow::anyhow!(
+                    "the session was updated by a concurrent request; nothing was written"
+                )))
+            }
+        }
+    }
+
+    async fn update_ttl(&self, session_key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+        if let Some(id) = parse(session_key) {
+            self.store.touch(&id.key(), expiry(ttl)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
+        if let Some(id) = parse(session_key) {
+            self.store.delete(&id.key()).await?;
+        }
+        Ok(())
+    }
+}
