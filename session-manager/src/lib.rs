@@ -4,12 +4,14 @@ mod cleanup;
 #[cfg(feature = "cookie")]
 pub mod cookie;
 mod events;
+mod instrument;
 mod manager;
 mod session;
 mod tiered;
 
 pub use cleanup::{CleanupHandle, spawn_cleanup};
 pub use events::{DEFAULT_EVENT_CAPACITY, Observed, SessionEvent};
+pub use instrument::Instrumented;
 pub use manager::{
     DEFAULT_ID_ATTEMPTS, DEFAULT_MAX_DATA_SIZE, ExpiryPolicy, IdGenerator, OsRngIdGenerator,
     SessionManager, SessionState, envelope,

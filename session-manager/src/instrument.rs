@@ -1,0 +1,246 @@
+//! [`Instrumented`]: every store operation in a `tracing` span, and counted and timed through
+//! the `metrics` facade (feature `metrics`).
+
+use std::time::Instant;
+
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
+};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+/// A store whose every operation runs in a `tracing` span named `session_store` (fields
+/// `backend`, `operation`, `outcome`, `duration_us`; never a key, a token or data), and, with
+/// feature `metrics`, is counted (`session_store_operations_total`, labels backend, operation,
+/// outcome) and timed (`session_store_operation_seconds`, labels backend, operation) through
+/// the `metrics` facade. With no subscriber and no recorder installed the cost is a few
+/// nanoseconds per operation (measured in the README).
+///
+/// Outcomes: `created`, `id_taken`, `found`, `absent`, `updated`, `not_found`, `conflict`,
+/// `touched`, `deleted`, `purged`, `cleared`, and `error` / `transient_error`.
+#[derive(Clone)]
+pub struct Instrumented<S> {
+    inner: S,
+    backend: &'static str,
+    /// Metric handles registered once at construction (a recorder installed later is not seen:
+    /// install it first), so an operation costs no label building or lookup.
+    #[cfg(feature = "metrics")]
+    metrics: std::sync::Arc<Handles>,
+}
+
+impl<S> std::fmt::Debug for Instrumented<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The operations, in the order of the handle tables.
+const OPERATIONS: [&str; 8] = [
+    "create",
+    "read",
+    "update",
+    "rotate",
+    "touch",
+    "delete",
+    "delete_expired",
+    "clear",
+];
+/// The outcomes, in the order of the handle tables.
+const OUTCOMES: [&str; 13] = [
+    "created",
+    "id_taken",
+    "found",
+    "absent",
+    "updated",
+    "not_found",
+    "conflict",
+    "touched",
+    "deleted",
+    "purged",
+    "cleared",
+    "error",
+    "transient_error",
+];
+
+/// Indices into [`OUTCOMES`].
+const CREATED: usize = 0;
+const ID_TAKEN: usize = 1;
+const FOUND: usize = 2;
+const ABSENT: usize = 3;
+const UPDATED: usize = 4;
+const NOT_FOUND: usize = 5;
+const CONFLICT: usize = 6;
+const TOUCHED: usize = 7;
+const DELETED: usize = 8;
+const PURGED: usize = 9;
+const CLEARED: usize = 10;
+const ERROR: usize = 11;
+const TRANSIENT_ERROR: usize = 12;
+
+#[cfg(feature = "metrics")]
+struct Handles {
+    counters: Vec<metrics::Counter>,
+    histograms: Vec<metrics::Histogram>,
+}
+
+#[cfg(feature = "metrics")]
+impl Handles {
+    fn register(backend: &'static str) -> Self {
+        let mut counters = Vec::with_capacity(OPERATIONS.len() * OUTCOMES.len());
+        for operation in OPERATIONS {
+            for outcome in OUTCOMES {
+                counters.push(metrics::counter!(
+                    "session_store_operations_total",
+                    "backend" => backend,
+                    "operation" => operation,
+                    "outcome" => outcome
+                ));
+            }
+        }
+        let histograms = OPERATIONS
+            .iter()
+            .map(|operation| {
+                metrics::histogram!(
+                    "session_store_operation_seconds",
+                    "backend" => backend,
+                    "operation" => *operation
+                )
+            })
+            .collect();
+        Self {
+            counters,
+            histograms,
+        }
+    }
+}
+
+impl<S: SessionStore> Instrumented<S> {
+    /// Wraps `inner`, naming its backend (`"postgres"`, `"redis"`, …) in spans and metrics.
+    pub fn new(inner: S, backend: &'static str) -> Self {
+        Self {
+            inner,
+            backend,
+            #[cfg(feature = "metrics")]
+            metrics: std::sync::Arc::new(Handles::register(backend)),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: usize,
+        call: impl Future<Output = Result<T>>,
+        outcome: impl FnOnce(&T) -> usize,
+    ) -> Result<T> {
+        let span = tracing::debug_span!(
+            "session_store",
+            backend = self.backend,
+            operation = OPERATIONS[operation],
+            outcome = Empty,
+            duration_us = Empty
+        );
+        let started = Instant::now();
+        let result = if span.is_disabled() {
+            call.await
+        } else {
+            call.instrument(span.clone()).await
+        };
+        let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(value) => outcome(value),
+            Err(error) if error.is_transient() => TRANSIENT_ERROR,
+            Err(_) => ERROR,
+        };
+        if !span.is_disabled() {
+            span.record("outcome", OUTCOMES[outcome]);
+            span.record("duration_us", elapsed.as_micros() as u64);
+        }
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.counters[operation * OUTCOMES.len() + outcome].increment(1);
+            self.metrics.histograms[operation].record(elapsed.as_secs_f64());
+        }
+        result
+    }
+}
+
+fn updated(outcome: &UpdateOutcome) -> usize {
+    match outcome {
+        UpdateOutcome::Updated { .. } => UPDATED,
+        UpdateOutcome::NotFound => NOT_FOUND,
+        UpdateOutcome::Conflict => CONFLICT,
+        UpdateOutcome::IdTaken => ID_TAKEN,
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for Instrumented<S> {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+    ) -> Result<CreateOutcome> {
+        self.observe(0, self.inner.create(key, expires_at, data), |o| match o {
+            CreateOutcome::Created => CREATED,
+            CreateOutcome::IdTaken => ID_TAKEN,
+        })
+        .await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.observe(1, self.inner.read(key), |r| {
+            if r.is_some() { FOUND } else { ABSENT }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+    ) -> Result<UpdateOutcome> {
+        let operation = if current == previous { 2 } else { 3 };
+        self.observe(
+            operation,
+            self.inner
+                .update(current, previous, expected_version, expires_at, data),
+            updated,
+        )
+        .await
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
+        self.observe(4, self.inner.touch(key, expires_at), |t| {
+            if *t { TOUCHED } else { NOT_FOUND }
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.observe(5, self.inner.delete(key), |_| DELETED).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        self.observe(6, self.inner.delete_expired(), |_| PURGED)
+            .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.observe(7, self.inner.clear(), |_| CLEARED).await
+    }
+
+    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
+        self.inner.can_rotate_between(previous, current)
+    }
+}
