@@ -67,12 +67,19 @@ start_redis_cluster() {
 
 stop_redis_cluster() {
   [ -n "$CLUSTER_DIR" ] || return 0
-  local port
+  local port pid pids=()
   for port in $(cluster_ports); do
     if [ -f "$CLUSTER_DIR/$port/redis.pid" ]; then
-      kill "$(cat "$CLUSTER_DIR/$port/redis.pid")" 2>/dev/null || true
+      pid="$(cat "$CLUSTER_DIR/$port/redis.pid" 2>/dev/null)" || continue
+      kill "$pid" 2>/dev/null && pids+=("$pid")
     fi
   done
-  rm -rf "$CLUSTER_DIR"
+  # The servers write their last files while exiting: wait (at most 10 s) before removing them.
+  local deadline=$((SECONDS + 10))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  done
+  rm -rf "$CLUSTER_DIR" 2>/dev/null || true
   CLUSTER_DIR=""
+  return 0
 }
