@@ -32,6 +32,7 @@ type State = HashMap<String, String>;
 pub struct ActixStore<S> {
     store: S,
     chains: Arc<Mutex<Chains>>,
+    max_data_size: usize,
 }
 
 #[derive(Default)]
@@ -51,6 +52,7 @@ impl<S: Clone> Clone for ActixStore<S> {
         Self {
             store: self.store.clone(),
             chains: Arc::clone(&self.chains),
+            max_data_size: self.max_data_size,
         }
     }
 }
@@ -64,8 +66,9 @@ fn expiry(ttl: &Duration) -> OffsetDateTime {
 }
 
 /// The stored bytes of `state`: the `Session` handle's envelope around a JSON map whose values
-/// are the JSON values actix-session serialised (a value that is not JSON is kept as a string).
-fn encode(state: &State) -> Bytes {
+/// are the JSON values actix-session serialised (a value that is not JSON is kept as a string);
+/// `TooLarge` above `limit` bytes of JSON.
+fn encode(state: &State, limit: usize) -> session_manager::Result<Bytes> {
     let map: serde_json::Map<String, Value> = state
         .iter()
         .filter(|(k, _)| k.as_str() != VERSION_ENTRY)
@@ -75,7 +78,8 @@ fn encode(state: &State) -> Bytes {
         })
         .collect();
     let json = serde_json::to_vec(&map).expect("a JSON map serialises");
-    Bytes::from(envelope::encode(None, &json))
+    envelope::check_size(&json, limit)?;
+    Ok(Bytes::from(envelope::encode(None, &json)))
 }
 
 fn decode(stored: Bytes) -> anyhow::Result<State> {
@@ -99,7 +103,18 @@ impl<S: SessionStore> ActixStore<S> {
         Self {
             store,
             chains: Arc::default(),
+            max_data_size: session_manager::DEFAULT_MAX_DATA_SIZE,
         }
+    }
+
+    /// Sets the largest session (its stored JSON, in bytes) a save or update writes; larger
+    /// ones fail (the error's source is a `TooLarge` session error) and write nothing. Default
+    /// [`DEFAULT_MAX_DATA_SIZE`](session_manager::DEFAULT_MAX_DATA_SIZE), as for the `Session`
+    /// handle.
+    #[must_use]
+    pub fn with_max_data_size(mut self, bytes: usize) -> Self {
+        self.max_data_size = bytes;
+        self
     }
 
     /// The wrapped store.
@@ -151,7 +166,8 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
     }
 
     async fn save(&self, session_state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let data = encode(&session_state);
+        let data =
+            encode(&session_state, self.max_data_size).map_err(|e| SaveError::Other(other(e)))?;
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate();
             match self
@@ -183,6 +199,8 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
             return Ok(session_key);
         };
         let key = id.key();
+        let data =
+            encode(&session_state, self.max_data_size).map_err(|e| UpdateError::Other(other(e)))?;
         let (expected, tag) = match self.expected(&session_state) {
             Some(found) => found,
             None => match self
@@ -197,7 +215,7 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
         };
         match self
             .store
-            .update(&key, &key, expected, expiry(ttl), encode(&session_state))
+            .update(&key, &key, expected, expiry(ttl), data)
             .await
             .map_err(|e| UpdateError::Other(other(e)))?
         {

@@ -3,6 +3,7 @@
 //! `purge`, a stale cookie after logout, and the store-level rules (concurrent updates, no
 //! resurrection, TTL through touch).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_session::storage::{SessionKey, SessionStore as _};
@@ -153,6 +154,22 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
     // Cookies that are not our ids never reach the store.
     let foreign = SessionKey::try_from("x".repeat(64)).unwrap();
     assert!(adapter.load(&foreign).await.unwrap().is_none());
+    // The size limit of the Session handle holds here too: a larger session writes nothing.
+    let small = ActixStore::new(Arc::clone(&inner)).with_max_data_size(64);
+    let big: HashMap<String, String> =
+        [("blob".to_owned(), format!("{:?}", "x".repeat(100)))].into();
+    assert!(small.save(big.clone(), &ttl).await.is_err());
+    let fits = small
+        .save([("n".to_owned(), "1".to_owned())].into(), &ttl)
+        .await
+        .unwrap();
+    let mut grown = small.load(&fits).await.unwrap().unwrap();
+    grown.extend(big);
+    let again = SessionKey::try_from(fits.as_ref().to_owned()).unwrap();
+    assert!(small.update(again, grown, &ttl).await.is_err());
+    let stored = small.load(&fits).await.unwrap().unwrap();
+    assert_eq!(stored.get("n").map(String::as_str), Some("1"));
+    assert!(!stored.contains_key("blob"), "a refused update wrote");
 
     store.drop_namespace().await.unwrap();
 }

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// The most bytes a store URL and its options may have together (16 KiB): far more than any
+/// real configuration (a cluster URL with a hundred seeds is under 4 KiB), and a bound on what
+/// parsing one may allocate.
+pub const MAX_CONFIG_BYTES: usize = 16 * 1024;
+
 /// The named settings of one store: its URL's query parameters, then an options map (whose
 /// values win). A backend takes each setting it knows by name; [`finish`](Self::finish) refuses
 /// whatever is left, naming the settings the backend took, so a typo is an error rather than a
@@ -35,14 +40,27 @@ impl Options {
     }
 
     /// Splits `url` at its `?`: the part before it, and the settings of its query followed by
-    /// `extra`.
+    /// `extra`. A `Config` error, before anything is parsed or copied, when the URL and the
+    /// options together are longer than [`MAX_CONFIG_BYTES`].
     pub fn split_url<'u>(
         backend: &'static str,
         url: &'u str,
         extra: &[(String, String)],
-    ) -> (&'u str, Self) {
+    ) -> Result<(&'u str, Self)> {
+        let size = extra.iter().fold(url.len(), |sum, (k, v)| {
+            sum.saturating_add(k.len() + v.len())
+        });
+        if size > MAX_CONFIG_BYTES {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{backend}: the store URL and its options are {size} bytes, more than the \
+                     {MAX_CONFIG_BYTES} a store configuration may have"
+                ),
+            ));
+        }
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        (base, Self::new(backend, query, extra))
+        Ok((base, Self::new(backend, query, extra)))
     }
 
     /// Takes every value of the repeatable setting `name`, in order (none when not given).
@@ -268,7 +286,8 @@ mod tests {
     fn options_are_taken_by_name() {
         let extra = [("b".to_owned(), "from_map".to_owned())];
         let (base, mut options) =
-            Options::split_url("db", "db://h/x?a=1&b=from_url&flag=true&t=5&c=%3A", &extra);
+            Options::split_url("db", "db://h/x?a=1&b=from_url&flag=true&t=5&c=%3A", &extra)
+                .unwrap();
         assert_eq!(base, "db://h/x");
         assert_eq!(
             options.take_parsed::<u32>("a", "a number").unwrap(),
@@ -288,19 +307,20 @@ mod tests {
                 && error.to_string().contains("a, b, flag, t, missing"),
             "{error}"
         );
-        let (base, options) = Options::split_url("db", "db://u:pw@h/d?ssl=on&tabel=x", &[]);
+        let (base, options) =
+            Options::split_url("db", "db://u:pw@h/d?ssl=on&tabel=x", &[]).unwrap();
         let error = options.into_driver_url(base, &["ssl"], "db://u:pw@h/d?ssl=on&tabel=x");
         let message = error.unwrap_err().to_string();
         assert!(
             message.contains("unknown URL parameter `tabel`") && !message.contains("pw@"),
             "{message}"
         );
-        let (base, options) = Options::split_url("db", "db://h/d?ssl=on", &[]);
+        let (base, options) = Options::split_url("db", "db://h/d?ssl=on", &[]).unwrap();
         assert_eq!(
             options.into_driver_url(base, &["ssl"], "").unwrap(),
             "db://h/d?ssl=on"
         );
-        let (_, mut options) = Options::split_url("db", "db://h?n=x&f=maybe", &[]);
+        let (_, mut options) = Options::split_url("db", "db://h?n=x&f=maybe", &[]).unwrap();
         let error = options.take_parsed::<u32>("n", "a number").unwrap_err();
         assert!(
             error.to_string().contains("`n` must be a number"),
@@ -309,11 +329,26 @@ mod tests {
         assert!(options.take_bool("f").is_err());
         assert!(options.finish().is_ok());
         let extra = [("seed".to_owned(), "c:3".to_owned())];
-        let (_, mut options) = Options::split_url("db", "db://h?seed=a:1&x=1&seed=b:2", &extra);
+        let (_, mut options) =
+            Options::split_url("db", "db://h?seed=a:1&x=1&seed=b:2", &extra).unwrap();
         assert_eq!(options.take_all("seed"), ["a:1", "b:2", "c:3"]);
         assert!(options.take_all("seed").is_empty());
         assert_eq!(options.take("x").as_deref(), Some("1"));
         assert!(options.finish().is_ok());
+    }
+
+    #[test]
+    fn oversized_configurations_are_refused_before_parsing() {
+        let long = format!("db://h/d?a={}", "x".repeat(MAX_CONFIG_BYTES));
+        let error = Options::split_url("db", &long, &[]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains("more than the 16384"), "{error}");
+        // The options map counts too, and exactly at the limit is fine.
+        let extra = [("a".to_owned(), "x".repeat(MAX_CONFIG_BYTES))];
+        assert!(Options::split_url("db", "db://h", &extra).is_err());
+        let exact = format!("db://h?a={}", "x".repeat(MAX_CONFIG_BYTES - 9));
+        assert_eq!(exact.len(), MAX_CONFIG_BYTES);
+        assert!(Options::split_url("db", &exact, &[]).is_ok());
     }
 
     #[test]

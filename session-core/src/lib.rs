@@ -23,4 +23,6 @@ pub use bytes::{self, Bytes};
 pub use time;
 
 #[cfg(feature = "config")]
-pub use config::{Options, is_secret_parameter, redact_url, serde_millis, validate_identifier};
+pub use config::{
+    MAX_CONFIG_BYTES, Options, is_secret_parameter, redact_url, serde_millis, validate_identifier,
+};

@@ -32,6 +32,12 @@ use session_core::{Error, ErrorKind, SessionId, SessionStore};
 
 use crate::{Expiry, Session, SessionManager};
 
+/// The most bytes of `Cookie` header values one request may carry for its session cookie to
+/// be read (16 KiB, over all its `Cookie` fields): browsers send at most a few KiB, servers
+/// refuse headers of 8–16 KiB by default. A request over it counts as carrying no session
+/// cookie (its cookie is left alone, never removed), without parsing any of it.
+pub const MAX_COOKIE_HEADER_BYTES: usize = 16 * 1024;
+
 /// Cookie settings, and the rules for reading and writing the session cookie:
 ///
 /// - The cookie holds the session token; a malformed, unknown or expired cookie counts as no
@@ -203,11 +209,23 @@ impl CookiePolicy {
     }
 
     /// Reads the request's `Cookie` header values: the first well-formed cookie of ours;
-    /// `Malformed` when there are only malformed ones.
+    /// `Malformed` when there are only malformed ones; `None` when there is none, or when the
+    /// values are longer than [`MAX_COOKIE_HEADER_BYTES`] together (nothing of them is read).
     pub fn incoming<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a str>) -> Incoming {
+        let headers: Vec<&str> = cookie_headers.into_iter().collect();
+        let size = headers
+            .iter()
+            .fold(0usize, |sum, text| sum.saturating_add(text.len()));
+        if size > MAX_COOKIE_HEADER_BYTES {
+            tracing::debug!(
+                bytes = size,
+                "Cookie headers over the limit: the request counts as carrying no session cookie"
+            );
+            return Incoming::None;
+        }
         let name = self.wire_name();
         let mut found = Incoming::None;
-        for text in cookie_headers {
+        for text in headers {
             for cookie in Cookie::split_parse(text).flatten() {
                 if cookie.name() == name {
                     match SessionId::parse(cookie.value()) {
@@ -301,5 +319,31 @@ impl CookiePolicy {
             cookie.set_domain(domain.clone());
         }
         cookie
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_headers_over_the_limit_are_not_read() {
+        let policy = CookiePolicy::new();
+        let id = SessionId::generate();
+        let ours = format!("__Host-id={}", id.expose());
+        // Just under the limit, spread over two fields: read.
+        let filler = format!("pad={}", "x".repeat(MAX_COOKIE_HEADER_BYTES - ours.len() - 10));
+        assert_eq!(
+            policy.incoming([filler.as_str(), ours.as_str()]),
+            Incoming::Id(id.clone())
+        );
+        // Over it: none, whatever it holds (and nothing of it parsed).
+        let filler = format!("pad={}", "x".repeat(MAX_COOKIE_HEADER_BYTES));
+        assert_eq!(
+            policy.incoming([ours.as_str(), filler.as_str()]),
+            Incoming::None
+        );
+        let one = format!("{ours}; pad={}", "x".repeat(MAX_COOKIE_HEADER_BYTES));
+        assert_eq!(policy.incoming([one.as_str()]), Incoming::None);
     }
 }

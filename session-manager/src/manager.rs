@@ -183,6 +183,18 @@ pub mod envelope {
     /// Bytes before the data.
     pub const HEADER: usize = 9;
 
+    /// [`ErrorKind::TooLarge`] when `data` is larger than `limit` bytes (the check every
+    /// writer of sessions applies before storing: [`SessionManager::with_max_data_size`]).
+    pub fn check_size(data: &[u8], limit: usize) -> Result<()> {
+        if data.len() > limit {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("session data is {} bytes, the limit is {limit}", data.len()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The stored form of `data` with `absolute_deadline`.
     pub fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + data.len());
@@ -317,17 +329,7 @@ impl<S: SessionStore> SessionManager<S> {
     }
 
     fn check_size(&self, data: &[u8]) -> Result<()> {
-        if data.len() > self.max_data_size {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "session data is {} bytes, the limit is {}",
-                    data.len(),
-                    self.max_data_size
-                ),
-            ));
-        }
-        Ok(())
+        envelope::check_size(data, self.max_data_size)
     }
 
     fn id_collision(&self) -> Error {

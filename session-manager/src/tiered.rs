@@ -212,6 +212,23 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
         result
     }
 
+    /// The front's entry for `key`. An entry that is not a tiered entry (another writer of a
+    /// shared front, a corrupt value) is dropped and counts as absent: the back holds the
+    /// truth, so a broken cache entry never makes a session unreadable.
+    async fn front_entry(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let Some(record) = self.front.read(key).await? else {
+            return Ok(None);
+        };
+        match decode(record) {
+            Ok(record) => Ok(Some(record)),
+            Err(error) => {
+                tracing::warn!(%error, "dropping a front entry that is not a tiered entry");
+                self.invalidate(key).await?;
+                Ok(None)
+            }
+        }
+    }
+
     async fn invalidate(&self, key: &SessionKey) -> Result<()> {
         self.forget(key);
         self.front.delete(key).await
@@ -274,19 +291,17 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        if let Some(record) = self.front.read(key).await? {
-            let record = decode(record)?;
-            if record.expires_at > OffsetDateTime::now_utc() {
-                return Ok(Some(record));
-            }
+        if let Some(record) = self.front_entry(key).await?
+            && record.expires_at > OffsetDateTime::now_utc()
+        {
+            return Ok(Some(record));
         }
         let _guard = self.shards[shard(key)].read().await;
         // A write may have finished while this task waited: its result is in the front.
-        if let Some(record) = self.front.read(key).await? {
-            let record = decode(record)?;
-            if record.expires_at > OffsetDateTime::now_utc() {
-                return Ok(Some(record));
-            }
+        if let Some(record) = self.front_entry(key).await?
+            && record.expires_at > OffsetDateTime::now_utc()
+        {
+            return Ok(Some(record));
         }
         let record = self.back.read(key).await?;
         if let Some(record) = &record {

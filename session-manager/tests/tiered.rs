@@ -396,3 +396,35 @@ async fn session_handles_on_two_servers_merge_their_changes() {
     }
     assert_eq!(back_view.get::<bool>("origin").await.unwrap(), Some(true));
 }
+
+/// Found by the `tiered_front` fuzz target: a front entry that is not a tiered entry (a shared
+/// front written by something else, a corrupt value) made every read of that session fail with
+/// `Decode` until the entry expired. Now it is dropped and the back answers.
+#[tokio::test]
+async fn a_corrupt_front_entry_is_dropped_and_the_back_answers() {
+    for junk in [&b""[..], b"short", &[0xff; 16], &[0x7f; 40]] {
+        let store = Tiered::new(MemoryStore::new(), MemoryStore::new());
+        let key = SessionId::generate().key();
+        assert_eq!(
+            store
+                .back()
+                .create(&key, later(), Bytes::from_static(b"back"))
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(
+            store
+                .front()
+                .create(&key, later(), Bytes::copy_from_slice(junk))
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        let record = store.read(&key).await.unwrap().expect("the back has it");
+        assert_eq!(&record.data[..], b"back", "front held {junk:?}");
+        // The junk is gone; the front now caches the back's record.
+        let front = store.front().read(&key).await.unwrap().expect("refilled");
+        assert!(front.data.ends_with(b"back"));
+    }
+}

@@ -366,7 +366,7 @@ impl BackendConfig for MemoryConfig {
     type Store = MemoryStore;
 
     fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
-        let (base, mut options) = Options::split_url("memory", url, options);
+        let (base, mut options) = Options::split_url("memory", url, options)?;
         if !base.eq_ignore_ascii_case("memory://") && !base.eq_ignore_ascii_case("memory:") {
             return Err(Error::new(
                 ErrorKind::Config,

@@ -152,7 +152,7 @@ impl MysqlConfig {
     /// the URL, anything else is refused.
     pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
         let url = self.url.clone();
-        let (base, mut options) = Options::split_url("mysql", &url, extra);
+        let (base, mut options) = Options::split_url("mysql", &url, extra)?;
         if let Some(table) = options.take("table") {
             self.table = table;
         }

@@ -43,6 +43,10 @@ pub(crate) fn map_sqlx_error(doing: &'static str, error: sqlx::Error) -> Error {
             }
             // access denied (user, database, table, command), unknown database
             Some(1045 | 1044 | 1142 | 1143 | 1049) => (ErrorKind::Config, false),
+            // out of range value: only a stored value can cause it (a version at the top of
+            // BIGINT or a negative one taken by LAST_INSERT_ID), since every value bound is
+            // checked first
+            Some(1264 | 1690) => (ErrorKind::Decode, false),
             _ => (ErrorKind::Backend, false),
         },
         E::Io(_) | E::PoolTimedOut | E::Protocol(_) | E::WorkerCrashed => {

@@ -601,9 +601,10 @@ impl SessionStore for MysqlStore {
                 // whose successor cannot be stored.
                 return match self.live_version(previous).await? {
                     None => Ok(UpdateOutcome::NotFound),
-                    Some(version) if version == expected_version => {
-                        Err(Error::new(ErrorKind::Backend, "mysql: version overflow"))
-                    }
+                    Some(version) if version == expected_version => Err(Error::new(
+                        ErrorKind::Decode,
+                        "mysql: the stored version is at its maximum (a corrupt record)",
+                    )),
                     Some(_) => Ok(UpdateOutcome::Conflict),
                 };
             }

@@ -13,7 +13,7 @@ use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{
     BackendConfig, CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, StoreAdmin,
-    truncate_to_millis,
+    UpdateOutcome, truncate_to_millis,
 };
 use session_mysql::{MysqlConfig, MysqlStore};
 
@@ -275,6 +275,69 @@ async fn unknown_database_missing_privileges_and_migrate_false_are_clear_errors(
             .execute(&admin)
             .await
             .unwrap();
+    })
+    .await;
+}
+
+/// Found by the mysql_rows fuzz target: a live row with a negative version made `create`
+/// fail with a `Backend` error (`LAST_INSERT_ID` of a negative number is out of range), and a
+/// version at the top of BIGINT has no successor. Both are corrupt records: `Decode`, and
+/// nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_versions_are_decode_errors_and_nothing_changes() {
+    with_factory(|factory| async move {
+        let table = conformance_tests::fresh_namespace();
+        let store = factory.open(&table).await.unwrap();
+        let keys: Vec<SessionKey> = (0..2).map(|_| SessionId::generate().key()).collect();
+        for key in &keys {
+            assert_eq!(
+                store
+                    .create(key, later(), Bytes::from_static(b"fine"))
+                    .await
+                    .unwrap(),
+                CreateOutcome::Created
+            );
+        }
+        for (key, version) in keys.iter().zip([-3_i64, i64::MAX]) {
+            sqlx::query(&format!("UPDATE `{table}` SET version = ? WHERE k = ?"))
+                .bind(version)
+                .bind(&key.as_bytes()[..])
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let err = store
+            .create(&keys[0], later(), Bytes::from_static(b"new"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        let err = store
+            .update(
+                &keys[1],
+                &keys[1],
+                i64::MAX as u64,
+                later(),
+                Bytes::from_static(b"x"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        assert!(matches!(
+            store
+                .update(&keys[1], &keys[1], 1, later(), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
+            UpdateOutcome::Conflict
+        ));
+        for (key, version) in keys.iter().zip([-3_i64, i64::MAX]) {
+            let (stored, data): (i64, Vec<u8>) =
+                sqlx::query_as(&format!("SELECT version, data FROM `{table}` WHERE k = ?"))
+                    .bind(&key.as_bytes()[..])
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            assert_eq!((stored, &data[..]), (version, &b"fine"[..]));
+        }
     })
     .await;
 }

@@ -199,7 +199,7 @@ impl PostgresConfig {
     /// fields, the driver's parameters stay in the URL, anything else is refused.
     fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
         let url = self.url.clone();
-        let (base, mut options) = Options::split_url("postgres", &url, extra);
+        let (base, mut options) = Options::split_url("postgres", &url, extra)?;
         self.take_options(&mut options)?;
         self.url = options.into_driver_url(base, DRIVER_PARAMETERS, &url)?;
         self.validate()?;

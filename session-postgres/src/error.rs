@@ -20,6 +20,9 @@ pub(crate) fn map_sqlx_error(doing: &'static str, error: sqlx::Error) -> Error {
             ) => (ErrorKind::Backend, true),
             // invalid password / authorization, unknown database
             Some("28P01" | "28000" | "3D000") => (ErrorKind::Config, false),
+            // numeric value out of range: only a stored value can cause it (a version at the top
+            // of BIGINT, an expiry beyond the clock), since every value bound is checked first
+            Some("22003" | "22008") => (ErrorKind::Decode, false),
             _ => (ErrorKind::Backend, false),
         },
         E::Io(_) | E::PoolTimedOut | E::Protocol(_) | E::WorkerCrashed => {

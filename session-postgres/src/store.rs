@@ -552,9 +552,10 @@ impl SessionStore for PostgresStore {
                 // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
                 return match self.read(previous).await? {
                     None => Ok(UpdateOutcome::NotFound),
-                    Some(record) if record.version == expected_version => {
-                        Err(Error::new(ErrorKind::Backend, "postgres: version overflow"))
-                    }
+                    Some(record) if record.version == expected_version => Err(Error::new(
+                        ErrorKind::Decode,
+                        "postgres: the stored version is at its maximum (a corrupt record)",
+                    )),
                     Some(_) => Ok(UpdateOutcome::Conflict),
                 };
             }

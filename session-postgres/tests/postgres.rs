@@ -11,7 +11,8 @@ use conformance_tests::StoreFactory;
 use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{
-    CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, truncate_to_millis,
+    CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, UpdateOutcome,
+    truncate_to_millis,
 };
 use session_postgres::{PostgresConfig, PostgresStore};
 
@@ -261,6 +262,29 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
                 .await
                 .unwrap();
         assert_eq!(version, -7, "reading a corrupt row changed it");
+        // Found by the postgres_rows fuzz target: a version at the top of BIGINT has no
+        // successor; a corrupt record (Decode), never a backend failure, and nothing changes.
+        sqlx::query(&format!(
+            "UPDATE {table} SET version = 9223372036854775807 WHERE key = $1"
+        ))
+        .bind(&keys[2].as_bytes()[..])
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let later = OffsetDateTime::now_utc() + TimeDuration::hours(1);
+        for (current, expected) in [(&keys[2], i64::MAX as u64), (&keys[0], 0)] {
+            let err = store
+                .update(current, &keys[2], expected, later, Bytes::from_static(b"x"))
+                .await;
+            match expected {
+                0 => assert!(matches!(err, Ok(UpdateOutcome::Conflict)), "{err:?}"),
+                _ => assert_eq!(err.unwrap_err().kind(), ErrorKind::Decode),
+            }
+        }
+        assert_eq!(
+            store.read(&keys[2]).await.unwrap().unwrap().data.to_vec(),
+            b"fine".to_vec()
+        );
     })
     .await;
 }

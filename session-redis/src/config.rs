@@ -143,7 +143,7 @@ impl RedisConfig {
     /// for the driver.
     pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
         let url = self.url.clone();
-        let (base, mut options) = Options::split_url("redis", &url, extra);
+        let (base, mut options) = Options::split_url("redis", &url, extra)?;
         let base = match base.split_once("+cluster://") {
             Some((scheme @ ("redis" | "rediss"), rest)) => {
                 self.cluster = true;

@@ -553,9 +553,18 @@ impl SessionStore for RedisStore {
             ));
         }
         let expires_at = truncate_to_millis(expires_at);
-        let version = expected_version
-            .checked_add(1)
-            .ok_or_else(|| Error::new(ErrorKind::Backend, "redis: version overflow"))?;
+        let Some(version) = expected_version.checked_add(1) else {
+            // Only a corrupt value holds version u64::MAX (versions count writes); answer as
+            // for any other expected version.
+            return match self.read(previous).await? {
+                None => Ok(UpdateOutcome::NotFound),
+                Some(record) if record.version == expected_version => Err(Error::new(
+                    ErrorKind::Decode,
+                    "redis: the stored version is at its maximum (a corrupt value)",
+                )),
+                Some(_) => Ok(UpdateOutcome::Conflict),
+            };
+        };
         let outcome: i64 = if data.len() < STAGE_FROM {
             let mut invocation = self.update.key(self.key(current));
             invocation

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use conformance_tests::StoreFactory;
 use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
-use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore};
+use session_core::{CreateOutcome, ErrorKind, SessionId, SessionKey, SessionStore, UpdateOutcome};
 use session_redis::{RedisConfig, RedisStore};
 
 fn later() -> OffsetDateTime {
@@ -422,6 +422,52 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
         store.read(&fine).await.unwrap().unwrap().data.to_vec(),
         b"fine".to_vec()
     );
+    // Found by the redis_value fuzz target: a value whose version is u64::MAX (no successor)
+    // made an update with that expected version a `Backend` error before reading anything,
+    // and so also for a session stored with another version. Now: Decode for the corrupt
+    // value, the usual outcomes otherwise, nothing changed.
+    let top = SessionId::generate().key();
+    let mut value_top = u64::MAX.to_be_bytes().to_vec();
+    value_top.extend_from_slice(&session_core::unix_millis(later()).to_be_bytes());
+    value_top.extend_from_slice(b"{}");
+    let _: () = redis::cmd("SET")
+        .arg(name(&top))
+        .arg(&value_top)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let err = store
+        .update(&top, &top, u64::MAX, later(), Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(matches!(
+        store
+            .update(&fine, &fine, u64::MAX, later(), Bytes::from_static(b"x"))
+            .await
+            .unwrap(),
+        UpdateOutcome::Conflict
+    ));
+    let missing = SessionId::generate().key();
+    assert!(matches!(
+        store
+            .update(
+                &missing,
+                &missing,
+                u64::MAX,
+                later(),
+                Bytes::from_static(b"x")
+            )
+            .await
+            .unwrap(),
+        UpdateOutcome::NotFound
+    ));
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(name(&top))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(stored, value_top, "a refused update changed the value");
     // clear removes this namespace only, foreign values included; a key one character longer
     // (another namespace's shape) survives.
     let neighbour = format!("{}{}x", config.key_prefix, fine.to_hex());
@@ -445,8 +491,9 @@ async fn foreign_values_under_the_prefix_are_decode_errors() {
             .await
             .unwrap();
     }
-    // Counted: the session and the two foreign values under real session keys.
-    assert_eq!(store.count().await.unwrap(), 3);
+    // Counted: the session, the two foreign values and the corrupt one under real session
+    // keys.
+    assert_eq!(store.count().await.unwrap(), 4);
     store.clear().await.unwrap();
     assert_eq!(store.count().await.unwrap(), 0);
     let other: Option<String> = redis::cmd("GET")

@@ -258,7 +258,7 @@ impl BackendConfig for SqliteConfig {
     /// `durability` (`normal`/`full`), `readers`, `busy_timeout_ms`, `wal_limit` (bytes),
     /// `queue_limit`, `create` (`true`/`false`).
     fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
-        let (base, mut options) = Options::split_url("sqlite", url, options);
+        let (base, mut options) = Options::split_url("sqlite", url, options)?;
         let location = match base.split_once(':') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => rest,
             _ => {

@@ -124,6 +124,13 @@ fn decode_version(version: i64) -> Result<u64> {
         .map_err(|_| Error::new(ErrorKind::Decode, "sqlite: a stored version is negative"))
 }
 
+fn at_maximum() -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        "sqlite: the stored version is at its maximum (a corrupt record)",
+    )
+}
+
 fn encode_version(version: u64) -> Result<i64> {
     i64::try_from(version).map_err(|_| Error::new(ErrorKind::Backend, "sqlite: version overflow"))
 }
@@ -502,10 +509,8 @@ impl SessionStore for SqliteStore {
                     Some(_) => {}
                 }
                 // The stored version matched, so it fits an i64; only its successor may not.
-                let version = expected_version
-                    .checked_add(1)
-                    .ok_or_else(|| Error::new(ErrorKind::Backend, "sqlite: version overflow"))?;
-                let stored_version = encode_version(version)?;
+                let version = expected_version.checked_add(1).ok_or_else(at_maximum)?;
+                let stored_version = encode_version(version).map_err(|_| at_maximum())?;
                 if current == previous {
                     c.prepare_cached(&sql.update)
                         .and_then(|mut s| {

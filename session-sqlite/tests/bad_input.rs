@@ -373,6 +373,28 @@ async fn corrupt_rows_are_decode_errors_and_nothing_else_changes() {
         )
         .unwrap();
     assert_eq!(version, -5, "a failed update changed the row");
+    // Found by the sqlite_rows fuzz target: a version at the top of the range has no successor;
+    // that is a corrupt record (Decode), not a backend failure, and nothing changes.
+    raw.execute(
+        "UPDATE sessions SET version = 9223372036854775807 WHERE key = ?1",
+        [&keys[3].as_bytes()[..]],
+    )
+    .unwrap();
+    let err = store
+        .update(
+            &keys[3],
+            &keys[3],
+            i64::MAX as u64,
+            later(),
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert_eq!(
+        store.read(&keys[3]).await.unwrap().unwrap().data.to_vec(),
+        b"fine".to_vec()
+    );
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ pub struct TowerStore<S> {
     store: S,
     /// Load tag → the latest version a save under that load wrote (a request saving twice).
     chains: Arc<Mutex<Chains>>,
+    max_data_size: usize,
 }
 
 #[derive(Default)]
@@ -76,6 +77,7 @@ impl<S: Clone> Clone for TowerStore<S> {
         Self {
             store: self.store.clone(),
             chains: Arc::clone(&self.chains),
+            max_data_size: self.max_data_size,
         }
     }
 }
@@ -86,7 +88,18 @@ impl<S: SessionStore> TowerStore<S> {
         Self {
             store,
             chains: Arc::default(),
+            max_data_size: session_manager::DEFAULT_MAX_DATA_SIZE,
         }
+    }
+
+    /// Sets the largest session (its stored JSON, in bytes) a save or create writes; larger
+    /// ones fail with [`ErrorKind::TooLarge`] and write nothing. Default
+    /// [`DEFAULT_MAX_DATA_SIZE`](session_manager::DEFAULT_MAX_DATA_SIZE), as for the
+    /// `Session` handle.
+    #[must_use]
+    pub fn with_max_data_size(mut self, bytes: usize) -> Self {
+        self.max_data_size = bytes;
+        self
     }
 
     /// The wrapped store.
@@ -106,14 +119,17 @@ impl<S: SessionStore> TowerStore<S> {
 }
 
 /// The stored bytes of `data`: the `Session` handle's envelope around its JSON map, without
-/// the adapter's own entry.
-fn encode(data: &HashMap<String, Value>) -> std::result::Result<Bytes, serde_json::Error> {
+/// the adapter's own entry; `TooLarge` above `limit` bytes of JSON.
+fn encode(data: &HashMap<String, Value>, limit: usize) -> session_manager::Result<Bytes> {
     let data: serde_json::Map<String, Value> = data
         .iter()
         .filter(|(k, _)| k.as_str() != VERSION_ENTRY)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let json = serde_json::to_vec(&data)?;
+    let json = serde_json::to_vec(&data).map_err(|e| {
+        session_manager::Error::with_source(ErrorKind::Encode, "encoding the session", e)
+    })?;
+    envelope::check_size(&json, limit)?;
     Ok(Bytes::from(envelope::encode(None, &json)))
 }
 
@@ -154,9 +170,7 @@ impl<S: SessionStore> TowerStore<S> {
         expiry: session_manager::time::OffsetDateTime,
         data: &mut HashMap<String, Value>,
     ) -> session_manager::Result<bool> {
-        let bytes = encode(data).map_err(|e| {
-            session_manager::Error::with_source(ErrorKind::Backend, "encoding the session", e)
-        })?;
+        let bytes = encode(data, self.max_data_size)?;
         for attempt in 0..CREATE_ATTEMPTS {
             if attempt > 0 {
                 *id = fresh();
@@ -194,9 +208,7 @@ impl<S: SessionStore> TowerStore<S> {
                 None => return Ok(Saved::Done),
             },
         };
-        let bytes = encode(data).map_err(|e| {
-            session_manager::Error::with_source(ErrorKind::Backend, "encoding the session", e)
-        })?;
+        let bytes = encode(data, self.max_data_size)?;
         match self
             .store
             .update(&key, &key, expected, expiry, bytes)

@@ -151,6 +151,23 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
         .unwrap();
     assert_eq!(back.data.get("via"), Some(&json!("0.14")));
 
+    // The size limit of the Session handle holds here too: a larger session writes nothing.
+    let small = TowerStore::new(Arc::clone(&inner)).with_max_data_size(64);
+    let mut big = record(json!({"blob": "x".repeat(100)}));
+    assert!(small.create(&mut big).await.is_err());
+    assert!(small.load(&big.id).await.unwrap().is_none());
+    let mut fits = record(json!({"n": 1}));
+    small.create(&mut fits).await.unwrap();
+    let mut grown = small.load(&fits.id).await.unwrap().unwrap();
+    grown.data.insert("blob".into(), json!("x".repeat(100)));
+    assert!(small.save(&grown).await.is_err());
+    let stored = small.load(&fits.id).await.unwrap().unwrap();
+    assert_eq!(
+        app_data(&stored),
+        map(json!({"n": 1})),
+        "a refused save wrote"
+    );
+
     store.drop_namespace().await.unwrap();
 }
 
