@@ -12,11 +12,19 @@ fn secrets(config: &StoreConfig) -> Vec<(String, StoreConfig)> {
     let mut found = Vec::new();
     if let Ok(url) = url::Url::parse(&config.url) {
         if let Some(password) = url.password() {
-            let mut without = url.clone();
-            if without.set_password(None).is_ok() {
-                let mut other = config.clone();
-                other.url = without.into();
+            // Removed from the text as written when possible: a re-serialized URL is
+            // normalized (leading control characters dropped...) and may take another path.
+            let written = format!(":{password}@");
+            let mut other = config.clone();
+            if config.url.matches(&written).count() == 1 {
+                other.url = config.url.replacen(&written, "@", 1);
                 found.push((password.to_owned(), other));
+            } else {
+                let mut without = url.clone();
+                if without.set_password(None).is_ok() {
+                    other.url = without.into();
+                    found.push((password.to_owned(), other));
+                }
             }
         }
         for (name, value) in url.query_pairs() {
@@ -66,7 +74,12 @@ fn check(config: StoreConfig) {
         );
     }
     let text = shown(&config);
+    // Fixed text of the messages (the list of schemes) cannot leak anything.
+    let vocabulary = shown(&StoreConfig::new("nosuch://x"));
     for (secret, without) in secrets(&config) {
+        if vocabulary.contains(&secret) {
+            continue;
+        }
         // A leak: shown with the secret, absent when the secret is removed (so it is not a
         // piece of a fixed message that the fuzzer happened to pick as a password).
         assert!(

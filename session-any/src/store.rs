@@ -10,6 +10,8 @@ use session_core::{
     SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
 };
 
+use session_manager::Instrumented;
+
 use crate::config::StoreConfig;
 
 /// The backends, one line each: the Cargo feature, the URL schemes, the crate and its
@@ -80,10 +82,7 @@ async fn open<C: BackendConfig>(config: &StoreConfig) -> Result<AnyStore> {
     let parsed = parse::<C>(config)?;
     // The backend's configuration, secrets hidden by its `Debug`.
     let shown: Arc<str> = format!("{parsed:?}").into();
-    Ok(AnyStore {
-        inner: Arc::new(parsed.open().await?),
-        shown,
-    })
+    Ok(AnyStore::with_shown(Arc::new(parsed.open().await?), shown))
 }
 
 /// The backend `config`'s URL selects in this build, or the error listing the schemes.
@@ -135,9 +134,15 @@ pub(crate) fn available_schemes() -> String {
 /// A store of whichever backend a [`StoreConfig`] names. It implements [`SessionStore`] by
 /// forwarding to that backend, and [`StoreAdmin`] (the backend's name and capabilities,
 /// [`counts`](StoreAdmin::counts), [`drop_namespace`](StoreAdmin::drop_namespace)).
+///
+/// Every operation runs in a `tracing` span `session_store` (backend, operation, outcome,
+/// duration; never a key or data: [`session_manager::Instrumented`]); with feature `metrics`
+/// each is also counted and timed through the `metrics` facade (install the recorder before
+/// opening the store). With no subscriber and no metrics the cost is a disabled-span check.
 #[derive(Clone)]
 pub struct AnyStore {
     inner: Arc<dyn StoreAdmin>,
+    operations: Instrumented<Arc<dyn StoreAdmin>>,
     shown: Arc<str>,
 }
 
@@ -180,9 +185,18 @@ impl AnyStore {
     /// A store of any backend (for example a `session_postgres::PostgresStore` opened by the
     /// application), as an `AnyStore`.
     pub fn new(store: impl StoreAdmin + fmt::Debug) -> Self {
+        let shown = format!("{store:?}").into();
+        Self::with_shown(Arc::new(store), shown)
+    }
+
+    fn with_shown(inner: Arc<dyn StoreAdmin>, shown: Arc<str>) -> Self {
+        let operations = Instrumented::new(Arc::clone(&inner), inner.backend());
+        #[cfg(feature = "metrics")]
+        let operations = operations.with_metrics();
         Self {
-            shown: format!("{store:?}").into(),
-            inner: Arc::new(store),
+            inner,
+            operations,
+            shown,
         }
     }
 }
@@ -247,11 +261,11 @@ impl SessionStore for AnyStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<CreateOutcome> {
-        self.inner.create(key, expires_at, data).await
+        self.operations.create(key, expires_at, data).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.inner.read(key).await
+        self.operations.read(key).await
     }
 
     async fn update(
@@ -262,29 +276,29 @@ impl SessionStore for AnyStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        self.inner
+        self.operations
             .update(current, previous, expected_version, expires_at, data)
             .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        self.inner.touch(key, expires_at).await
+        self.operations.touch(key, expires_at).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        self.inner.delete(key).await
+        self.operations.delete(key).await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        self.inner.delete_expired().await
+        self.operations.delete_expired().await
     }
 
     async fn clear(&self) -> Result<()> {
-        self.inner.clear().await
+        self.operations.clear().await
     }
 
     fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
+        self.operations.can_rotate_between(previous, current)
     }
 }
 

@@ -179,3 +179,52 @@ async fn redis_settings_reach_the_server() {
     store.drop_namespace().await.unwrap();
     assert_eq!(store.counts().await.unwrap().live, 0);
 }
+
+/// A store opened from a URL is instrumented with no code of the application's: its operations
+/// show up as `session_store` spans naming the backend (never the key).
+#[test]
+fn stores_opened_from_a_url_trace_their_operations() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let key = SessionId::generate().key();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let store = connect("memory://").await.unwrap();
+            let _ = store
+                .create(&key, later(), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+            assert!(store.read(&key).await.unwrap().is_some());
+        })
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "session_store{backend=\"memory\" operation=\"create\"",
+        "session_store{backend=\"memory\" operation=\"read\"",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+    assert!(!text.contains(&key.to_hex()[..12]), "{text}");
+}

@@ -1,13 +1,16 @@
 //! A small app over the session layer: an index page, login and logout as POST forms, a
 //! counter. The store comes from `SESSION_STORE_URL` (default: an SQLite file
 //! `sessions.sqlite`); the address from `ADDR` (default `127.0.0.1:3000`); logging from
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`; `RUST_LOG=session_manager=debug` shows a `session_store` span per
+//! store operation); the store's operation counts and latencies in Prometheus' text format at
+//! `GET /metrics` (`session_store_operations_total`, `session_store_operation_seconds`).
 //!
 //! ```sh
 //! cargo run -p session-axum --example app      # then open http://127.0.0.1:3000/
 //! curl -c jar -b jar -d user=ada http://127.0.0.1:3000/login
 //! curl -c jar -b jar http://127.0.0.1:3000/counter
 //! curl -c jar -b jar -X POST http://127.0.0.1:3000/logout
+//! curl http://127.0.0.1:3000/metrics
 //! ```
 
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use session_axum::{Session, SessionLayer};
 use session_manager::SessionStore;
 
@@ -83,14 +87,24 @@ async fn logout(session: Session) -> Result<&'static str, Internal> {
     Ok("bye\n")
 }
 
-/// The app's routes over `store`.
-fn app(store: Arc<dyn SessionStore>) -> Router {
+/// The app's routes over `store`; `/metrics` renders `prometheus` (outside the session layer:
+/// a scrape never touches a session).
+fn app(store: Arc<dyn SessionStore>, prometheus: PrometheusHandle) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/login", post(login))
         .route("/counter", get(counter))
         .route("/logout", post(logout))
         .layer(SessionLayer::new(store).with_secure(false))
+        .route("/metrics", get(move || async move { prometheus.render() }))
+}
+
+/// The Prometheus recorder: installed before any store is opened (stores register their
+/// metric handles when they open).
+fn prometheus() -> PrometheusHandle {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .expect("no other metrics recorder installed")
 }
 
 #[tokio::main]
@@ -104,13 +118,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url =
         std::env::var("SESSION_STORE_URL").unwrap_or_else(|_| "sqlite://sessions.sqlite".into());
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let prometheus = prometheus();
     let store = session_any::connect(&url).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(
         "listening on http://{addr} with the store {}",
         session_manager::redact_url(&url)
     );
-    axum::serve(listener, app(store)).await?;
+    axum::serve(listener, app(store, prometheus)).await?;
     Ok(())
 }
 
@@ -120,11 +135,62 @@ mod tests {
     use session_manager::time::OffsetDateTime;
     use session_manager::{CreateOutcome, Error, ErrorKind, Record, SessionKey, UpdateOutcome};
 
+    /// The process's one recorder (tests may share a process).
+    fn recorder() -> PrometheusHandle {
+        static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+        HANDLE.get_or_init(prometheus).clone()
+    }
+
     async fn serve(store: Arc<dyn SessionStore>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app(store)).await.unwrap() });
+        let prometheus = recorder();
+        tokio::spawn(async move { axum::serve(listener, app(store, prometheus)).await.unwrap() });
         base
+    }
+
+    /// A store opened from a URL after the recorder is installed is counted and timed, and
+    /// `/metrics` shows it (never a key or a token).
+    #[tokio::test]
+    async fn metrics_endpoint_counts_store_operations() {
+        let _ = recorder();
+        let base = serve(session_any::connect("memory://").await.unwrap()).await;
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let login = client
+            .post(format!("{base}/login"))
+            .form(&[("user", "ada")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        let counter = client.get(format!("{base}/counter")).send().await.unwrap();
+        assert_eq!(counter.status(), 200);
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = |operation: &str, outcome: &str| -> u64 {
+            let prefix = format!(
+                "session_store_operations_total{{backend=\"memory\",operation=\"{operation}\",outcome=\"{outcome}\"}} "
+            );
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        assert!(count("create", "created") >= 1, "{text}");
+        assert!(count("read", "found") >= 1, "{text}");
+        assert!(
+            text.contains("session_store_operation_seconds"),
+            "no latency series: {text}"
+        );
     }
 
     #[tokio::test]

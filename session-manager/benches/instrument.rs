@@ -1,6 +1,7 @@
 //! What `Instrumented` costs with no tracing subscriber and no metrics recorder installed:
-//! the memory store (the fastest, so the overhead shows most) and SQLite, each bare and
-//! instrumented, same harness, same run, 1 and 16 tasks, 200 B.
+//! the memory store (the fastest, so the overhead shows most) and SQLite, each bare,
+//! instrumented (spans) and instrumented with metrics (timed, counted into the no-op
+//! recorder), same harness, same run, 1 and 16 tasks, 200 B.
 //!
 //! `BENCH_REPEATS=5 cargo bench -p session-manager --bench instrument`
 
@@ -31,6 +32,10 @@ fn main() {
                 (
                     "instrumented",
                     Arc::new(Instrumented::new(Arc::clone(&store), name)),
+                ),
+                (
+                    "with_metrics",
+                    Arc::new(Instrumented::new(Arc::clone(&store), name).with_metrics()),
                 ),
             ];
             compare(

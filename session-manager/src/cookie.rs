@@ -332,7 +332,10 @@ mod tests {
         let id = SessionId::generate();
         let ours = format!("__Host-id={}", id.expose());
         // Just under the limit, spread over two fields: read.
-        let filler = format!("pad={}", "x".repeat(MAX_COOKIE_HEADER_BYTES - ours.len() - 10));
+        let filler = format!(
+            "pad={}",
+            "x".repeat(MAX_COOKIE_HEADER_BYTES - ours.len() - 10)
+        );
         assert_eq!(
             policy.incoming([filler.as_str(), ours.as_str()]),
             Incoming::Id(id.clone())

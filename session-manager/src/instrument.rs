@@ -11,11 +11,14 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 /// A store whose every operation runs in a `tracing` span named `session_store` (fields
-/// `backend`, `operation`, `outcome`, `duration_us`; never a key, a token or data), and, with
-/// feature `metrics`, is counted (`session_store_operations_total`, labels backend, operation,
-/// outcome) and timed (`session_store_operation_seconds`, labels backend, operation) through
-/// the `metrics` facade. With no subscriber and no recorder installed the cost is a few
-/// nanoseconds per operation (measured in the README).
+/// `backend`, `operation`, `outcome`, `duration_us`; never a key, a token or data), and, after
+/// [`with_metrics`](Self::with_metrics) (feature `metrics`), is counted
+/// (`session_store_operations_total`, labels backend, operation, outcome) and timed
+/// (`session_store_operation_seconds`, labels backend, operation) through the `metrics` facade.
+///
+/// Nothing is timed unless a subscriber wants the span or metrics were asked for: with no
+/// subscriber the cost is the span's disabled check and one boxed future (measured in the
+/// README).
 ///
 /// Outcomes: `created`, `id_taken`, `found`, `absent`, `updated`, `not_found`, `conflict`,
 /// `touched`, `deleted`, `purged`, `cleared`, and `error` / `transient_error`.
@@ -26,7 +29,7 @@ pub struct Instrumented<S> {
     /// Metric handles registered once at construction (a recorder installed later is not seen:
     /// install it first), so an operation costs no label building or lookup.
     #[cfg(feature = "metrics")]
-    metrics: std::sync::Arc<Handles>,
+    metrics: Option<std::sync::Arc<Handles>>,
 }
 
 impl<S> std::fmt::Debug for Instrumented<S> {
@@ -118,14 +121,23 @@ impl Handles {
 }
 
 impl<S: SessionStore> Instrumented<S> {
-    /// Wraps `inner`, naming its backend (`"postgres"`, `"redis"`, …) in spans and metrics.
+    /// Wraps `inner`, naming its backend (`"postgres"`, `"redis"`, …) in spans.
     pub fn new(inner: S, backend: &'static str) -> Self {
         Self {
             inner,
             backend,
             #[cfg(feature = "metrics")]
-            metrics: std::sync::Arc::new(Handles::register(backend)),
+            metrics: None,
         }
+    }
+
+    /// Also counts and times every operation through the `metrics` facade. The handles are
+    /// registered here, with the recorder installed now: install the recorder first.
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = Some(std::sync::Arc::new(Handles::register(self.backend)));
+        self
     }
 
     /// The wrapped store.
@@ -146,6 +158,13 @@ impl<S: SessionStore> Instrumented<S> {
             outcome = Empty,
             duration_us = Empty
         );
+        #[cfg(feature = "metrics")]
+        let metrics = self.metrics.as_deref();
+        #[cfg(not(feature = "metrics"))]
+        let metrics: Option<&()> = None;
+        if span.is_disabled() && metrics.is_none() {
+            return call.await;
+        }
         let started = Instant::now();
         let result = if span.is_disabled() {
             call.await
@@ -163,9 +182,9 @@ impl<S: SessionStore> Instrumented<S> {
             span.record("duration_us", elapsed.as_micros() as u64);
         }
         #[cfg(feature = "metrics")]
-        {
-            self.metrics.counters[operation * OUTCOMES.len() + outcome].increment(1);
-            self.metrics.histograms[operation].record(elapsed.as_secs_f64());
+        if let Some(metrics) = metrics {
+            metrics.counters[operation * OUTCOMES.len() + outcome].increment(1);
+            metrics.histograms[operation].record(elapsed.as_secs_f64());
         }
         result
     }

@@ -140,7 +140,8 @@ fn metrics_count_and_time_each_operation() {
         .unwrap();
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            let store = Instrumented::new(session_memory::MemoryStore::new(), "memory");
+            let store =
+                Instrumented::new(session_memory::MemoryStore::new(), "memory").with_metrics();
             let later = OffsetDateTime::now_utc() + Duration::hours(1);
             for _ in 0..3 {
                 let key = SessionId::generate().key();
@@ -174,4 +175,28 @@ fn metrics_count_and_time_each_operation() {
         }
     }
     assert_eq!((created, conflicts, timings), (3, 3, 6));
+}
+
+/// Metrics are opt-in: without `with_metrics` nothing reaches an installed recorder (and
+/// nothing is timed when no subscriber wants the span).
+#[cfg(feature = "metrics")]
+#[test]
+fn without_with_metrics_nothing_is_recorded() {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let store = Instrumented::new(session_memory::MemoryStore::new(), "memory");
+            let later = OffsetDateTime::now_utc() + Duration::hours(1);
+            let key = SessionId::generate().key();
+            let _ = store.create(&key, later, Bytes::new()).await.unwrap();
+            assert!(store.read(&key).await.unwrap().is_some());
+        })
+    });
+    assert!(snapshotter.snapshot().into_vec().is_empty());
 }
