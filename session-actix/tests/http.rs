@@ -20,6 +20,15 @@ async fn counter(session: Session) -> HttpResponse {
     HttpResponse::Ok().body(n.to_string())
 }
 
+/// A counter whose request takes a while between reading and writing, so that concurrent
+/// requests on one session overlap.
+async fn slow_counter(session: Session) -> HttpResponse {
+    let n: u64 = session.get("n").unwrap().unwrap_or(0) + 1;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    session.insert("n", n).unwrap();
+    HttpResponse::Ok().body(n.to_string())
+}
+
 async fn login(
     session: Session,
     query: web::Query<std::collections::HashMap<String, String>>,
@@ -60,6 +69,7 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
                     .build(),
             )
             .route("/counter", web::get().to(counter))
+            .route("/slow", web::get().to(slow_counter))
             .route("/login", web::post().to(login))
             .route("/whoami", web::get().to(whoami))
             .route("/logout", web::post().to(logout)),
@@ -80,6 +90,32 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
     let response = test::call_service(&app, get("/counter", Some(&cookie))).await;
     assert_eq!(test::read_body(response).await, "2");
 
+    // Concurrent requests on one session: all read 2, exactly one write lands (a compare-and-swap
+    // on the version they loaded); the others fail (500) and write nothing: no lost update
+    // passes as a success.
+    let requests = (0..8).map(|_| test::try_call_service(&app, get("/slow", Some(&cookie))));
+    let outcomes = futures::future::join_all(requests).await;
+    let mut succeeded = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(response) if response.status().is_success() => {
+                assert_eq!(test::read_body(response).await, "3");
+                succeeded += 1;
+            }
+            Ok(response) => assert!(response.status().is_server_error()),
+            Err(error) => assert!(error.error_response().status().is_server_error()),
+        }
+    }
+    assert_eq!(succeeded, 1, "exactly one of the concurrent saves may land");
+    let response = test::call_service(&app, get("/counter", Some(&cookie))).await;
+    assert_eq!(
+        test::read_body(response).await,
+        "4",
+        "the stored counter is 3"
+    );
+    let response = test::call_service(&app, get("/counter", Some(&cookie))).await;
+    assert_eq!(test::read_body(response).await, "5");
+
     // Login renews the id: the state moves, the old cookie names nothing any more.
     let request = test::TestRequest::post()
         .uri("/login?user=alice")
@@ -91,7 +127,7 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
     let response = test::call_service(&app, get("/whoami", Some(&logged_in))).await;
     assert_eq!(test::read_body(response).await, "alice");
     let response = test::call_service(&app, get("/counter", Some(&logged_in))).await;
-    assert_eq!(test::read_body(response).await, "3", "renew kept the state");
+    assert_eq!(test::read_body(response).await, "6", "renew kept the state");
     let response = test::call_service(&app, get("/whoami", Some(&cookie))).await;
     assert_eq!(
         test::read_body(response).await,

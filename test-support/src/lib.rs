@@ -5,6 +5,9 @@
 //! or with `SESSION_TEST_REQUIRE=1` they fail instead. Not published: a policy of this
 //! repository's test tree, not of the suite.
 
+#[cfg(feature = "containers")]
+mod containers;
+
 use conformance_tests::NamespaceFactory;
 use session_core::{BackendConfig, Result};
 
@@ -19,25 +22,45 @@ pub const REDIS_CLUSTER: &str = "SESSION_TEST_REDIS_CLUSTER_URL";
 
 /// Whether a missing test server must fail the run: under `CI` or with `SESSION_TEST_REQUIRE=1`.
 pub fn servers_required() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-        || std::env::var("SESSION_TEST_REQUIRE").is_ok_and(|v| v == "1")
+    is_ci() || std::env::var("SESSION_TEST_REQUIRE").is_ok_and(|v| v == "1")
 }
 
-/// The server URL in environment variable `var`, or `None` after saying loudly that the tests
-/// needing it are skipped; under [`servers_required`] a missing variable panics instead.
+/// Whether this runs under CI (`CI` set, not `0`/`false`).
+fn is_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The server URL in environment variable `var`; else, for PostgreSQL and Redis with feature
+/// `containers` and a reachable Docker engine (not under CI), the URL of a test container
+/// started for it (see the `containers` module docs); else `None` after saying loudly that the
+/// tests needing it are skipped. Under [`servers_required`] a missing server panics instead.
 pub fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if servers_required() => panic!(
-            "{var} is not set and CI / SESSION_TEST_REQUIRE=1 demands the server (run scripts/test, which finds it)"
-        ),
-        _ => {
-            eprintln!(
-                "SKIPPED: {var} is not set; the tests that need this server do not run (scripts/test sets it)"
-            );
-            None
+    if let Ok(url) = std::env::var(var)
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    #[allow(unused_mut)]
+    let mut why = format!("{var} is not set");
+    #[cfg(feature = "containers")]
+    if containers::enabled() && (var == POSTGRES || var == REDIS) {
+        let server = if var == POSTGRES {
+            containers::Server::Postgres
+        } else {
+            containers::Server::Redis
+        };
+        match containers::cached_url(server) {
+            Ok(url) => return Some(url),
+            Err(error) => why = format!("{why} and no test container: {error}"),
         }
     }
+    if servers_required() {
+        panic!(
+            "{why}, and CI / SESSION_TEST_REQUIRE=1 demands the server (run scripts/test, which finds it)"
+        );
+    }
+    eprintln!("SKIPPED: {why}; the tests that need this server do not run (scripts/test sets it)");
+    None
 }
 
 /// What `make` builds from the URL in `var`, or what `unavailable` makes of the reason when the
