@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use session_core::{
-    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result,
-    SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
+    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Gauges, Record,
+    Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
 };
 
 use session_manager::Instrumented;
@@ -82,7 +82,42 @@ async fn open<C: BackendConfig>(config: &StoreConfig) -> Result<AnyStore> {
     let parsed = parse::<C>(config)?;
     // The backend's configuration, secrets hidden by its `Debug`.
     let shown: Arc<str> = format!("{parsed:?}").into();
-    Ok(AnyStore::with_shown(Arc::new(parsed.open().await?), shown))
+    let store = AnyStore::with_shown(Arc::new(parsed.open().await?), shown);
+    #[cfg(feature = "metrics")]
+    sample_gauges(&store.inner);
+    Ok(store)
+}
+
+/// With feature `metrics`: the store's pool and queue gauges every second
+/// (`session_store_connections`, `session_store_idle_connections`, `session_store_queued`, label
+/// backend), until the store is dropped.
+#[cfg(feature = "metrics")]
+fn sample_gauges(store: &Arc<dyn StoreAdmin>) {
+    let backend = store.backend();
+    if store.gauges() == Gauges::default() {
+        return;
+    }
+    let store = Arc::downgrade(store);
+    let connections = metrics::gauge!("session_store_connections", "backend" => backend);
+    let idle = metrics::gauge!("session_store_idle_connections", "backend" => backend);
+    let queued = metrics::gauge!("session_store_queued", "backend" => backend);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            let gauges = store.gauges();
+            for (gauge, value) in [
+                (&connections, gauges.connections),
+                (&idle, gauges.idle_connections),
+                (&queued, gauges.queued),
+            ] {
+                if let Some(value) = value {
+                    gauge.set(value as f64);
+                }
+            }
+        }
+    });
 }
 
 /// The backend `config`'s URL selects in this build, or the error listing the schemes.
@@ -223,6 +258,10 @@ impl StoreAdmin for AnyStore {
 
     async fn drop_namespace(&self) -> Result<()> {
         self.inner.drop_namespace().await
+    }
+
+    fn gauges(&self) -> Gauges {
+        self.inner.gauges()
     }
 }
 

@@ -157,6 +157,11 @@ async fn postgres_settings_reach_the_server() {
     let url = format!("{base}{sep}schema=session_any_tests&table={namespace}&max_connections=2");
     let store = open_with_one_session(&url, "postgres").await;
     assert_eq!(store.counts().await.unwrap().live, 1);
+    // The pool gauges: at least the connection just used, at most max_connections.
+    let gauges = store.gauges();
+    let open = gauges.connections.expect("a pool");
+    assert!((1..=2).contains(&open), "{gauges:?}");
+    assert!(gauges.idle_connections.unwrap() <= open, "{gauges:?}");
     let debug = format!("{store:?}");
     assert!(
         debug.contains("session_any_tests") && debug.contains(&namespace),
@@ -227,4 +232,26 @@ fn stores_opened_from_a_url_trace_their_operations() {
         assert!(text.contains(expected), "{expected} not in {text}");
     }
     assert!(!text.contains(&key.to_hex()[..12]), "{text}");
+}
+
+/// Pool and queue gauges: SQLite reports its queue, memory nothing.
+#[tokio::test]
+async fn gauges_name_what_the_backend_has() {
+    use session_core::Gauges;
+    let sqlite = AnyStore::open(&StoreConfig::new("sqlite::memory:"))
+        .await
+        .unwrap();
+    let _ = sqlite
+        .create(
+            &SessionId::generate().key(),
+            later(),
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sqlite.gauges(), Gauges::queue(0));
+    let memory = AnyStore::open(&StoreConfig::new("memory://"))
+        .await
+        .unwrap();
+    assert_eq!(memory.gauges(), Gauges::default());
 }

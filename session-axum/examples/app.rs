@@ -193,6 +193,33 @@ mod tests {
         );
     }
 
+    /// A store with a queue (SQLite) has its queue gauge sampled every second.
+    #[tokio::test]
+    async fn metrics_endpoint_shows_the_queue_gauge() {
+        let _ = recorder();
+        let base = serve(session_any::connect("sqlite::memory:").await.unwrap()).await;
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains("session_store_queued{backend=\"sqlite\"} 0") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no queue gauge: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     #[tokio::test]
     async fn index_forms_login_counter_logout() {
         let base = serve(Arc::new(session_memory::MemoryStore::new())).await;

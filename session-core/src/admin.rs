@@ -73,6 +73,37 @@ pub struct Counts {
     pub expired: Option<u64>,
 }
 
+/// A sample of a backend's resource gauges, each `None` where the backend has no such thing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gauges {
+    /// Connections open in the store's pool (PostgreSQL, MySQL).
+    pub connections: Option<u64>,
+    /// Of those, the idle ones.
+    pub idle_connections: Option<u64>,
+    /// Operations waiting in the store's own queues (SQLite's writer and readers).
+    pub queued: Option<u64>,
+}
+
+impl Gauges {
+    /// A pool of `connections`, `idle_connections` of them idle.
+    pub fn pool(connections: u64, idle_connections: u64) -> Self {
+        Self {
+            connections: Some(connections),
+            idle_connections: Some(idle_connections),
+            queued: None,
+        }
+    }
+
+    /// `queued` operations waiting.
+    pub fn queue(queued: u64) -> Self {
+        Self {
+            queued: Some(queued),
+            ..Self::default()
+        }
+    }
+}
+
 /// The operator's side of a store, beside the contract: what the backend is, how much it
 /// holds, and removing its namespace. Optional for third-party stores; every backend of this
 /// workspace implements it.
@@ -91,6 +122,11 @@ pub trait StoreAdmin: SessionStore {
     /// For tools and tests that made a namespace of their own; the store must not be used
     /// afterwards.
     async fn drop_namespace(&self) -> Result<()>;
+
+    /// The backend's pool and queue gauges now (cheap: no I/O); none by default.
+    fn gauges(&self) -> Gauges {
+        Gauges::default()
+    }
 }
 
 macro_rules! forward_admin {
@@ -108,6 +144,9 @@ macro_rules! forward_admin {
             }
             async fn drop_namespace(&self) -> Result<()> {
                 (**self).drop_namespace().await
+            }
+            fn gauges(&self) -> Gauges {
+                (**self).gauges()
             }
         }
     )*};

@@ -7,7 +7,7 @@ mod error;
 mod id;
 mod store;
 
-pub use admin::{BackendConfig, Capabilities, Counts, StoreAdmin};
+pub use admin::{BackendConfig, Capabilities, Counts, Gauges, StoreAdmin};
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};
 pub use store::{

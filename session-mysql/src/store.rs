@@ -729,4 +729,8 @@ impl StoreAdmin for MysqlStore {
             .transient(true)
         })?
     }
+
+    fn gauges(&self) -> session_core::Gauges {
+        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
 }

@@ -693,4 +693,8 @@ impl session_core::StoreAdmin for PostgresStore {
             .transient(true)),
         }
     }
+
+    fn gauges(&self) -> session_core::Gauges {
+        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
 }

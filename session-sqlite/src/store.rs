@@ -628,4 +628,9 @@ impl session_core::StoreAdmin for SqliteStore {
     async fn drop_namespace(&self) -> Result<()> {
         self.drop_table().await
     }
+
+    fn gauges(&self) -> session_core::Gauges {
+        let (writes, reads) = self.workers.queued();
+        session_core::Gauges::queue((writes + reads) as u64)
+    }
 }
