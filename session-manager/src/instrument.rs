@@ -12,7 +12,7 @@ use tracing::field::Empty;
 
 /// A store whose every operation runs in a `tracing` span named `session_store` (fields
 /// `backend`, `operation`, `outcome`, `duration_us`; never a key, a token or data), and, after
-/// [`with_metrics`](Self::with_metrics) (feature `metrics`), is counted
+/// `with_metrics` (feature `metrics`), is counted
 /// (`session_store_operations_total`, labels backend, operation, outcome) and timed
 /// (`session_store_operation_seconds`, labels backend, operation) through the `metrics` facade.
 ///
