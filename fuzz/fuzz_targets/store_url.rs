@@ -77,14 +77,20 @@ fn check(config: StoreConfig) {
     // Fixed text of the messages (the list of schemes) cannot leak anything.
     let vocabulary = shown(&StoreConfig::new("nosuch://x"));
     for (secret, without) in secrets(&config) {
-        if vocabulary.contains(&secret) {
+        // A secret that also appears elsewhere in the input (the value `://h?x` of
+        // `redis://h?token=://h?x`) is shown legitimately through that other place.
+        let mut everywhere = config.url.clone();
+        for (name, value) in &config.options {
+            everywhere.push_str(&format!(" {name} {value}"));
+        }
+        if vocabulary.contains(&secret) || everywhere.matches(secret.as_str()).count() > 1 {
             continue;
         }
         // A leak: shown with the secret, absent when the secret is removed (so it is not a
         // piece of a fixed message that the fuzzer happened to pick as a password).
         assert!(
             !text.contains(&secret) || shown(&without).contains(&secret),
-            "a secret leaked: {text}"
+            "a secret leaked ({secret:?}): {text}"
         );
     }
 }
