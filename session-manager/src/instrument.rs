@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use session_core::time::OffsetDateTime;
-use session_core::{
-    Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome, async_trait,
-};
+use std::future::Future;
+use std::pin::Pin;
+
+use session_core::{Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -145,6 +146,16 @@ impl<S: SessionStore> Instrumented<S> {
         &self.inner
     }
 
+    /// Whether nobody listens: no subscriber enabled at DEBUG anywhere (a static and a global
+    /// check) and no metrics asked for.
+    fn quiet(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        if self.metrics.is_some() {
+            return false;
+        }
+        !tracing::level_enabled!(tracing::Level::DEBUG)
+    }
+
     async fn observe<T>(
         &self,
         operation: usize,
@@ -199,64 +210,125 @@ fn updated(outcome: &UpdateOutcome) -> usize {
     }
 }
 
-#[async_trait]
+/// The future type of a store method (what `#[async_trait]` makes of `async fn`).
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Each method hands the inner store's future back untouched when nobody listens (no
+/// subscriber at DEBUG, no metrics): no extra allocation, no timing.
 impl<S: SessionStore> SessionStore for Instrumented<S> {
-    async fn create(
-        &self,
-        key: &SessionKey,
+    fn create<'a, 'b, 'async_trait>(
+        &'a self,
+        key: &'b SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
-    ) -> Result<CreateOutcome> {
-        self.observe(0, self.inner.create(key, expires_at, data), |o| match o {
+    ) -> Boxed<'async_trait, CreateOutcome>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.create(key, expires_at, data);
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(0, call, |o| match o {
             CreateOutcome::Created => CREATED,
             CreateOutcome::IdTaken => ID_TAKEN,
-        })
-        .await
+        }))
     }
 
-    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.observe(1, self.inner.read(key), |r| {
-            if r.is_some() { FOUND } else { ABSENT }
-        })
-        .await
+    fn read<'a, 'b, 'async_trait>(
+        &'a self,
+        key: &'b SessionKey,
+    ) -> Boxed<'async_trait, Option<Record>>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.read(key);
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(1, call, |r| if r.is_some() { FOUND } else { ABSENT }))
     }
 
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
+    fn update<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        current: &'b SessionKey,
+        previous: &'c SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-    ) -> Result<UpdateOutcome> {
+    ) -> Boxed<'async_trait, UpdateOutcome>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
         let operation = if current == previous { 2 } else { 3 };
-        self.observe(
-            operation,
-            self.inner
-                .update(current, previous, expected_version, expires_at, data),
-            updated,
-        )
-        .await
+        let call = self
+            .inner
+            .update(current, previous, expected_version, expires_at, data);
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(operation, call, updated))
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        self.observe(4, self.inner.touch(key, expires_at), |t| {
-            if *t { TOUCHED } else { NOT_FOUND }
-        })
-        .await
+    fn touch<'a, 'b, 'async_trait>(
+        &'a self,
+        key: &'b SessionKey,
+        expires_at: OffsetDateTime,
+    ) -> Boxed<'async_trait, bool>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.touch(key, expires_at);
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(4, call, |t| if *t { TOUCHED } else { NOT_FOUND }))
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<()> {
-        self.observe(5, self.inner.delete(key), |_| DELETED).await
+    fn delete<'a, 'b, 'async_trait>(&'a self, key: &'b SessionKey) -> Boxed<'async_trait, ()>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.delete(key);
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(5, call, |_| DELETED))
     }
 
-    async fn delete_expired(&self) -> Result<u64> {
-        self.observe(6, self.inner.delete_expired(), |_| PURGED)
-            .await
+    fn delete_expired<'a, 'async_trait>(&'a self) -> Boxed<'async_trait, u64>
+    where
+        'a: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.delete_expired();
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(6, call, |_| PURGED))
     }
 
-    async fn clear(&self) -> Result<()> {
-        self.observe(7, self.inner.clear(), |_| CLEARED).await
+    fn clear<'a, 'async_trait>(&'a self) -> Boxed<'async_trait, ()>
+    where
+        'a: 'async_trait,
+        Self: 'async_trait,
+    {
+        let call = self.inner.clear();
+        if self.quiet() {
+            return call;
+        }
+        Box::pin(self.observe(7, call, |_| CLEARED))
     }
 
     fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
