@@ -176,30 +176,41 @@ pub trait SessionStoreExt: SessionStore {
 
 impl<S: SessionStore + ?Sized> SessionStoreExt for S {}
 
+/// The future type of a store method (what `#[async_trait]` makes of `async fn`).
+type Boxed<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = Result<T>> + Send + 'a>>;
+
+// Forwarding hands the inner store's future back as it is: a wrapper such as `Arc<S>` adds no
+// allocation of its own.
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
-        #[async_trait]
         impl<S: SessionStore + ?Sized> SessionStore for $ty {
-            async fn create(&self, key: &SessionKey, expires_at: OffsetDateTime, data: Bytes) -> Result<CreateOutcome> {
-                (**self).create(key, expires_at, data).await
+            fn create<'a, 'b, 'async_trait>(&'a self, key: &'b SessionKey, expires_at: OffsetDateTime, data: Bytes) -> Boxed<'async_trait, CreateOutcome>
+            where 'a: 'async_trait, 'b: 'async_trait, Self: 'async_trait {
+                (**self).create(key, expires_at, data)
             }
-            async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-                (**self).read(key).await
+            fn read<'a, 'b, 'async_trait>(&'a self, key: &'b SessionKey) -> Boxed<'async_trait, Option<Record>>
+            where 'a: 'async_trait, 'b: 'async_trait, Self: 'async_trait {
+                (**self).read(key)
             }
-            async fn update(&self, current: &SessionKey, previous: &SessionKey, expected_version: u64, expires_at: OffsetDateTime, data: Bytes) -> Result<UpdateOutcome> {
-                (**self).update(current, previous, expected_version, expires_at, data).await
+            fn update<'a, 'b, 'c, 'async_trait>(&'a self, current: &'b SessionKey, previous: &'c SessionKey, expected_version: u64, expires_at: OffsetDateTime, data: Bytes) -> Boxed<'async_trait, UpdateOutcome>
+            where 'a: 'async_trait, 'b: 'async_trait, 'c: 'async_trait, Self: 'async_trait {
+                (**self).update(current, previous, expected_version, expires_at, data)
             }
-            async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-                (**self).touch(key, expires_at).await
+            fn touch<'a, 'b, 'async_trait>(&'a self, key: &'b SessionKey, expires_at: OffsetDateTime) -> Boxed<'async_trait, bool>
+            where 'a: 'async_trait, 'b: 'async_trait, Self: 'async_trait {
+                (**self).touch(key, expires_at)
             }
-            async fn delete(&self, key: &SessionKey) -> Result<()> {
-                (**self).delete(key).await
+            fn delete<'a, 'b, 'async_trait>(&'a self, key: &'b SessionKey) -> Boxed<'async_trait, ()>
+            where 'a: 'async_trait, 'b: 'async_trait, Self: 'async_trait {
+                (**self).delete(key)
             }
-            async fn delete_expired(&self) -> Result<u64> {
-                (**self).delete_expired().await
+            fn delete_expired<'a, 'async_trait>(&'a self) -> Boxed<'async_trait, u64>
+            where 'a: 'async_trait, Self: 'async_trait {
+                (**self).delete_expired()
             }
-            async fn clear(&self) -> Result<()> {
-                (**self).clear().await
+            fn clear<'a, 'async_trait>(&'a self) -> Boxed<'async_trait, ()>
+            where 'a: 'async_trait, Self: 'async_trait {
+                (**self).clear()
             }
             fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
                 (**self).can_rotate_between(previous, current)
