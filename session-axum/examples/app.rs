@@ -114,6 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // A line per closed span: each store operation's `session_store` span (at DEBUG) with
+        // its backend, operation, outcome and duration.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     let url =
         std::env::var("SESSION_STORE_URL").unwrap_or_else(|_| "sqlite://sessions.sqlite".into());

@@ -90,18 +90,39 @@ struct Handles {
     histograms: Vec<metrics::Histogram>,
 }
 
+/// Whether `operation` (index into [`OPERATIONS`]) can end in `outcome` (into [`OUTCOMES`]):
+/// only those counters are registered, so an exporter shows no impossible series.
+#[cfg(feature = "metrics")]
+fn possible(operation: usize, outcome: usize) -> bool {
+    matches!(
+        (operation, outcome),
+        (_, ERROR | TRANSIENT_ERROR)
+            | (0, CREATED | ID_TAKEN)
+            | (1, FOUND | ABSENT)
+            | (2 | 3, UPDATED | NOT_FOUND | CONFLICT | ID_TAKEN)
+            | (4, TOUCHED | NOT_FOUND)
+            | (5, DELETED)
+            | (6, PURGED)
+            | (7, CLEARED)
+    )
+}
+
 #[cfg(feature = "metrics")]
 impl Handles {
     fn register(backend: &'static str) -> Self {
         let mut counters = Vec::with_capacity(OPERATIONS.len() * OUTCOMES.len());
-        for operation in OPERATIONS {
-            for outcome in OUTCOMES {
-                counters.push(metrics::counter!(
-                    "session_store_operations_total",
-                    "backend" => backend,
-                    "operation" => operation,
-                    "outcome" => outcome
-                ));
+        for (i, operation) in OPERATIONS.into_iter().enumerate() {
+            for (j, outcome) in OUTCOMES.into_iter().enumerate() {
+                counters.push(if possible(i, j) {
+                    metrics::counter!(
+                        "session_store_operations_total",
+                        "backend" => backend,
+                        "operation" => operation,
+                        "outcome" => outcome
+                    )
+                } else {
+                    metrics::Counter::noop()
+                });
             }
         }
         let histograms = OPERATIONS

@@ -156,6 +156,7 @@ fn metrics_count_and_time_each_operation() {
     let mut created = 0;
     let mut conflicts = 0;
     let mut timings = 0;
+    let mut create_series = Vec::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let labels: Vec<(String, String)> = key
             .key()
@@ -163,6 +164,10 @@ fn metrics_count_and_time_each_operation() {
             .map(|l| (l.key().to_owned(), l.value().to_owned()))
             .collect();
         let has = |k: &str, v: &str| labels.iter().any(|(a, b)| a == k && b == v);
+        if has("operation", "create") && matches!(value, DebugValue::Counter(_)) {
+            let outcome = labels.iter().find(|(k, _)| k == "outcome").unwrap();
+            create_series.push(outcome.1.clone());
+        }
         match value {
             DebugValue::Counter(n) if has("operation", "create") && has("outcome", "created") => {
                 created += n
@@ -175,6 +180,12 @@ fn metrics_count_and_time_each_operation() {
         }
     }
     assert_eq!((created, conflicts, timings), (3, 3, 6));
+    // Only the outcomes an operation can have are registered (no empty impossible series).
+    create_series.sort();
+    assert_eq!(
+        create_series,
+        ["created", "error", "id_taken", "transient_error"]
+    );
 }
 
 /// Metrics are opt-in: without `with_metrics` nothing reaches an installed recorder (and
