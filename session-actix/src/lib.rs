@@ -1,15 +1,13 @@
 #![doc = include_str!("../README.md")]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
-use parking_lot::Mutex;
 use serde_json::Value;
-use session_manager::envelope;
 use session_manager::time::{Duration, OffsetDateTime};
 use session_manager::{Bytes, CreateOutcome, SessionId, SessionStore, UpdateOutcome};
+use session_manager::{LoadVersions, envelope};
 
 /// The state entry that carries the version a request loaded and a random tag of that load
 /// between `load` and `update`; removed before anything is stored.
@@ -17,8 +15,6 @@ pub const VERSION_ENTRY: &str = "\u{0}session-store";
 
 /// Fresh ids `save` tries before giving up.
 const CREATE_ATTEMPTS: usize = 3;
-/// Loads whose updates are followed (a request updating twice); oldest forgotten first.
-const TRACKED_LOADS: usize = 100_000;
 
 type State = HashMap<String, String>;
 
@@ -31,14 +27,8 @@ type State = HashMap<String, String>;
 /// is the contract's `touch`.
 pub struct ActixStore<S> {
     store: S,
-    chains: Arc<Mutex<Chains>>,
+    loads: LoadVersions,
     max_data_size: usize,
-}
-
-#[derive(Default)]
-struct Chains {
-    latest: HashMap<u64, u64>,
-    order: VecDeque<u64>,
 }
 
 impl<S> fmt::Debug for ActixStore<S> {
@@ -51,7 +41,7 @@ impl<S: Clone> Clone for ActixStore<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            chains: Arc::clone(&self.chains),
+            loads: self.loads.clone(),
             max_data_size: self.max_data_size,
         }
     }
@@ -88,11 +78,6 @@ fn decode(stored: Bytes) -> anyhow::Result<State> {
     Ok(map.into_iter().map(|(k, v)| (k, v.to_string())).collect())
 }
 
-fn fresh_tag() -> u64 {
-    let key = SessionId::generate().key();
-    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
 fn parse(key: &SessionKey) -> Option<SessionId> {
     SessionId::parse(key.as_ref()).ok()
 }
@@ -102,7 +87,7 @@ impl<S: SessionStore> ActixStore<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            chains: Arc::default(),
+            loads: LoadVersions::default(),
             max_data_size: session_manager::DEFAULT_MAX_DATA_SIZE,
         }
     }
@@ -126,20 +111,7 @@ impl<S: SessionStore> ActixStore<S> {
     fn expected(&self, state: &State) -> Option<(u64, u64)> {
         let (version, tag) = state.get(VERSION_ENTRY)?.split_once(':')?;
         let (version, tag) = (version.parse::<u64>().ok()?, tag.parse::<u64>().ok()?);
-        let latest = self.chains.lock().latest.get(&tag).copied();
-        Some((latest.unwrap_or(version).max(version), tag))
-    }
-
-    fn remember(&self, tag: u64, version: u64) {
-        let mut chains = self.chains.lock();
-        if chains.latest.insert(tag, version).is_none() {
-            chains.order.push_back(tag);
-            if chains.order.len() > TRACKED_LOADS
-                && let Some(oldest) = chains.order.pop_front()
-            {
-                chains.latest.remove(&oldest);
-            }
-        }
+        Some((self.loads.expected(tag, version), tag))
     }
 }
 
@@ -160,7 +132,7 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
         let mut state = decode(stored.data).map_err(LoadError::Deserialization)?;
         state.insert(
             VERSION_ENTRY.to_owned(),
-            format!("{}:{}", stored.version, fresh_tag()),
+            format!("{}:{}", stored.version, LoadVersions::fresh_tag()),
         );
         Ok(Some(state))
     }
@@ -209,7 +181,7 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
                 .await
                 .map_err(|e| UpdateError::Other(other(e)))?
             {
-                Some(current) => (current.version, fresh_tag()),
+                Some(current) => (current.version, LoadVersions::fresh_tag()),
                 None => return Ok(session_key),
             },
         };
@@ -220,7 +192,7 @@ impl<S: SessionStore> actix_session::storage::SessionStore for ActixStore<S> {
             .map_err(|e| UpdateError::Other(other(e)))?
         {
             UpdateOutcome::Updated { version } => {
-                self.remember(tag, version);
+                self.loads.remember(tag, version);
                 Ok(session_key)
             }
             UpdateOutcome::NotFound => {

@@ -5,6 +5,7 @@ mod cleanup;
 pub mod cookie;
 mod events;
 mod instrument;
+mod loads;
 mod manager;
 mod session;
 mod tiered;
@@ -12,6 +13,7 @@ mod tiered;
 pub use cleanup::{CleanupHandle, spawn_cleanup};
 pub use events::{DEFAULT_EVENT_CAPACITY, Observed, SessionEvent};
 pub use instrument::Instrumented;
+pub use loads::{DEFAULT_TRACKED_LOADS, LoadVersions};
 pub use manager::{
     DEFAULT_ID_ATTEMPTS, DEFAULT_MAX_DATA_SIZE, ExpiryPolicy, IdGenerator, OsRngIdGenerator,
     SessionManager, SessionState, envelope,

@@ -1,13 +1,11 @@
 #![doc = include_str!("../README.md")]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde_json::Value;
-use session_manager::envelope;
 use session_manager::{Bytes, CreateOutcome, ErrorKind, SessionKey, SessionStore, UpdateOutcome};
+use session_manager::{LoadVersions, envelope};
 use sha2::{Digest, Sha256};
 
 /// The data entry that carries what the adapter needs between a load and the saves of the same
@@ -26,9 +24,6 @@ pub fn key_of(id: i128) -> SessionKey {
 
 /// Fresh ids `create` tries before giving up.
 const CREATE_ATTEMPTS: usize = 3;
-/// Loads whose saves the adapter follows at once (oldest forgotten first). A forgotten load's
-/// save still works: it compares against the version that load saw, which the data carries.
-const TRACKED_LOADS: usize = 100_000;
 
 /// Any [`SessionStore`] of this workspace as a tower-sessions store (`tower_sessions_core`'s
 /// `SessionStore` of version 0.15 with feature `core-0-15`, of 0.14 with `core-0-14`).
@@ -43,27 +38,8 @@ const TRACKED_LOADS: usize = 100_000;
 pub struct TowerStore<S> {
     store: S,
     /// Load tag → the latest version a save under that load wrote (a request saving twice).
-    chains: Arc<Mutex<Chains>>,
+    loads: LoadVersions,
     max_data_size: usize,
-}
-
-#[derive(Default)]
-struct Chains {
-    latest: HashMap<u64, u64>,
-    order: VecDeque<u64>,
-}
-
-impl Chains {
-    fn remember(&mut self, tag: u64, version: u64) {
-        if self.latest.insert(tag, version).is_none() {
-            self.order.push_back(tag);
-            if self.order.len() > TRACKED_LOADS
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.latest.remove(&oldest);
-            }
-        }
-    }
 }
 
 impl<S> fmt::Debug for TowerStore<S> {
@@ -76,7 +52,7 @@ impl<S: Clone> Clone for TowerStore<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            chains: Arc::clone(&self.chains),
+            loads: self.loads.clone(),
             max_data_size: self.max_data_size,
         }
     }
@@ -87,7 +63,7 @@ impl<S: SessionStore> TowerStore<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            chains: Arc::default(),
+            loads: LoadVersions::default(),
             max_data_size: session_manager::DEFAULT_MAX_DATA_SIZE,
         }
     }
@@ -113,8 +89,7 @@ impl<S: SessionStore> TowerStore<S> {
         let entry = data.get(VERSION_ENTRY)?;
         let version = entry.get("v")?.as_u64()?;
         let tag = entry.get("t")?.as_u64()?;
-        let latest = self.chains.lock().latest.get(&tag).copied();
-        Some((latest.unwrap_or(version).max(version), tag))
+        Some((self.loads.expected(tag, version), tag))
     }
 }
 
@@ -149,11 +124,6 @@ fn tag_entry(version: u64, tag: u64) -> Value {
     serde_json::json!({ "v": version, "t": tag })
 }
 
-fn fresh_tag() -> u64 {
-    let key = session_manager::SessionId::generate().key();
-    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
 /// What a save does once the expected version is known.
 enum Saved {
     Done,
@@ -181,7 +151,10 @@ impl<S: SessionStore> TowerStore<S> {
                 .await?
             {
                 CreateOutcome::Created => {
-                    data.insert(VERSION_ENTRY.to_owned(), tag_entry(1, fresh_tag()));
+                    data.insert(
+                        VERSION_ENTRY.to_owned(),
+                        tag_entry(1, LoadVersions::fresh_tag()),
+                    );
                     return Ok(true);
                 }
                 CreateOutcome::IdTaken => {
@@ -204,7 +177,7 @@ impl<S: SessionStore> TowerStore<S> {
             // Data that lost the adapter's entry (the application cleared the map): compare
             // against what is stored now; a session that is gone stays gone.
             None => match self.store.read(&key).await? {
-                Some(current) => (current.version, fresh_tag()),
+                Some(current) => (current.version, LoadVersions::fresh_tag()),
                 None => return Ok(Saved::Done),
             },
         };
@@ -215,7 +188,7 @@ impl<S: SessionStore> TowerStore<S> {
             .await?
         {
             UpdateOutcome::Updated { version } => {
-                self.chains.lock().remember(tag, version);
+                self.loads.remember(tag, version);
                 Ok(Saved::Done)
             }
             UpdateOutcome::NotFound => {
@@ -243,7 +216,7 @@ impl<S: SessionStore> TowerStore<S> {
         let mut data = decode(stored.data)?;
         data.insert(
             VERSION_ENTRY.to_owned(),
-            tag_entry(stored.version, fresh_tag()),
+            tag_entry(stored.version, LoadVersions::fresh_tag()),
         );
         Ok(Some((data, stored.expires_at)))
     }
