@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use session_manager::{Error, SessionStore};
+use session_manager::{Error, OwnerIndex, SessionStore};
 
 pub mod behaviours;
 mod namespaces;
@@ -30,6 +30,14 @@ pub trait StoreFactory: Send + Sync {
     async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
         let store = self.store().await?;
         Ok((Arc::clone(&store), store))
+    }
+
+    /// Two instances over one fresh namespace as [`OwnerIndex`]es, for the owner behaviours
+    /// ([`owner_suite!`]); `None` (the default) when the store has no owner index.
+    async fn owner_pair(
+        &self,
+    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
+        Ok(None)
     }
 
     /// `true` when the backend may drop expired records by itself, before any `delete_expired`
@@ -137,6 +145,8 @@ pub enum Family {
     /// A check of the front (`SessionManager`) over the store: not a rule of the store
     /// contract, run per backend so the front's promises are seen to hold on it.
     Front,
+    /// A rule of the optional owner index ([`OwnerIndex`]), run on stores that have one.
+    Owner,
 }
 
 impl Family {
@@ -145,6 +155,7 @@ impl Family {
         match self {
             Family::Store => "store",
             Family::Front => "front",
+            Family::Owner => "owner",
         }
     }
 }
@@ -273,6 +284,72 @@ macro_rules! __behaviour_list {
 
 __with_behaviours!(__behaviour_list!());
 
+/// Lists every owner-index behaviour once and hands the list to a macro (see
+/// [`OWNER_BEHAVIOURS`] and [`owner_suite!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_owner_behaviours {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $crate::$callback! { ($($args)*)
+            owner: [
+                owner_sessions_are_listed,
+                owner_outcomes_change_nothing_else,
+                owner_follows_rotation_and_touch,
+                owner_listing_hides_ended_sessions,
+                owners_are_whole,
+                owner_revoke_keeps_exactly_except,
+                owner_index_stays_in_its_namespace,
+                owner_race_revoke_against_creates_and_rotations,
+                owner_race_concurrent_revokes,
+            ],
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __owner_behaviour_list {
+    (() owner: [$($owner:ident),* $(,)?] $(,)?) => {
+        /// The owner-index behaviours ([`Family::Owner`]), for stores that implement
+        /// [`OwnerIndex`](session_manager::OwnerIndex); their factory answers
+        /// [`StoreFactory::owner_pair`].
+        pub const OWNER_BEHAVIOURS: &[Behaviour] = &[
+            $(Behaviour {
+                name: stringify!($owner),
+                family: Family::Owner,
+                run: |factory| Box::pin(behaviours::$owner(factory)),
+            },)*
+        ];
+    };
+}
+
+__with_owner_behaviours!(__owner_behaviour_list!());
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __owner_suite_tests {
+    (($factory:expr) owner: [$($owner:ident),* $(,)?] $(,)?) => {
+        $crate::__suite_tests!(@each ($factory) $($owner,)*);
+    };
+}
+
+/// Expands to one `#[test]` per owner-index behaviour ([`OWNER_BEHAVIOURS`]), like
+/// [`suite!`]; `$factory` must answer [`StoreFactory::owner_pair`].
+///
+/// ```
+/// mod owners {
+///     use conformance_tests::NamespaceFactory;
+///     use session_memory::MemoryConfig;
+///     conformance_tests::owner_suite!(NamespaceFactory::new(MemoryConfig::default()));
+/// }
+/// ```
+#[macro_export]
+macro_rules! owner_suite {
+    ($factory:expr) => {
+        $crate::__with_owner_behaviours!(__owner_suite_tests!($factory));
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_tests {
@@ -370,23 +447,27 @@ mod tests {
             }
         }
         assert!(found.len() >= 40, "{found:?}");
+        let all: Vec<&Behaviour> = BEHAVIOURS.iter().chain(OWNER_BEHAVIOURS).collect();
         for (file, name) in &found {
             assert!(
-                BEHAVIOURS.iter().any(|b| b.name == name),
-                "behaviour `{name}` of {file}.rs is not in __with_behaviours!"
+                all.iter().any(|b| b.name == name),
+                "behaviour `{name}` of {file}.rs is not in __with_behaviours! or __with_owner_behaviours!"
             );
         }
-        assert_eq!(
-            found.len(),
-            BEHAVIOURS.len(),
-            "listed but not found: {BEHAVIOURS:?}"
-        );
-        for behaviour in BEHAVIOURS {
+        assert_eq!(found.len(), all.len(), "listed but not found: {all:?}");
+        for behaviour in all {
             let front = behaviour.name.starts_with("manager_");
             assert_eq!(
                 behaviour.family == Family::Front,
                 front,
                 "{}: front checks are the manager_* behaviours",
+                behaviour.name
+            );
+            let owner = behaviour.name.starts_with("owner");
+            assert_eq!(
+                behaviour.family == Family::Owner,
+                owner,
+                "{}: owner-index rules are the owner* behaviours",
                 behaviour.name
             );
         }

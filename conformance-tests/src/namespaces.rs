@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use session_core::{BackendConfig, Capabilities, Error, Result, SessionStore, StoreAdmin};
+use session_core::{
+    BackendConfig, Capabilities, Error, OwnerIndex, Result, SessionStore, StoreAdmin,
+};
 
 use crate::StoreFactory;
 
@@ -164,6 +166,29 @@ impl<C: BackendConfig> StoreFactory for NamespaceFactory<C> {
         }
         let second = self.open(&namespace).await?;
         Ok((first, second))
+    }
+
+    async fn owner_pair(
+        &self,
+    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
+        let namespace = fresh_namespace();
+        let Some(first) = self.open(&namespace).await?.owner_index() else {
+            return Ok(None);
+        };
+        let shared = self
+            .capabilities
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|c| c.shared);
+        if !shared {
+            return Ok(Some((Arc::clone(&first), first)));
+        }
+        let second = self
+            .open(&namespace)
+            .await?
+            .owner_index()
+            .expect("the same backend has an owner index twice");
+        Ok(Some((first, second)))
     }
 
     fn expires_by_itself(&self) -> bool {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::owner::OwnerIndex;
 use crate::store::SessionStore;
 
 /// Facts about a backend that callers (tools, test factories, fronts) need and cannot observe
@@ -127,10 +128,17 @@ pub trait StoreAdmin: SessionStore {
     fn gauges(&self) -> Gauges {
         Gauges::default()
     }
+
+    /// This store as an [`OwnerIndex`], when it has one (every backend of this workspace does;
+    /// `None` by default): how tools and test factories holding a `dyn StoreAdmin` reach it.
+    /// Implement it as `Some(self)`.
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        None
+    }
 }
 
 macro_rules! forward_admin {
-    ($($ty:ty),*) => {$(
+    ($($ty:ty: $owner_index:ident),*) => {$(
         #[async_trait]
         impl<S: StoreAdmin + ?Sized> StoreAdmin for $ty {
             fn backend(&self) -> &'static str {
@@ -148,11 +156,23 @@ macro_rules! forward_admin {
             fn gauges(&self) -> Gauges {
                 (**self).gauges()
             }
+            fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+                $owner_index(self)
+            }
         }
     )*};
 }
 
-forward_admin!(Arc<S>, Box<S>);
+fn arc_owner_index<S: StoreAdmin + ?Sized>(this: Arc<Arc<S>>) -> Option<Arc<dyn OwnerIndex>> {
+    S::owner_index(Arc::clone(&*this))
+}
+
+/// An `Arc<Box<S>>` cannot be had as an `Arc<S>`: put the store in an `Arc` instead.
+fn box_owner_index<S: StoreAdmin + ?Sized>(_: Arc<Box<S>>) -> Option<Arc<dyn OwnerIndex>> {
+    None
+}
+
+forward_admin!(Arc<S>: arc_owner_index, Box<S>: box_owner_index);
 
 /// The shape of a backend's configuration type: parsed from a URL and named options, turned
 /// into a fresh namespace or an open-what-exists mode, and opened. `session-any`, the CLI and the

@@ -10,6 +10,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// A session id string is not a well-formed token. No store was touched.
     InvalidId,
+    /// An argument other than an id is malformed (an owner, a label). No store was touched.
+    InvalidInput,
     /// Creating a session kept hitting ids that were taken (see `SessionManager::create`).
     IdCollision,
     /// Session data is larger than the configured limit. Nothing was written.
@@ -35,6 +37,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidId => "invalid session id",
+            Self::InvalidInput => "invalid input",
             Self::IdCollision => "session id collision",
             Self::TooLarge => "session data too large",
             Self::NotFound => "session not found",

@@ -5,11 +5,13 @@ mod admin;
 pub mod config;
 mod error;
 mod id;
+mod owner;
 mod store;
 
 pub use admin::{BackendConfig, Capabilities, Counts, Gauges, StoreAdmin};
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};
+pub use owner::{MAX_LABEL_BYTES, MAX_OWNER_BYTES, OwnedSession, Owner, OwnerIndex, Ownership};
 pub use store::{
     CreateOutcome, Record, SessionStore, SessionStoreExt, UpdateOutcome, from_unix_millis,
     truncate_to_millis, unix_millis,

@@ -6,8 +6,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use parking_lot::{Mutex, MutexGuard};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Options, Record,
-    Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, truncate_to_millis,
+    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Options,
+    OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey, SessionStore,
+    StoreAdmin, UpdateOutcome, async_trait, truncate_to_millis,
 };
 
 /// Number of shards when none is given: enough that 64 busy tasks rarely meet on one lock.
@@ -27,8 +28,42 @@ const DEFAULT_SHARDS: usize = 64;
 ///
 /// Each `MemoryStore` is its own namespace: `clear` empties this instance only. Clone it (it is
 /// not `Clone`) by sharing an `Arc<MemoryStore>`.
+///
+/// **Owner index** ([`OwnerIndex`]): a map owner → keys beside the shards, behind one mutex
+/// taken only by operations on owned records, always after the record's shard lock. A record
+/// with an owner is live only while its key is in its owner's set: `revoke_owner` takes the
+/// owner's keys out of the map in one step and then deletes the records, and a rotation or
+/// re-owning (or a touch) that finds its key gone from the set (a revoke took it meanwhile)
+/// deletes the record and answers `NotFound`. So every session an owner had when `revoke_owner`
+/// started is gone when it returns, rotations included. The index keeps each record's expiry,
+/// so the revoke counts the live sessions at the moment it took them.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
+    owners: Mutex<Owners>,
+}
+
+/// Owner → the keys of its records, each with the record's expiry. Exact but for expiry: a
+/// record leaves it when it is deleted, rotated away, re-owned or purged, under its shard lock.
+type Owners = HashMap<Owner, HashMap<SessionKey, OffsetDateTime, KeyHasher>>;
+
+/// Adds `key` to `owner`'s set (or moves its expiry).
+fn index_key(owners: &mut Owners, owner: &Owner, key: SessionKey, expires_at: OffsetDateTime) {
+    owners
+        .entry(owner.clone())
+        .or_default()
+        .insert(key, expires_at);
+}
+
+/// Removes `key` from `owner`'s set; whether it was there.
+fn unindex_key(owners: &mut Owners, owner: &Owner, key: &SessionKey) -> bool {
+    let Some(keys) = owners.get_mut(owner) else {
+        return false;
+    };
+    let was = keys.remove(key).is_some();
+    if keys.is_empty() {
+        owners.remove(owner);
+    }
+    was
 }
 
 #[derive(Default)]
@@ -42,6 +77,7 @@ struct Entry {
     data: Bytes,
     expires_at: OffsetDateTime,
     version: u64,
+    owner: Option<Ownership>,
 }
 
 impl Entry {
@@ -97,6 +133,7 @@ impl MemoryStore {
             shards: (0..shards.max(1))
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
+            owners: Mutex::new(Owners::default()),
         }
     }
 
@@ -127,24 +164,55 @@ impl MemoryStore {
 
 impl Shard {
     /// The live entry at `key`; an expired one is removed on the way.
-    fn live(&mut self, key: &SessionKey, now: OffsetDateTime) -> Option<&mut Entry> {
+    fn live(
+        &mut self,
+        key: &SessionKey,
+        now: OffsetDateTime,
+        owners: &Mutex<Owners>,
+    ) -> Option<&mut Entry> {
         if self.map.get(key).is_some_and(|entry| !entry.is_live(now)) {
-            self.map.remove(key);
+            if let Some(Entry {
+                owner: Some(ownership),
+                ..
+            }) = self.map.remove(key)
+            {
+                unindex_key(&mut owners.lock(), ownership.owner(), key);
+            }
             return None;
         }
         self.map.get_mut(key)
     }
 
-    fn insert(&mut self, key: SessionKey, entry: Entry, now: OffsetDateTime) {
+    fn insert(
+        &mut self,
+        key: SessionKey,
+        entry: Entry,
+        now: OffsetDateTime,
+        owners: &Mutex<Owners>,
+    ) {
         self.map.insert(key, entry);
         if self.map.len() >= (self.swept_len * 2).max(64) {
-            self.purge(now);
+            self.purge(now, owners);
         }
     }
 
-    fn purge(&mut self, now: OffsetDateTime) -> u64 {
+    /// Removes the expired records (and their keys from the owner index).
+    fn purge(&mut self, now: OffsetDateTime, owners: &Mutex<Owners>) -> u64 {
         let before = self.map.len();
-        self.map.retain(|_, entry| entry.is_live(now));
+        let mut unowned = Vec::new();
+        self.map.retain(|key, entry| {
+            let live = entry.is_live(now);
+            if !live && let Some(ownership) = entry.owner.take() {
+                unowned.push((*key, ownership));
+            }
+            live
+        });
+        if !unowned.is_empty() {
+            let mut owners = owners.lock();
+            for (key, ownership) in &unowned {
+                unindex_key(&mut owners, ownership.owner(), key);
+            }
+        }
         if self.map.capacity() > 4 * self.map.len().max(16) {
             self.map.shrink_to_fit();
         }
@@ -197,6 +265,138 @@ impl MemoryStore {
     }
 }
 
+/// What a write does to the record's ownership.
+#[derive(Clone, Copy)]
+enum OwnerWrite<'a> {
+    /// Plain `create`/`update`: none for a new record, the record's own otherwise.
+    Keep,
+    /// `create_owned`/`update_owned`.
+    Set(Option<&'a Ownership>),
+}
+
+impl MemoryStore {
+    fn create_entry(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: OwnerWrite<'_>,
+    ) -> CreateOutcome {
+        let now = OffsetDateTime::now_utc();
+        let mut shard = self.shard(key);
+        if shard.live(key, now, &self.owners).is_some() {
+            return CreateOutcome::IdTaken;
+        }
+        let expires_at = truncate_to_millis(expires_at);
+        let owner = match owner {
+            OwnerWrite::Keep | OwnerWrite::Set(None) => None,
+            OwnerWrite::Set(Some(ownership)) => {
+                index_key(&mut self.owners.lock(), ownership.owner(), *key, expires_at);
+                Some(ownership.clone())
+            }
+        };
+        let entry = Entry {
+            data,
+            expires_at,
+            version: 1,
+            owner,
+        };
+        shard.insert(*key, entry, now, &self.owners);
+        CreateOutcome::Created
+    }
+
+    /// Moves `entry`'s ownership from `previous` to `current` (and to the new owner, for
+    /// [`OwnerWrite::Set`]) in the owner index. `false` when a `revoke_owner` took `previous`
+    /// out of its owner's set meanwhile: the session is revoked and must not be written.
+    /// Called with the record's shard lock(s) held.
+    fn reindex(
+        &self,
+        entry: &mut Entry,
+        previous: &SessionKey,
+        current: &SessionKey,
+        expires_at: OffsetDateTime,
+        owner: OwnerWrite<'_>,
+    ) -> bool {
+        let next = match owner {
+            OwnerWrite::Keep => entry.owner.as_ref(),
+            OwnerWrite::Set(next) => next,
+        };
+        if entry.owner.is_none() && next.is_none() {
+            return true;
+        }
+        let mut owners = self.owners.lock();
+        if let Some(old) = &entry.owner
+            && !unindex_key(&mut owners, old.owner(), previous)
+        {
+            return false;
+        }
+        if let Some(next) = next {
+            index_key(&mut owners, next.owner(), *current, expires_at);
+        }
+        let next = next.cloned();
+        drop(owners);
+        entry.owner = next;
+        true
+    }
+
+    fn update_entry(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: OwnerWrite<'_>,
+    ) -> UpdateOutcome {
+        let now = OffsetDateTime::now_utc();
+        let expires_at = truncate_to_millis(expires_at);
+        let version = expected_version.wrapping_add(1);
+        if current == previous {
+            let mut shard = self.shard(previous);
+            let Some(entry) = shard.live(previous, now, &self.owners) else {
+                return UpdateOutcome::NotFound;
+            };
+            if entry.version != expected_version {
+                return UpdateOutcome::Conflict;
+            }
+            if !self.reindex(entry, previous, current, expires_at, owner) {
+                // Revoked meanwhile: gone for good.
+                shard.map.remove(previous);
+                return UpdateOutcome::NotFound;
+            }
+            entry.data = data;
+            entry.expires_at = expires_at;
+            entry.version = version;
+            return UpdateOutcome::Updated { version };
+        }
+        // Both shards stay locked from the checks to the move: no reader sees both keys or
+        // neither, and no other writer gets in between.
+        let mut pair = self.lock_pair(current, previous);
+        match pair.previous().live(previous, now, &self.owners) {
+            None => return UpdateOutcome::NotFound,
+            Some(entry) if entry.version != expected_version => return UpdateOutcome::Conflict,
+            Some(_) => {}
+        }
+        if pair.current().live(current, now, &self.owners).is_some() {
+            return UpdateOutcome::IdTaken;
+        }
+        let mut entry = pair
+            .previous()
+            .map
+            .remove(previous)
+            .expect("checked live under the same lock");
+        if !self.reindex(&mut entry, previous, current, expires_at, owner) {
+            // Revoked meanwhile: gone for good.
+            return UpdateOutcome::NotFound;
+        }
+        entry.data = data;
+        entry.expires_at = expires_at;
+        entry.version = version;
+        pair.current().insert(*current, entry, now, &self.owners);
+        UpdateOutcome::Updated { version }
+    }
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(
@@ -205,24 +405,13 @@ impl SessionStore for MemoryStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<CreateOutcome> {
-        let now = OffsetDateTime::now_utc();
-        let mut shard = self.shard(key);
-        if shard.live(key, now).is_some() {
-            return Ok(CreateOutcome::IdTaken);
-        }
-        let entry = Entry {
-            data,
-            expires_at: truncate_to_millis(expires_at),
-            version: 1,
-        };
-        shard.insert(*key, entry, now);
-        Ok(CreateOutcome::Created)
+        Ok(self.create_entry(key, expires_at, data, OwnerWrite::Keep))
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         let now = OffsetDateTime::now_utc();
         let mut shard = self.shard(key);
-        Ok(shard.live(key, now).map(|entry| Record {
+        Ok(shard.live(key, now, &self.owners).map(|entry| Record {
             data: entry.data.clone(),
             expires_at: entry.expires_at,
             version: entry.version,
@@ -237,59 +426,51 @@ impl SessionStore for MemoryStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        let now = OffsetDateTime::now_utc();
-        let expires_at = truncate_to_millis(expires_at);
-        let version = expected_version.wrapping_add(1);
-        if current == previous {
-            let mut shard = self.shard(previous);
-            let Some(entry) = shard.live(previous, now) else {
-                return Ok(UpdateOutcome::NotFound);
-            };
-            if entry.version != expected_version {
-                return Ok(UpdateOutcome::Conflict);
-            }
-            entry.data = data;
-            entry.expires_at = expires_at;
-            entry.version = version;
-            return Ok(UpdateOutcome::Updated { version });
-        }
-        // Both shards stay locked from the checks to the move: no reader sees both keys or
-        // neither, and no other writer gets in between.
-        let mut pair = self.lock_pair(current, previous);
-        match pair.previous().live(previous, now) {
-            None => return Ok(UpdateOutcome::NotFound),
-            Some(entry) if entry.version != expected_version => return Ok(UpdateOutcome::Conflict),
-            Some(_) => {}
-        }
-        if pair.current().live(current, now).is_some() {
-            return Ok(UpdateOutcome::IdTaken);
-        }
-        let mut entry = pair
-            .previous()
-            .map
-            .remove(previous)
-            .expect("checked live under the same lock");
-        entry.data = data;
-        entry.expires_at = expires_at;
-        entry.version = version;
-        pair.current().insert(*current, entry, now);
-        Ok(UpdateOutcome::Updated { version })
+        Ok(self.update_entry(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            OwnerWrite::Keep,
+        ))
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let now = OffsetDateTime::now_utc();
         let mut shard = self.shard(key);
-        Ok(match shard.live(key, now) {
-            Some(entry) => {
-                entry.expires_at = truncate_to_millis(expires_at);
-                true
+        let expires_at = truncate_to_millis(expires_at);
+        let Some(entry) = shard.live(key, now, &self.owners) else {
+            return Ok(false);
+        };
+        if let Some(ownership) = &entry.owner {
+            let mut owners = self.owners.lock();
+            match owners
+                .get_mut(ownership.owner())
+                .and_then(|keys| keys.get_mut(key))
+            {
+                Some(indexed) => *indexed = expires_at,
+                None => {
+                    // Revoked meanwhile: gone for good.
+                    drop(owners);
+                    shard.map.remove(key);
+                    return Ok(false);
+                }
             }
-            None => false,
-        })
+        }
+        entry.expires_at = expires_at;
+        Ok(true)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        self.shard(key).map.remove(key);
+        let mut shard = self.shard(key);
+        if let Some(Entry {
+            owner: Some(ownership),
+            ..
+        }) = shard.map.remove(key)
+        {
+            unindex_key(&mut self.owners.lock(), ownership.owner(), key);
+        }
         Ok(())
     }
 
@@ -298,7 +479,7 @@ impl SessionStore for MemoryStore {
         Ok(self
             .shards
             .iter()
-            .map(|shard| shard.lock().purge(now))
+            .map(|shard| shard.lock().purge(now, &self.owners))
             .sum())
     }
 
@@ -308,7 +489,102 @@ impl SessionStore for MemoryStore {
             shard.map = HashMap::default();
             shard.swept_len = 0;
         }
+        *self.owners.lock() = Owners::default();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl OwnerIndex for MemoryStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        Ok(self.create_entry(key, expires_at, data, OwnerWrite::Set(Some(ownership))))
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        Ok(self.update_entry(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            OwnerWrite::Set(ownership),
+        ))
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        let keys: Vec<SessionKey> = match self.owners.lock().get(owner) {
+            Some(keys) => keys.keys().copied().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut shard = self.shard(&key);
+            match shard.live(&key, now, &self.owners) {
+                Some(entry) if entry.owner.as_ref().is_some_and(|o| o.owner() == owner) => {
+                    found.push(OwnedSession {
+                        key,
+                        expires_at: entry.expires_at,
+                        version: entry.version,
+                        label: entry
+                            .owner
+                            .as_ref()
+                            .map_or_else(String::new, |o| o.label().to_owned()),
+                    });
+                }
+                // Expired meanwhile, or rotated, re-owned or revoked since the keys were read.
+                _ => {}
+            }
+        }
+        found.sort_by_key(|session| (session.expires_at, *session.key.as_bytes()));
+        Ok(found)
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        // Taking the keys out of the index revokes them at once: a rotation or re-owning of one
+        // of them from now on finds it gone and deletes the record instead.
+        let (keys, revoked) = {
+            let mut owners = self.owners.lock();
+            let Some(mut keys) = owners.remove(owner) else {
+                return Ok(0);
+            };
+            if let Some(except) = except
+                && let Some(expires_at) = keys.remove(except)
+            {
+                index_key(&mut owners, owner, *except, expires_at);
+            }
+            let now = OffsetDateTime::now_utc();
+            let live = keys
+                .values()
+                .filter(|expires_at| **expires_at > now)
+                .count();
+            (keys, live as u64)
+        };
+        for key in keys.into_keys() {
+            let mut shard = self.shard(&key);
+            let owned = shard
+                .map
+                .get(&key)
+                .is_some_and(|entry| entry.owner.as_ref().is_some_and(|o| o.owner() == owner));
+            if owned {
+                shard.map.remove(&key);
+            }
+        }
+        Ok(revoked)
     }
 }
 
@@ -333,6 +609,10 @@ impl StoreAdmin for MemoryStore {
 
     async fn drop_namespace(&self) -> Result<()> {
         self.clear().await
+    }
+
+    fn owner_index(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn OwnerIndex>> {
+        Some(self)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use conformance_tests::StoreFactory;
-use session_core::{Error, SessionStore};
+use session_core::{Error, OwnerIndex, SessionStore};
 use session_memory::MemoryStore;
 
 /// Fresh memory stores with `shards` shards.
@@ -26,6 +26,16 @@ impl StoreFactory for Memory {
         }))
     }
 
+    async fn owner_pair(
+        &self,
+    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
+        let store: Arc<dyn OwnerIndex> = Arc::new(match self.shards {
+            Some(shards) => MemoryStore::with_shards(shards),
+            None => MemoryStore::new(),
+        });
+        Ok(Some((Arc::clone(&store), store)))
+    }
+
     fn expires_by_itself(&self) -> bool {
         self.shards == Some(1)
     }
@@ -34,9 +44,17 @@ impl StoreFactory for Memory {
 mod sharded {
     use super::*;
     conformance_tests::suite!(Memory { shards: None });
+    mod owners {
+        use super::*;
+        conformance_tests::owner_suite!(Memory { shards: None });
+    }
 }
 
 mod single_shard {
     use super::*;
     conformance_tests::suite!(Memory { shards: Some(1) });
+    mod owners {
+        use super::*;
+        conformance_tests::owner_suite!(Memory { shards: Some(1) });
+    }
 }

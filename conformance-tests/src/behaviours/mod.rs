@@ -11,6 +11,7 @@ mod expiry;
 mod front;
 mod histories;
 mod namespaces;
+mod owners;
 mod races;
 mod rotation;
 
@@ -19,6 +20,7 @@ pub use expiry::*;
 pub use front::*;
 pub use histories::*;
 pub use namespaces::*;
+pub use owners::*;
 pub use races::*;
 pub use rotation::*;
 
@@ -30,6 +32,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("front", include_str!("front.rs")),
     ("histories", include_str!("histories.rs")),
     ("namespaces", include_str!("namespaces.rs")),
+    ("owners", include_str!("owners.rs")),
     ("races", include_str!("races.rs")),
     ("rotation", include_str!("rotation.rs")),
 ];
