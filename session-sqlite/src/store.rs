@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, from_unix_millis, unix_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
+    Result, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis, unix_millis,
 };
 
 use crate::config::{Durability, SqliteConfig};
@@ -18,8 +18,10 @@ use crate::worker::{Limits, Statements, Workers};
 /// Records removed per transaction by `delete_expired`.
 pub const PURGE_CHUNK: usize = 1_000;
 
-/// The schema version of a session table, kept per table in [`SCHEMA_TABLE`].
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version of a session table, kept per table in [`SCHEMA_TABLE`]. Version 2 added
+/// the owner index (columns `owner` and `label`, a partial index on `owner`); a version 1 table
+/// is migrated when a store opens it in creating mode.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The store's own metadata table: one row per session table of the file, with its schema
 /// version. The database-wide `PRAGMA user_version` belongs to the host application and is never
@@ -52,8 +54,13 @@ struct Sql {
     read: String,
     live_version: String,
     update: String,
+    update_owned: String,
     delete_occupant: String,
     rotate: String,
+    rotate_owned: String,
+    sessions_of: String,
+    count_owned: String,
+    revoke: String,
     touch: String,
     delete: String,
     delete_expired: String,
@@ -64,9 +71,12 @@ impl Sql {
     fn new(table: &str) -> Self {
         let t = format!("\"{table}\"");
         Self {
+            // ?5 owner, ?6 label: NULL for a plain create (an expired owned record replaced by
+            // a plain create loses its owner).
             create: format!(
-                "INSERT INTO {t} (key, expires_at, version, data) VALUES (?1, ?2, 1, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data \
+                "INSERT INTO {t} (key, expires_at, version, data, owner, label) VALUES (?1, ?2, 1, ?3, ?5, ?6) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, version = 1, data = excluded.data, \
+                 owner = excluded.owner, label = excluded.label \
                  WHERE {t}.expires_at <= ?4"
             ),
             read: format!(
@@ -76,10 +86,26 @@ impl Sql {
             update: format!(
                 "UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4 WHERE key = ?1"
             ),
+            update_owned: format!(
+                "UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4, owner = ?5, label = ?6 WHERE key = ?1"
+            ),
             delete_occupant: format!("DELETE FROM {t} WHERE key = ?1 AND expires_at <= ?2"),
             rotate: format!(
                 "UPDATE {t} SET key = ?1, expires_at = ?3, version = ?4, data = ?5 WHERE key = ?2"
             ),
+            rotate_owned: format!(
+                "UPDATE {t} SET key = ?1, expires_at = ?3, version = ?4, data = ?5, owner = ?6, label = ?7 WHERE key = ?2"
+            ),
+            // Along the owner index: ?1 owner, ?2 now.
+            sessions_of: format!(
+                "SELECT key, expires_at, version, label FROM {t} WHERE owner = ?1 AND expires_at > ?2 \
+                 ORDER BY expires_at, key"
+            ),
+            // ?1 owner, ?2 the key kept (NULL: none), ?3 now.
+            count_owned: format!(
+                "SELECT count(*) FROM {t} WHERE owner = ?1 AND key IS NOT ?2 AND expires_at > ?3"
+            ),
+            revoke: format!("DELETE FROM {t} WHERE owner = ?1 AND key IS NOT ?2"),
             touch: format!("UPDATE {t} SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3"),
             delete: format!("DELETE FROM {t} WHERE key = ?1"),
             // One bounded chunk, oldest first along the expiry index: ?1 now, ?2 chunk size.
@@ -96,13 +122,22 @@ impl Sql {
                  key BLOB PRIMARY KEY NOT NULL, \
                  expires_at INTEGER NOT NULL, \
                  version INTEGER NOT NULL, \
-                 data BLOB NOT NULL\
+                 data BLOB NOT NULL, \
+                 owner TEXT, \
+                 label TEXT\
              ) WITHOUT ROWID"
         )
     }
 
     fn create_index(table: &str) -> String {
         format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON \"{table}\" (expires_at)")
+    }
+
+    /// Partial: sessions without an owner (the common case) cost the index nothing.
+    fn create_owner_index(table: &str) -> String {
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON \"{table}\" (owner) WHERE owner IS NOT NULL"
+        )
     }
 }
 
@@ -243,6 +278,21 @@ fn migrate(connection: &Connection, table: &str) -> Result<()> {
         connection
             .execute_batch(&Sql::create_index(table))
             .map_err(sqlite("creating the expiry index"))?;
+        // Version 1 → 2: the owner columns (NULL for every existing session) and their index.
+        if connection
+            .prepare(&format!("SELECT owner, label FROM \"{table}\" LIMIT 0"))
+            .is_err()
+        {
+            connection
+                .execute_batch(&format!(
+                    "ALTER TABLE \"{table}\" ADD COLUMN owner TEXT; \
+                     ALTER TABLE \"{table}\" ADD COLUMN label TEXT"
+                ))
+                .map_err(sqlite("adding the owner columns"))?;
+        }
+        connection
+            .execute_batch(&Sql::create_owner_index(table))
+            .map_err(sqlite("creating the owner index"))?;
         if recorded != Some(SCHEMA_VERSION) {
             connection
                 .execute(
@@ -430,13 +480,17 @@ fn live_version(c: &Connection, sql: &Sql, key: &[u8; 32], now: i64) -> Result<O
     version.map(decode_version).transpose()
 }
 
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create(
+/// What a write does to the record's owner: `None` keeps it (plain `update`), `Some(None)`
+/// removes it, `Some(Some(_))` sets it.
+type OwnerWrite = Option<Option<Ownership>>;
+
+impl SqliteStore {
+    async fn create_with(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        owner: Option<Ownership>,
     ) -> Result<CreateOutcome> {
         let (sql, key, expires, data) = (
             Arc::clone(&self.sql),
@@ -448,7 +502,16 @@ impl SessionStore for SqliteStore {
             .write(Statements::One, move |c| {
                 let changed = c
                     .prepare_cached(&sql.create)
-                    .and_then(|mut s| s.execute(params![&key[..], expires, data, now_ms()]))
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            &key[..],
+                            expires,
+                            data,
+                            now_ms(),
+                            owner.as_ref().map(|o| o.owner().as_str()),
+                            owner.as_ref().map(|o| o.label())
+                        ])
+                    })
                     .map_err(sqlite("creating a session"))?;
                 Ok(if changed == 1 {
                     CreateOutcome::Created
@@ -457,6 +520,103 @@ impl SessionStore for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn update_with(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: OwnerWrite,
+    ) -> Result<UpdateOutcome> {
+        let (sql, current, previous) = (
+            Arc::clone(&self.sql),
+            *current.as_bytes(),
+            *previous.as_bytes(),
+        );
+        let (expires, data) = (unix_millis(expires_at), data.to_vec());
+        // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
+        // the checks and the change.
+        self.workers
+            .write(Statements::Many, move |c| {
+                let now = now_ms();
+                match live_version(c, &sql, &previous, now)? {
+                    None => return Ok(UpdateOutcome::NotFound),
+                    Some(v) if v != expected_version => return Ok(UpdateOutcome::Conflict),
+                    Some(_) => {}
+                }
+                // The stored version matched, so it fits an i64; only its successor may not.
+                let version = expected_version.checked_add(1).ok_or_else(at_maximum)?;
+                let stored_version = encode_version(version).map_err(|_| at_maximum())?;
+                let owner_name = owner
+                    .as_ref()
+                    .and_then(|o| o.as_ref().map(|o| o.owner().as_str()));
+                let label = owner.as_ref().and_then(|o| o.as_ref().map(|o| o.label()));
+                if current == previous {
+                    match &owner {
+                        None => c.prepare_cached(&sql.update).and_then(|mut s| {
+                            s.execute(params![&previous[..], expires, stored_version, data])
+                        }),
+                        Some(_) => c.prepare_cached(&sql.update_owned).and_then(|mut s| {
+                            s.execute(params![
+                                &previous[..],
+                                expires,
+                                stored_version,
+                                data,
+                                owner_name,
+                                label
+                            ])
+                        }),
+                    }
+                    .map_err(sqlite("updating a session"))?;
+                    return Ok(UpdateOutcome::Updated { version });
+                }
+                if live_version(c, &sql, &current, now)?.is_some() {
+                    return Ok(UpdateOutcome::IdTaken);
+                }
+                c.prepare_cached(&sql.delete_occupant)
+                    .and_then(|mut s| s.execute(params![&current[..], now]))
+                    .map_err(sqlite("removing an expired record"))?;
+                match &owner {
+                    None => c.prepare_cached(&sql.rotate).and_then(|mut s| {
+                        s.execute(params![
+                            &current[..],
+                            &previous[..],
+                            expires,
+                            stored_version,
+                            data
+                        ])
+                    }),
+                    Some(_) => c.prepare_cached(&sql.rotate_owned).and_then(|mut s| {
+                        s.execute(params![
+                            &current[..],
+                            &previous[..],
+                            expires,
+                            stored_version,
+                            data,
+                            owner_name,
+                            label
+                        ])
+                    }),
+                }
+                .map_err(sqlite("rotating a session id"))?;
+                Ok(UpdateOutcome::Updated { version })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+    ) -> Result<CreateOutcome> {
+        self.create_with(key, expires_at, data, None).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -492,52 +652,7 @@ impl SessionStore for SqliteStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        let (sql, current, previous) = (
-            Arc::clone(&self.sql),
-            *current.as_bytes(),
-            *previous.as_bytes(),
-        );
-        let (expires, data) = (unix_millis(expires_at), data.to_vec());
-        // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
-        // the checks and the change.
-        self.workers
-            .write(Statements::Many, move |c| {
-                let now = now_ms();
-                match live_version(c, &sql, &previous, now)? {
-                    None => return Ok(UpdateOutcome::NotFound),
-                    Some(v) if v != expected_version => return Ok(UpdateOutcome::Conflict),
-                    Some(_) => {}
-                }
-                // The stored version matched, so it fits an i64; only its successor may not.
-                let version = expected_version.checked_add(1).ok_or_else(at_maximum)?;
-                let stored_version = encode_version(version).map_err(|_| at_maximum())?;
-                if current == previous {
-                    c.prepare_cached(&sql.update)
-                        .and_then(|mut s| {
-                            s.execute(params![&previous[..], expires, stored_version, data])
-                        })
-                        .map_err(sqlite("updating a session"))?;
-                    return Ok(UpdateOutcome::Updated { version });
-                }
-                if live_version(c, &sql, &current, now)?.is_some() {
-                    return Ok(UpdateOutcome::IdTaken);
-                }
-                c.prepare_cached(&sql.delete_occupant)
-                    .and_then(|mut s| s.execute(params![&current[..], now]))
-                    .map_err(sqlite("removing an expired record"))?;
-                c.prepare_cached(&sql.rotate)
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            &current[..],
-                            &previous[..],
-                            expires,
-                            stored_version,
-                            data
-                        ])
-                    })
-                    .map_err(sqlite("rotating a session id"))?;
-                Ok(UpdateOutcome::Updated { version })
-            })
+        self.update_with(current, previous, expected_version, expires_at, data, None)
             .await
     }
 
@@ -632,5 +747,97 @@ impl session_core::StoreAdmin for SqliteStore {
     fn gauges(&self) -> session_core::Gauges {
         let (writes, reads) = self.workers.queued();
         session_core::Gauges::queue((writes + reads) as u64)
+    }
+
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        Some(self)
+    }
+}
+
+/// The owner index: an `owner` column with a partial index. `revoke_owner` is one write
+/// transaction (count, then delete), so it is atomic against every other writer of the file.
+#[async_trait]
+impl OwnerIndex for SqliteStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        self.create_with(key, expires_at, data, Some(ownership.clone()))
+            .await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        self.update_with(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            Some(ownership.cloned()),
+        )
+        .await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        let (sql, owner) = (Arc::clone(&self.sql), owner.clone());
+        self.workers
+            .read(move |c| {
+                let mut statement = c
+                    .prepare_cached(&sql.sessions_of)
+                    .map_err(sqlite("listing an owner's sessions"))?;
+                let rows = statement
+                    .query_map(params![owner.as_str(), now_ms()], |row| {
+                        Ok((
+                            row.get::<_, Vec<u8>>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, Option<String>>(3)?,
+                        ))
+                    })
+                    .map_err(sqlite("listing an owner's sessions"))?;
+                let mut sessions = Vec::new();
+                for row in rows {
+                    let (key, expires, version, label) =
+                        row.map_err(sqlite("listing an owner's sessions"))?;
+                    sessions.push(OwnedSession {
+                        key: SessionKey::from_bytes(&key)?,
+                        expires_at: decode_expiry(expires)?,
+                        version: decode_version(version)?,
+                        label: label.unwrap_or_default(),
+                    });
+                }
+                Ok(sessions)
+            })
+            .await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        let (sql, owner) = (Arc::clone(&self.sql), owner.clone());
+        let except = except.map(|key| key.as_bytes().to_vec());
+        self.workers
+            .write(Statements::Many, move |c| {
+                let live: i64 = c
+                    .prepare_cached(&sql.count_owned)
+                    .and_then(|mut s| {
+                        s.query_row(params![owner.as_str(), except, now_ms()], |row| row.get(0))
+                    })
+                    .map_err(sqlite("counting an owner's sessions"))?;
+                c.prepare_cached(&sql.revoke)
+                    .and_then(|mut s| s.execute(params![owner.as_str(), except]))
+                    .map_err(sqlite("revoking an owner's sessions"))?;
+                Ok(live as u64)
+            })
+            .await
     }
 }

@@ -303,6 +303,76 @@ async fn a_file_of_the_previous_layout_is_adopted() {
 }
 
 #[tokio::test]
+async fn a_version_1_table_gets_the_owner_index() {
+    use session_core::{Owner, OwnerIndex, Ownership, UpdateOutcome};
+    // What schema version 1 wrote: the table without owner columns, recorded as version 1.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    let key = SessionId::generate().key();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE \"sessions\" (key BLOB PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, \
+             version INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID; \
+             CREATE INDEX \"sessions_expires_at\" ON \"sessions\" (expires_at); \
+             CREATE TABLE \"{0}\" (session_table TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL); \
+             INSERT INTO \"{0}\" VALUES ('sessions', 1);",
+            session_sqlite::SCHEMA_TABLE
+        ))
+        .unwrap();
+        c.execute(
+            "INSERT INTO sessions VALUES (?1, ?2, 3, x'0102')",
+            rusqlite::params![&key.as_bytes()[..], session_core::unix_millis(later())],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let record = store.read(&key).await.unwrap().unwrap();
+    assert_eq!((record.version, &record.data[..]), (3, &[1u8, 2][..]));
+    // The old session has no owner until one is given; then it is listed and revocable.
+    let alice = Owner::new("alice").unwrap();
+    assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+    let owned = Ownership::new(alice.clone(), "migrated").unwrap();
+    let outcome = store
+        .update_owned(
+            &key,
+            &key,
+            3,
+            later(),
+            Bytes::from_static(b"x"),
+            Some(&owned),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Updated { version: 4 });
+    let listed = store.sessions_of(&alice).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].key, listed[0].label.as_str()), (key, "migrated"));
+    assert_eq!(store.revoke_owner(&alice, None).await.unwrap(), 1);
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let recorded: i64 = c
+        .query_row(
+            &format!(
+                "SELECT version FROM {} WHERE session_table = 'sessions'",
+                session_sqlite::SCHEMA_TABLE
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 2);
+    let index: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'sessions_owner'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1, "the owner index was made");
+}
+
+#[tokio::test]
 async fn in_memory_databases_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     for path in [

@@ -3,3 +3,8 @@
 //! two independent stores on one table, as two application processes would.
 
 conformance_tests::suite!(session_sqlite::testing::factory().expect("a temporary file"));
+
+/// The owner-index behaviours, on the same kind of factory.
+mod owners {
+    conformance_tests::owner_suite!(session_sqlite::testing::factory().expect("a temporary file"));
+}
