@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
+    Result, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis, redact_url,
+    truncate_to_millis,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, Row};
@@ -58,7 +59,11 @@ impl fmt::Debug for PostgresStore {
 
 struct Sql {
     table: String,
+    owner_columns: String,
     index: String,
+    owner_index: String,
+    sessions_of: String,
+    revoke: String,
     schema: String,
     create: String,
     read: String,
@@ -82,13 +87,34 @@ impl Sql {
                      key bytea PRIMARY KEY, \
                      expires_at timestamptz NOT NULL, \
                      version bigint NOT NULL, \
-                     data bytea NOT NULL)"
+                     data bytea NOT NULL, \
+                     owner text, \
+                     label text)"
+            ),
+            // Tables made before the owner index get its columns (NULL: no owner).
+            owner_columns: format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner text, ADD COLUMN IF NOT EXISTS label text"
             ),
             index: format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON {t} (expires_at)"),
+            // Partial: sessions without an owner cost the index nothing.
+            owner_index: format!(
+                "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON {t} (owner) WHERE owner IS NOT NULL"
+            ),
+            sessions_of: format!(
+                "SELECT key, CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, \
+                 version, label FROM {t} WHERE owner = $1 AND expires_at > now() ORDER BY expires_at, key"
+            ),
+            // $1 owner, $2 the key kept (NULL: none). READ COMMITTED: a row that a concurrent
+            // rotation moves is re-checked on its new version (same owner), so it is deleted too.
+            revoke: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE owner = $1 AND key IS DISTINCT FROM $2::bytea \
+                 RETURNING expires_at > now() AS live) SELECT count(*) FILTER (WHERE live) FROM gone"
+            ),
             schema: format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
             create: format!(
-                "INSERT INTO {t} AS s (key, expires_at, version, data) VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data \
+                "INSERT INTO {t} AS s (key, expires_at, version, data, owner, label) VALUES ($1, $2, 1, $3, $4, $5) \
+                 ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data, \
+                 owner = EXCLUDED.owner, label = EXCLUDED.label \
                  WHERE s.expires_at <= now()"
             ),
             // Expiry travels as epoch milliseconds: the driver panics on decoding `infinity` into
@@ -99,7 +125,9 @@ impl Sql {
             ),
             // The common case in one plain statement: $1 key, $2 expected, $3 expiry, $4 data.
             update_fast: format!(
-                "UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4 WHERE key = $1 AND version = $2 AND expires_at > now()"
+                "UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4, \
+                 owner = CASE WHEN $5 THEN $6 ELSE owner END, label = CASE WHEN $5 THEN $7 ELSE label END \
+                 WHERE key = $1 AND version = $2 AND expires_at > now()"
             ),
             // $1 current, $2 previous, $3 expected, $4 expiry, $5 data. Any occupant of
             // `current`, live or expired, makes it fail on the primary key.
@@ -107,14 +135,16 @@ impl Sql {
             // other (a → b, b → a) queue instead of deadlocking.
             rotate_fast: format!(
                 "WITH locked AS (SELECT 1 FROM {t} WHERE key IN ($1, $2) ORDER BY key FOR UPDATE) \
-                 UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 \
+                 UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5, \
+                 owner = CASE WHEN $6 THEN $7 ELSE owner END, label = CASE WHEN $6 THEN $8 ELSE label END \
                  WHERE key = $2 AND version = $3 AND expires_at > now() AND (SELECT count(*) FROM locked) >= 0"
             ),
             // $1 key, $2 expected version, $3 expiry, $4 data. `prev` locks the live row and
             // reads its newest version; `done` writes only if that version is the expected one.
             update: format!(
                 "WITH prev AS (SELECT version FROM {t} WHERE key = $1 AND expires_at > now() FOR UPDATE), \
-                 done AS (UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4 \
+                 done AS (UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4, \
+                          owner = CASE WHEN $5 THEN $6 ELSE owner END, label = CASE WHEN $5 THEN $7 ELSE label END \
                           WHERE key = $1 AND (SELECT version FROM prev) = $2 RETURNING version) \
                  SELECT (SELECT version FROM prev) AS found, FALSE AS taken, (SELECT version FROM done) AS written"
             ),
@@ -129,7 +159,8 @@ impl Sql {
                  occupant AS (SELECT 1 FROM locked WHERE key = $1 AND live), \
                  go AS (SELECT (SELECT version FROM prev) = $3 AND NOT EXISTS (SELECT 1 FROM occupant) AS ok), \
                  cleared AS (DELETE FROM {t} WHERE key = $1 AND expires_at <= now() AND (SELECT ok FROM go) RETURNING 1), \
-                 moved AS (UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5 \
+                 moved AS (UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5, \
+                           owner = CASE WHEN $6 THEN $7 ELSE owner END, label = CASE WHEN $6 THEN $8 ELSE label END \
                            WHERE key = $2 AND (SELECT ok FROM go) AND (SELECT count(*) FROM cleared) >= 0 RETURNING version) \
                  SELECT (SELECT version FROM prev) AS found, EXISTS (SELECT 1 FROM occupant) AS taken, \
                         (SELECT version FROM moved) AS written"
@@ -325,11 +356,11 @@ impl PostgresStore {
     }
 
     async fn check_or_create_table(&self) -> Result<()> {
-        let (table, index) = self.existing().await?;
+        let (table, index, owner_index) = self.existing().await?;
         if table {
             self.check_layout(&self.pool).await?;
         }
-        if table && index {
+        if table && index && owner_index {
             return Ok(());
         }
         if !self.config.migrate {
@@ -337,7 +368,9 @@ impl PostgresStore {
                 tracing::warn!(
                     schema = %self.config.schema,
                     table = %self.config.table,
-                    "the session table has no expiry index (migrate=false): purges scan the table"
+                    expiry_index = index,
+                    owner_index,
+                    "the session table lacks an index (migrate=false): without the expiry index purges scan the table; without the owner index (schema before it) the owner operations fail"
                 );
                 return Ok(());
             }
@@ -352,12 +385,15 @@ impl PostgresStore {
         self.create_table().await
     }
 
-    /// Whether the table and its expiry index exist.
-    async fn existing(&self) -> Result<(bool, bool)> {
+    /// Whether the table, its expiry index and its owner index exist.
+    async fn existing(&self) -> Result<(bool, bool, bool)> {
         let (schema, table) = (&self.config.schema, &self.config.table);
-        let row = sqlx::query("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
-            .bind(format!("\"{schema}\".\"{table}\""))
-            .bind(format!("\"{schema}\".\"{table}_expires_at\""))
+        let row = sqlx::query(
+            "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL",
+        )
+        .bind(format!("\"{schema}\".\"{table}\""))
+        .bind(format!("\"{schema}\".\"{table}_expires_at\""))
+        .bind(format!("\"{schema}\".\"{table}_owner\""))
             .fetch_one(&self.pool)
             .await
             .map_err(pg("looking for the session table"))?;
@@ -365,6 +401,8 @@ impl PostgresStore {
             row.try_get(0)
                 .map_err(pg("looking for the session table"))?,
             row.try_get(1)
+                .map_err(pg("looking for the session table"))?,
+            row.try_get(2)
                 .map_err(pg("looking for the session table"))?,
         ))
     }
@@ -413,9 +451,15 @@ impl PostgresStore {
                 .map_err(pg("creating the session table"))?;
         }
         self.check_layout(&mut *tx).await?;
-        tx.execute(self.sql.index.as_str())
+        tx.execute(self.sql.owner_columns.as_str())
             .await
-            .map_err(pg("creating the expiry index"))?;
+            .map_err(pg("adding the owner columns"))?;
+        for (statement, doing) in [
+            (&self.sql.index, "creating the expiry index"),
+            (&self.sql.owner_index, "creating the owner index"),
+        ] {
+            tx.execute(statement.as_str()).await.map_err(pg(doing))?;
+        }
         tx.commit().await.map_err(pg("committing the migration"))
     }
 
@@ -441,6 +485,123 @@ impl PostgresStore {
                 row.try_get(1).map_err(pg("counting"))?,
             );
             Ok((live as u64, expired as u64))
+        })
+        .await
+    }
+
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: Option<&Ownership>,
+    ) -> Result<CreateOutcome> {
+        self.bounded("creating a session", async {
+            let done = sqlx::query(&self.sql.create)
+                .bind(&key.as_bytes()[..])
+                .bind(truncate_to_millis(expires_at))
+                .bind(&data[..])
+                .bind(owner.map(|o| o.owner().as_str()))
+                .bind(owner.map(|o| o.label()))
+                .execute(&self.pool)
+                .await
+                .map_err(pg("creating a session"))?;
+            Ok(if done.rows_affected() == 1 {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::IdTaken
+            })
+        })
+        .await
+    }
+
+    /// `update`, writing the owner as `owner` says: `None` keeps it, `Some(None)` removes it,
+    /// `Some(Some(_))` sets it.
+    async fn update_with(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: Option<Option<&Ownership>>,
+    ) -> Result<UpdateOutcome> {
+        let (set_owner, owner_name, label) = (
+            owner.is_some(),
+            owner.flatten().map(|o| o.owner().as_str()),
+            owner.flatten().map(|o| o.label()),
+        );
+        self.bounded("updating a session", async {
+            if expected_version >= i64::MAX as u64 {
+                // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
+                // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
+                return match self.read(previous).await? {
+                    None => Ok(UpdateOutcome::NotFound),
+                    Some(record) if record.version == expected_version => Err(Error::new(
+                        ErrorKind::Decode,
+                        "postgres: the stored version is at its maximum (a corrupt record)",
+                    )),
+                    Some(_) => Ok(UpdateOutcome::Conflict),
+                };
+            }
+            let expected = encode_version(expected_version)?;
+            let expires_at = truncate_to_millis(expires_at);
+            // First the plain compare-and-swap: one statement, one round trip, and the answer when it
+            // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
+            // `current`), the full statement below decides atomically, writing if it now can
+            // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
+            let fast = if current == previous {
+                sqlx::query(&self.sql.update_fast)
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(&data[..])
+                    .bind(set_owner)
+                    .bind(owner_name)
+                    .bind(label)
+            } else {
+                sqlx::query(&self.sql.rotate_fast)
+                    .bind(&current.as_bytes()[..])
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(&data[..])
+                    .bind(set_owner)
+                    .bind(owner_name)
+                    .bind(label)
+            };
+            match fast.execute(&self.pool).await {
+                Ok(done) if done.rows_affected() == 1 => {
+                    return Ok(UpdateOutcome::Updated {
+                        version: expected_version + 1,
+                    });
+                }
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
+                Err(e) => return Err(map_sqlx_error("updating a session", e)),
+            }
+            let query = if current == previous {
+                sqlx::query(&self.sql.update)
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(&data[..])
+                    .bind(set_owner)
+                    .bind(owner_name)
+                    .bind(label)
+            } else {
+                sqlx::query(&self.sql.rotate)
+                    .bind(&current.as_bytes()[..])
+                    .bind(&previous.as_bytes()[..])
+                    .bind(expected)
+                    .bind(expires_at)
+                    .bind(&data[..])
+                    .bind(set_owner)
+                    .bind(owner_name)
+                    .bind(label)
+            };
+            self.run_update(query, expected_version).await
         })
         .await
     }
@@ -495,21 +656,7 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<CreateOutcome> {
-        self.bounded("creating a session", async {
-            let done = sqlx::query(&self.sql.create)
-                .bind(&key.as_bytes()[..])
-                .bind(truncate_to_millis(expires_at))
-                .bind(&data[..])
-                .execute(&self.pool)
-                .await
-                .map_err(pg("creating a session"))?;
-            Ok(if done.rows_affected() == 1 {
-                CreateOutcome::Created
-            } else {
-                CreateOutcome::IdTaken
-            })
-        })
-        .await
+        self.create_with(key, expires_at, data, None).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -546,67 +693,8 @@ impl SessionStore for PostgresStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        self.bounded("updating a session", async {
-            if expected_version >= i64::MAX as u64 {
-                // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
-                // successor cannot be stored: the outcome is NotFound or Conflict, or an overflow.
-                return match self.read(previous).await? {
-                    None => Ok(UpdateOutcome::NotFound),
-                    Some(record) if record.version == expected_version => Err(Error::new(
-                        ErrorKind::Decode,
-                        "postgres: the stored version is at its maximum (a corrupt record)",
-                    )),
-                    Some(_) => Ok(UpdateOutcome::Conflict),
-                };
-            }
-            let expected = encode_version(expected_version)?;
-            let expires_at = truncate_to_millis(expires_at);
-            // First the plain compare-and-swap: one statement, one round trip, and the answer when it
-            // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
-            // `current`), the full statement below decides atomically, writing if it now can
-            // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
-            let fast = if current == previous {
-                sqlx::query(&self.sql.update_fast)
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-            } else {
-                sqlx::query(&self.sql.rotate_fast)
-                    .bind(&current.as_bytes()[..])
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-            };
-            match fast.execute(&self.pool).await {
-                Ok(done) if done.rows_affected() == 1 => {
-                    return Ok(UpdateOutcome::Updated {
-                        version: expected_version + 1,
-                    });
-                }
-                Ok(_) => {}
-                Err(sqlx::Error::Database(db))
-                    if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
-                Err(e) => return Err(map_sqlx_error("updating a session", e)),
-            }
-            let query = if current == previous {
-                sqlx::query(&self.sql.update)
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-            } else {
-                sqlx::query(&self.sql.rotate)
-                    .bind(&current.as_bytes()[..])
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-            };
-            self.run_update(query, expected_version).await
-        })
-        .await
+        self.update_with(current, previous, expected_version, expires_at, data, None)
+            .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
@@ -694,7 +782,91 @@ impl session_core::StoreAdmin for PostgresStore {
         }
     }
 
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        Some(self)
+    }
+
     fn gauges(&self) -> session_core::Gauges {
         session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
+}
+
+/// The owner index: an `owner` column with a partial index; `sessions_of` is one indexed
+/// `SELECT`, `revoke_owner` one `DELETE` (atomic; see [`Sql`]'s note on concurrent rotations).
+#[async_trait]
+impl OwnerIndex for PostgresStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        self.create_with(key, expires_at, data, Some(ownership)).await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        self.update_with(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            Some(ownership),
+        )
+        .await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.bounded("listing an owner's sessions", async {
+            let rows = sqlx::query(&self.sql.sessions_of)
+                .bind(owner.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(pg("listing an owner's sessions"))?;
+            rows.iter()
+                .map(|row| {
+                    let key: Vec<u8> = row.try_get(0).map_err(pg("decoding a listed session"))?;
+                    let millis: Option<i64> =
+                        row.try_get(1).map_err(pg("decoding a listed session"))?;
+                    let version: i64 = row.try_get(2).map_err(pg("decoding a listed session"))?;
+                    let label: Option<String> =
+                        row.try_get(3).map_err(pg("decoding a listed session"))?;
+                    Ok(OwnedSession {
+                        key: SessionKey::from_bytes(&key)?,
+                        expires_at: millis.and_then(from_unix_millis).ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Decode,
+                                "postgres: a stored expiry is not a representable time",
+                            )
+                        })?,
+                        version: decode_version(version)?,
+                        label: label.unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        self.bounded("revoking an owner's sessions", async {
+            let live: i64 = sqlx::query_scalar(&self.sql.revoke)
+                .bind(owner.as_str())
+                .bind(except.map(|key| &key.as_bytes()[..]))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(pg("revoking an owner's sessions"))?;
+            Ok(live as u64)
+        })
+        .await
     }
 }

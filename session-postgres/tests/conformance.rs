@@ -10,3 +10,9 @@ mod time_zone_plus_14 {
     use super::common;
     conformance_tests::suite!(common::PgFactory::in_time_zone("Pacific/Kiritimati"));
 }
+
+/// The owner-index behaviours.
+mod owners {
+    use super::common;
+    conformance_tests::owner_suite!(common::factory());
+}

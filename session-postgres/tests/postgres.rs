@@ -323,3 +323,61 @@ async fn concurrent_migrations_and_a_foreign_table() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_from_before_the_owner_index_is_migrated() {
+    use session_core::{Owner, OwnerIndex, Ownership};
+    with_factory(|factory| async move {
+        let config = factory.fresh_config();
+        let admin = sqlx::PgPool::connect(factory.url()).await.unwrap();
+        let t = format!("\"{}\".\"{}\"", config.schema, config.table);
+        // What the store created before the owner index: no owner columns, no owner index.
+        for statement in [
+            format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", config.schema),
+            format!(
+                "CREATE TABLE {t} (key bytea PRIMARY KEY, expires_at timestamptz NOT NULL, \
+                 version bigint NOT NULL, data bytea NOT NULL)"
+            ),
+            format!(
+                "CREATE INDEX \"{}_expires_at\" ON {t} (expires_at)",
+                config.table
+            ),
+        ] {
+            sqlx::query(&statement).execute(&admin).await.unwrap();
+        }
+        let key = SessionId::generate().key();
+        sqlx::query(&format!(
+            "INSERT INTO {t} VALUES ($1, now() + interval '1 hour', 3, '\\x0102')"
+        ))
+        .bind(&key.as_bytes()[..])
+        .execute(&admin)
+        .await
+        .unwrap();
+        let store = factory.connect(config.clone()).await.unwrap();
+        let record = store.read(&key).await.unwrap().unwrap();
+        assert_eq!((record.version, &record.data[..]), (3, &[1u8, 2][..]));
+        let alice = Owner::new("alice").unwrap();
+        assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+        let outcome = store
+            .update_owned(
+                &key,
+                &key,
+                3,
+                OffsetDateTime::now_utc() + TimeDuration::hours(1),
+                Bytes::from_static(b"x"),
+                Some(&Ownership::new(alice.clone(), "migrated").unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, UpdateOutcome::Updated { version: 4 });
+        assert_eq!(store.sessions_of(&alice).await.unwrap().len(), 1);
+        assert_eq!(store.revoke_owner(&alice, None).await.unwrap(), 1);
+        let index: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("\"{}\".\"{}_owner\"", config.schema, config.table))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        assert!(index, "the owner index was made");
+    })
+    .await;
+}
