@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Record, Result, SessionKey,
-    SessionStore, StoreAdmin, UpdateOutcome, async_trait, from_unix_millis, redact_url,
-    unix_millis,
+    Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex,
+    Ownership, Record, Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait,
+    from_unix_millis, redact_url, unix_millis,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor, Row};
@@ -81,6 +81,11 @@ struct Sql {
     clear: String,
     counts: String,
     drop: String,
+    owner_layout: String,
+    owner_columns: String,
+    sessions_of: String,
+    count_owned: String,
+    revoke: String,
 }
 
 impl Sql {
@@ -93,7 +98,10 @@ impl Sql {
                      expires_at BIGINT NOT NULL, \
                      version BIGINT NOT NULL, \
                      data LONGBLOB NOT NULL, \
-                     INDEX `{table}_expires_at` (expires_at)) ENGINE=InnoDB"
+                     owner VARBINARY(255) NULL, \
+                     label VARBINARY(255) NULL, \
+                     INDEX `{table}_expires_at` (expires_at), \
+                     INDEX `{table}_owner` (owner)) ENGINE=InnoDB"
             ),
             exists: "SELECT COUNT(*) FROM information_schema.tables \
                      WHERE table_schema = DATABASE() AND table_name = ?",
@@ -104,9 +112,11 @@ impl Sql {
             // reports 0): with the FOUND_ROWS flag sqlx sets, an insert and an untouched
             // duplicate both count 1 row, a replaced expired row 2.
             create: format!(
-                "INSERT INTO {t} (k, expires_at, version, data) VALUES (?, ?, 1, ?) \
+                "INSERT INTO {t} (k, expires_at, version, data, owner, label) VALUES (?, ?, 1, ?, ?, ?) \
                  ON DUPLICATE KEY UPDATE \
                  data = IF(expires_at <= {NOW}, VALUES(data), data), \
+                 owner = IF(expires_at <= {NOW}, VALUES(owner), owner), \
+                 label = IF(expires_at <= {NOW}, VALUES(label), label), \
                  version = IF(expires_at <= {NOW}, 1, LAST_INSERT_ID(version)), \
                  expires_at = IF(expires_at <= {NOW}, VALUES(expires_at), expires_at)"
             ),
@@ -114,15 +124,16 @@ impl Sql {
                 "SELECT expires_at, version, data FROM {t} WHERE k = ? AND expires_at > {NOW}"
             ),
             version: format!("SELECT version FROM {t} WHERE k = ? AND expires_at > {NOW}"),
-            // ? expiry, ? data, ? key, ? expected.
+            // ? expiry, ? data, (? set owner, ? owner, ? set owner, ? label), ? key, ? expected.
             update: format!(
-                "UPDATE {t} SET expires_at = ?, version = version + 1, data = ? \
+                "UPDATE {t} SET expires_at = ?, version = version + 1, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) \
                  WHERE k = ? AND version = ? AND expires_at > {NOW}"
             ),
-            // ? current, ? expiry, ? data, ? previous, ? expected. Any row at `current`, live
-            // or expired, makes it fail on the primary key (then the locking path decides).
+            // ? current, ? expiry, ? data, (the four owner values), ? previous, ? expected. Any
+            // row at `current`, live or expired, makes it fail on the primary key (then the
+            // locking path decides).
             rotate: format!(
-                "UPDATE {t} SET k = ?, expires_at = ?, version = version + 1, data = ? \
+                "UPDATE {t} SET k = ?, expires_at = ?, version = version + 1, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) \
                  WHERE k = ? AND version = ? AND expires_at > {NOW}"
             ),
             lock_pair: format!(
@@ -130,9 +141,9 @@ impl Sql {
                  WHERE k IN (?, ?) ORDER BY k FOR UPDATE"
             ),
             remove_expired_at: format!("DELETE FROM {t} WHERE k = ? AND expires_at <= {NOW}"),
-            // ? current, ? expiry, ? version, ? data, ? previous.
+            // ? current, ? expiry, ? version, ? data, (the four owner values), ? previous.
             move_row: format!(
-                "UPDATE {t} SET k = ?, expires_at = ?, version = ?, data = ? WHERE k = ?"
+                "UPDATE {t} SET k = ?, expires_at = ?, version = ?, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) WHERE k = ?"
             ),
             touch: format!("UPDATE {t} SET expires_at = ? WHERE k = ? AND expires_at > {NOW}"),
             delete: format!("DELETE FROM {t} WHERE k = ?"),
@@ -145,6 +156,25 @@ impl Sql {
                         CAST(COALESCE(SUM(expires_at <= {NOW}), 0) AS SIGNED) FROM {t}"
             ),
             drop: format!("DROP TABLE IF EXISTS {t}"),
+            owner_layout: format!("SELECT owner, label FROM {t} LIMIT 0"),
+            // Tables made before the owner index. Bytes, not text: owners compare exactly
+            // (no collation folds case or trailing spaces).
+            owner_columns: format!(
+                "ALTER TABLE {t} ADD COLUMN owner VARBINARY(255) NULL, \
+                 ADD COLUMN label VARBINARY(255) NULL, ADD INDEX `{table}_owner` (owner)"
+            ),
+            sessions_of: format!(
+                "SELECT k, expires_at, version, label FROM {t} WHERE owner = ? AND expires_at > {NOW} \
+                 ORDER BY expires_at, k"
+            ),
+            // ? owner, ? the key kept (empty: none). A locking read in REPEATABLE READ: the
+            // owner's index range is locked, gaps included, so no row of the owner moves or
+            // arrives until the revoke commits.
+            count_owned: format!(
+                "SELECT CAST(COALESCE(SUM(expires_at > {NOW}), 0) AS SIGNED) FROM {t} \
+                 WHERE owner = ? AND k <> ? FOR UPDATE"
+            ),
+            revoke: format!("DELETE FROM {t} WHERE owner = ? AND k <> ?"),
         }
     }
 }
@@ -194,6 +224,42 @@ where
             }
             Err(e) => return Err(map_sqlx_error(doing, e)),
         }
+    }
+}
+
+/// What a write does to the record's owner, as the statements' four owner parameters.
+#[derive(Clone, Copy)]
+struct OwnerArgs<'a> {
+    /// Write `owner` and `label` (else keep the row's).
+    set: bool,
+    owner: Option<&'a [u8]>,
+    label: Option<&'a [u8]>,
+}
+
+impl<'a> OwnerArgs<'a> {
+    const KEEP: Self = Self {
+        set: false,
+        owner: None,
+        label: None,
+    };
+
+    fn set(ownership: Option<&'a Ownership>) -> Self {
+        Self {
+            set: true,
+            owner: ownership.map(|o| o.owner().as_str().as_bytes()),
+            label: ownership.map(|o| o.label().as_bytes()),
+        }
+    }
+
+    fn bind(
+        self,
+        query: sqlx::query::Query<'a, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+    ) -> sqlx::query::Query<'a, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+        query
+            .bind(self.set)
+            .bind(self.owner)
+            .bind(self.set)
+            .bind(self.label)
     }
 }
 
@@ -367,16 +433,43 @@ impl MysqlStore {
                 .map_err(my("creating the session table"))?;
         }
         match self.pool.execute(self.sql.layout.as_str()).await {
+            Ok(_) => {}
+            Err(e) if error_number(&e) == Some(1054) => {
+                return Err(Error::with_source(
+                    ErrorKind::Config,
+                    format!(
+                        "mysql: table {} exists with another layout",
+                        self.config.table
+                    ),
+                    e,
+                ));
+            }
+            Err(e) => return Err(map_sqlx_error("checking the session table", e)),
+        }
+        self.add_owner_columns().await
+    }
+
+    /// Adds the owner index's columns to a table made before it (when migrating is allowed;
+    /// otherwise the owner operations fail and a warning says why). Several instances may race
+    /// to do it: the loser's duplicate-column error means it is done.
+    async fn add_owner_columns(&self) -> Result<()> {
+        match self.pool.execute(self.sql.owner_layout.as_str()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if error_number(&e) == Some(1054) => {}
+            Err(e) => return Err(map_sqlx_error("checking the owner columns", e)),
+        }
+        if !self.config.migrate {
+            tracing::warn!(
+                table = %self.config.table,
+                "the session table has no owner columns (made before the owner index; migrate=false): the owner operations fail"
+            );
+            return Ok(());
+        }
+        match self.pool.execute(self.sql.owner_columns.as_str()).await {
             Ok(_) => Ok(()),
-            Err(e) if error_number(&e) == Some(1054) => Err(Error::with_source(
-                ErrorKind::Config,
-                format!(
-                    "mysql: table {} exists with another layout",
-                    self.config.table
-                ),
-                e,
-            )),
-            Err(e) => Err(map_sqlx_error("checking the session table", e)),
+            // Duplicate column or index name: another instance added them meanwhile.
+            Err(e) if matches!(error_number(&e), Some(1060 | 1061)) => Ok(()),
+            Err(e) => Err(map_sqlx_error("adding the owner columns", e)),
         }
     }
 
@@ -415,6 +508,7 @@ impl MysqlStore {
         expected: u64,
         expires_at: i64,
         data: &[u8],
+        owner: OwnerArgs<'_>,
     ) -> std::result::Result<Locked, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&self.sql.lock_pair)
@@ -452,11 +546,14 @@ impl MysqlStore {
                 .await?;
         }
         let version = expected as i64 + 1;
-        let moved = sqlx::query(&self.sql.move_row)
-            .bind(&current.as_bytes()[..])
-            .bind(expires_at)
-            .bind(version)
-            .bind(data)
+        let moved = owner
+            .bind(
+                sqlx::query(&self.sql.move_row)
+                    .bind(&current.as_bytes()[..])
+                    .bind(expires_at)
+                    .bind(version)
+                    .bind(data),
+            )
             .bind(&previous.as_bytes()[..])
             .execute(&mut *tx)
             .await?;
@@ -479,12 +576,12 @@ impl MysqlStore {
         expected: u64,
         expires_at: i64,
         data: &[u8],
+        owner: OwnerArgs<'_>,
     ) -> Result<Option<UpdateOutcome>> {
         if current == previous {
             let done = retry_locks("updating a session", || {
-                sqlx::query(&self.sql.update)
-                    .bind(expires_at)
-                    .bind(data)
+                owner
+                    .bind(sqlx::query(&self.sql.update).bind(expires_at).bind(data))
                     .bind(&previous.as_bytes()[..])
                     .bind(expected as i64)
                     .execute(&self.pool)
@@ -499,10 +596,13 @@ impl MysqlStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let fast = sqlx::query(&self.sql.rotate)
-                .bind(&current.as_bytes()[..])
-                .bind(expires_at)
-                .bind(data)
+            let fast = owner
+                .bind(
+                    sqlx::query(&self.sql.rotate)
+                        .bind(&current.as_bytes()[..])
+                        .bind(expires_at)
+                        .bind(data),
+                )
                 .bind(&previous.as_bytes()[..])
                 .bind(expected as i64)
                 .execute(&self.pool)
@@ -517,7 +617,7 @@ impl MysqlStore {
                 // `current` holds a row (live or expired): the locking path decides.
                 Err(e) if error_number(&e) == Some(DUP_ENTRY) => {
                     match self
-                        .rotate_locked(current, previous, expected, expires_at, data)
+                        .rotate_locked(current, previous, expected, expires_at, data, owner)
                         .await
                     {
                         Ok(Locked::Outcome(outcome)) => return Ok(Some(outcome)),
@@ -539,13 +639,13 @@ impl MysqlStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for MysqlStore {
-    async fn create(
+impl MysqlStore {
+    async fn create_with(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        owner: Option<&Ownership>,
     ) -> Result<CreateOutcome> {
         self.bounded("creating a session", async {
             let done = retry_locks("creating a session", || {
@@ -553,6 +653,8 @@ impl SessionStore for MysqlStore {
                     .bind(&key.as_bytes()[..])
                     .bind(unix_millis(expires_at))
                     .bind(&data[..])
+                    .bind(owner.map(|o| o.owner().as_str().as_bytes()))
+                    .bind(owner.map(|o| o.label().as_bytes()))
                     .execute(&self.pool)
             })
             .await?;
@@ -565,6 +667,69 @@ impl SessionStore for MysqlStore {
             })
         })
         .await
+    }
+
+    async fn update_with(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: OwnerArgs<'_>,
+    ) -> Result<UpdateOutcome> {
+        self.bounded("updating a session", async {
+            if expected_version >= i64::MAX as u64 {
+                // No stored version is that high (they are BIGINT), except i64::MAX itself,
+                // whose successor cannot be stored.
+                return match self.live_version(previous).await? {
+                    None => Ok(UpdateOutcome::NotFound),
+                    Some(version) if version == expected_version => Err(Error::new(
+                        ErrorKind::Decode,
+                        "mysql: the stored version is at its maximum (a corrupt record)",
+                    )),
+                    Some(_) => Ok(UpdateOutcome::Conflict),
+                };
+            }
+            let expires_at = unix_millis(expires_at);
+            loop {
+                if let Some(outcome) = self
+                    .update_once(
+                        current,
+                        previous,
+                        expected_version,
+                        expires_at,
+                        &data,
+                        owner,
+                    )
+                    .await?
+                {
+                    return Ok(outcome);
+                }
+                // Nothing written: say why. A live row with the expected version means it
+                // changed between the two statements; try again.
+                match self.live_version(previous).await? {
+                    None => return Ok(UpdateOutcome::NotFound),
+                    Some(version) if version != expected_version => {
+                        return Ok(UpdateOutcome::Conflict);
+                    }
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for MysqlStore {
+    async fn create(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+    ) -> Result<CreateOutcome> {
+        self.create_with(key, expires_at, data, None).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -595,38 +760,14 @@ impl SessionStore for MysqlStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        self.bounded("updating a session", async {
-            if expected_version >= i64::MAX as u64 {
-                // No stored version is that high (they are BIGINT), except i64::MAX itself,
-                // whose successor cannot be stored.
-                return match self.live_version(previous).await? {
-                    None => Ok(UpdateOutcome::NotFound),
-                    Some(version) if version == expected_version => Err(Error::new(
-                        ErrorKind::Decode,
-                        "mysql: the stored version is at its maximum (a corrupt record)",
-                    )),
-                    Some(_) => Ok(UpdateOutcome::Conflict),
-                };
-            }
-            let expires_at = unix_millis(expires_at);
-            loop {
-                if let Some(outcome) = self
-                    .update_once(current, previous, expected_version, expires_at, &data)
-                    .await?
-                {
-                    return Ok(outcome);
-                }
-                // Nothing written: say why. A live row with the expected version means it
-                // changed between the two statements; try again.
-                match self.live_version(previous).await? {
-                    None => return Ok(UpdateOutcome::NotFound),
-                    Some(version) if version != expected_version => {
-                        return Ok(UpdateOutcome::Conflict);
-                    }
-                    Some(_) => {}
-                }
-            }
-        })
+        self.update_with(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            OwnerArgs::KEEP,
+        )
         .await
     }
 
@@ -732,5 +873,107 @@ impl StoreAdmin for MysqlStore {
 
     fn gauges(&self) -> session_core::Gauges {
         session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
+
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        Some(self)
+    }
+}
+
+fn decode_label(label: Option<Vec<u8>>) -> Result<String> {
+    String::from_utf8(label.unwrap_or_default())
+        .map_err(|e| Error::with_source(ErrorKind::Decode, "mysql: a stored label is not UTF-8", e))
+}
+
+/// The owner index: `owner`/`label` columns (bytes, compared exactly) with an index on
+/// `owner`. `revoke_owner` is one `REPEATABLE READ` transaction whose locking read takes the
+/// owner's whole index range (gaps included): a rotation of one of its sessions waits for it
+/// or has committed before it, so none escapes. Deadlocks with racing rotations are retried.
+#[async_trait]
+impl OwnerIndex for MysqlStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        self.create_with(key, expires_at, data, Some(ownership))
+            .await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        self.update_with(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            OwnerArgs::set(ownership),
+        )
+        .await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.bounded("listing an owner's sessions", async {
+            let rows = sqlx::query(&self.sql.sessions_of)
+                .bind(owner.as_str().as_bytes())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(my("listing an owner's sessions"))?;
+            rows.iter()
+                .map(|row| {
+                    let key: Vec<u8> = row.try_get(0).map_err(my("decoding a listed session"))?;
+                    let millis: i64 = row.try_get(1).map_err(my("decoding a listed session"))?;
+                    let version: i64 = row.try_get(2).map_err(my("decoding a listed session"))?;
+                    let label: Option<Vec<u8>> =
+                        row.try_get(3).map_err(my("decoding a listed session"))?;
+                    Ok(OwnedSession {
+                        key: SessionKey::from_bytes(&key)?,
+                        expires_at: decode_expiry(millis)?,
+                        version: decode_version(version)?,
+                        label: decode_label(label)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        // No key is empty: `k <> ''` keeps every row when nothing is excepted.
+        let except: &[u8] = except.map_or(&[], |key| &key.as_bytes()[..]);
+        let owner = owner.as_str().as_bytes();
+        self.bounded("revoking an owner's sessions", async {
+            retry_locks("revoking an owner's sessions", || async {
+                let mut connection = self.pool.acquire().await?;
+                connection
+                    .execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .await?;
+                let mut tx = connection.begin().await?;
+                let live: i64 = sqlx::query_scalar(&self.sql.count_owned)
+                    .bind(owner)
+                    .bind(except)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(&self.sql.revoke)
+                    .bind(owner)
+                    .bind(except)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(live.max(0) as u64)
+            })
+            .await
+        })
+        .await
     }
 }

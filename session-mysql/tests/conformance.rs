@@ -15,3 +15,8 @@ mod time_zone_plus_13 {
 mod time_zone_minus_10 {
     conformance_tests::suite!(super::common::in_time_zone("-10:00"));
 }
+
+/// The owner-index behaviours.
+mod owners {
+    conformance_tests::owner_suite!(super::common::factory());
+}

@@ -341,3 +341,63 @@ async fn corrupt_versions_are_decode_errors_and_nothing_changes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_from_before_the_owner_index_is_migrated() {
+    use session_core::{Owner, OwnerIndex, Ownership};
+    with_factory(|factory| async move {
+        let table = conformance_tests::fresh_namespace();
+        let base = factory.base().unwrap().clone();
+        let admin = sqlx::MySqlPool::connect(&base.url).await.unwrap();
+        // What the store created before the owner index.
+        sqlx::query(&format!(
+            "CREATE TABLE `{table}` (k BINARY(32) NOT NULL PRIMARY KEY, expires_at BIGINT NOT NULL, \
+             version BIGINT NOT NULL, data LONGBLOB NOT NULL, \
+             INDEX `{table}_expires_at` (expires_at)) ENGINE=InnoDB"
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        let key = SessionId::generate().key();
+        sqlx::query(&format!(
+            "INSERT INTO `{table}` VALUES (?, ?, 3, x'0102')"
+        ))
+        .bind(&key.as_bytes()[..])
+        .bind(session_core::unix_millis(later()))
+        .execute(&admin)
+        .await
+        .unwrap();
+        // Several instances migrating at once.
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let factory = Arc::clone(&factory);
+                let table = table.clone();
+                tokio::spawn(async move { factory.open(&table).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for store in opening {
+            stores.push(store.await.unwrap().expect("concurrent migrations succeed"));
+        }
+        let store = &stores[0];
+        let record = store.read(&key).await.unwrap().unwrap();
+        assert_eq!((record.version, &record.data[..]), (3, &[1u8, 2][..]));
+        let alice = Owner::new("alice").unwrap();
+        assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+        let outcome = store
+            .update_owned(
+                &key,
+                &key,
+                3,
+                later(),
+                Bytes::from_static(b"x"),
+                Some(&Ownership::new(alice.clone(), "migrated").unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, UpdateOutcome::Updated { version: 4 });
+        assert_eq!(stores[1].sessions_of(&alice).await.unwrap().len(), 1);
+        assert_eq!(store.revoke_owner(&alice, None).await.unwrap(), 1);
+    })
+    .await;
+}

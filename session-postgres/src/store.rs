@@ -802,7 +802,8 @@ impl OwnerIndex for PostgresStore {
         data: Bytes,
         ownership: &Ownership,
     ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, Some(ownership)).await
+        self.create_with(key, expires_at, data, Some(ownership))
+            .await
     }
 
     async fn update_owned(
