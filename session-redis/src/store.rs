@@ -10,8 +10,9 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, Record, Result, SessionId, SessionKey, SessionStore,
-    UpdateOutcome, async_trait, from_unix_millis, redact_url, truncate_to_millis, unix_millis,
+    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
+    Result, SessionId, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis,
+    redact_url, truncate_to_millis, unix_millis,
 };
 
 use crate::cluster;
@@ -23,55 +24,156 @@ const HEADER: usize = 16;
 /// Keys unlinked per `UNLINK` by `clear`.
 const CLEAR_BATCH: usize = 500;
 
+// The update scripts share their key and argument layout:
+// KEYS: 1 current, 2 previous, 3 current's owner record, 4 previous's owner record, 5 previous's
+//       forward marker, 6 the staging key (staged script only).
+// ARGV: 1 expected version (8 bytes), 2 the new value (inline script only), 3 deadline,
+//       4 owner mode ('k' keep the record's, 's' set ARGV[5], 'c' clear), 5 the new owner
+//       record, 6 the owner whose index already lists `current` ('' none).
+// Replies: 0 not found, 1 updated, 2 conflict, 3 id taken, {4, record} when a rotation of an
+// owned session needs its owner's index to list `current` first (nothing changed).
+
+/// After the checks (`outcome` 1): reads the owner record and asks for the owner's index first
+/// when a plain rotation moves an owned session.
+macro_rules! owner_check {
+    () => {
+        r#"
+local record = false
+if outcome == 1 then
+  record = redis.call('GET', KEYS[4])
+  if record and ARGV[4] == 'k' and KEYS[1] ~= KEYS[2] then
+    local cut = string.find(record, '\0', 1, true)
+    local owner = cut and string.sub(record, 1, cut - 1) or record
+    if owner ~= ARGV[6] then outcome = 4 end
+  end
+end
+"#
+    };
+}
+
+/// After the session is written: the owner record follows it (or is set or cleared), with the
+/// session's deadline; a rotated owned session leaves a forward marker at its old key, which
+/// `revoke_owner` follows.
+macro_rules! owner_write {
+    () => {
+        r#"
+local newrec = record
+if ARGV[4] == 's' then newrec = ARGV[5] elseif ARGV[4] == 'c' then newrec = false end
+if record and KEYS[3] ~= KEYS[4] then redis.call('UNLINK', KEYS[4]) end
+if newrec then
+  redis.call('SET', KEYS[3], newrec, 'PXAT', ARGV[3])
+elseif record then
+  redis.call('UNLINK', KEYS[3])
+end
+if record and KEYS[1] ~= KEYS[2] then
+  redis.call('SET', KEYS[5], string.sub(KEYS[1], -64), 'PXAT', ARGV[3])
+end
+return 1
+"#
+    };
+}
+
 /// Replaces the record at KEYS[2] by ARGV[2] at KEYS[1] if its version is ARGV[1] and (when
-/// rotating) KEYS[1] is free. Returns 0 not found, 1 updated, 2 conflict, 3 id taken. Only the
-/// 16-byte header of the old value enters Lua (`GETRANGE`), whatever the session's size.
-const UPDATE_SCRIPT: &str = r#"
+/// rotating) KEYS[1] is free. Only the 16-byte header of the old value enters Lua
+/// (`GETRANGE`), whatever the session's size.
+const UPDATE_SCRIPT: &str = concat!(
+    r#"
 local head = redis.call('GETRANGE', KEYS[2], 0, 15)
+local outcome = 1
 if string.len(head) < 16 then
   if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
   return redis.error_reply('CORRUPT stored session is shorter than its header')
 end
 if string.sub(head, 1, 8) ~= ARGV[1] then return 2 end
-if KEYS[1] ~= KEYS[2] then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
-  redis.call('UNLINK', KEYS[2])
-end
+if KEYS[1] ~= KEYS[2] and redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
+"#,
+    owner_check!(),
+    r#"
+if outcome == 4 then return {4, record} end
+if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return 1
-"#;
+"#,
+    owner_write!()
+);
 
-/// [`UPDATE_SCRIPT`] for large values: the new value waits under the staging key KEYS[3] (a
+/// [`UPDATE_SCRIPT`] for large values: the new value waits under the staging key KEYS[6] (a
 /// plain `SET` pipelined just before this script) and is renamed into place, so it never passes
 /// through Lua (Redis copies every script argument into Lua and back: measured, a 64 KiB
 /// argument makes `EVALSHA` of a bare `SET` 6x slower than the `SET` itself). The staging key
 /// is removed whatever the outcome.
-const STAGED_UPDATE_SCRIPT: &str = r#"
+const STAGED_UPDATE_SCRIPT: &str = concat!(
+    r#"
 local head = redis.call('GETRANGE', KEYS[2], 0, 15)
 local outcome = 1
 if string.len(head) < 16 then
   if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then
     outcome = 0
   else
-    redis.call('UNLINK', KEYS[3])
+    redis.call('UNLINK', KEYS[6])
     return redis.error_reply('CORRUPT stored session is shorter than its header')
   end
 elseif string.sub(head, 1, 8) ~= ARGV[1] then
   outcome = 2
 elseif KEYS[1] ~= KEYS[2] and redis.call('EXISTS', KEYS[1]) == 1 then
   outcome = 3
-elseif redis.call('EXISTS', KEYS[3]) == 0 then
+elseif redis.call('EXISTS', KEYS[6]) == 0 then
   return redis.error_reply('STAGED the staged value is gone; nothing was changed')
 end
+"#,
+    owner_check!(),
+    r#"
 if outcome ~= 1 then
-  redis.call('UNLINK', KEYS[3])
+  redis.call('UNLINK', KEYS[6])
+  if outcome == 4 then return {4, record} end
   return outcome
 end
 if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
-redis.call('RENAME', KEYS[3], KEYS[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('RENAME', KEYS[6], KEYS[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+"#,
+    owner_write!()
+);
+
+/// Creates an owned session: KEYS 1 session, 2 its owner record; ARGV 1 value, 2 deadline,
+/// 3 owner record. 1 created, 0 id taken.
+const CREATE_OWNED_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Deletes the session an owner index member names, following forward markers to where it was
+/// rotated (a rotation stays in its hash slot, so every hop is in this script's slot), if its
+/// owner is ARGV[1] and it is not ARGV[2] (hex, or ''). KEYS 1 session, 2 owner record,
+/// 3 forward marker of the member; ARGV 3 the key names' base (prefix, and hash tag in cluster
+/// mode). 1 when a live session was deleted.
+const REVOKE_ONE_SCRIPT: &str = r#"
+local s, r, f = KEYS[1], KEYS[2], KEYS[3]
+local hops = 0
+while redis.call('EXISTS', s) == 0 do
+  local nxt = redis.call('GET', f)
+  if not nxt or hops >= 64 then return 0 end
+  s = ARGV[3] .. nxt
+  r = s .. ':o'
+  f = s .. ':f'
+  hops = hops + 1
+end
+if string.sub(s, -64) == ARGV[2] then return 0 end
+local record = redis.call('GET', r)
+if not record then return 0 end
+local cut = string.find(record, '\0', 1, true)
+local owner = cut and string.sub(record, 1, cut - 1) or record
+if owner ~= ARGV[1] then return 0 end
+redis.call('UNLINK', s, r)
 return 1
 "#;
+
+/// How long an owner index member may name no session of its owner before a listing or a
+/// revoke removes it: a `create_owned` or rotation adds the member just before it writes the
+/// session, so a young member may be one in flight.
+const STALE_MEMBER_MS: i64 = 60_000;
 
 /// Values of at least this many bytes take the staged path ([`STAGED_UPDATE_SCRIPT`]): at 4 KiB
 /// staged saves ran 0.81–0.99x of a blind SET against 0.71–0.94x inline (peer-bench, two runs
@@ -81,14 +183,15 @@ const STAGE_FROM: usize = 1024;
 /// bounds what a client dying in between leaves behind).
 const STAGE_TTL_MS: u64 = 60_000;
 
-/// Moves the expiry of KEYS[1] (in the value, ARGV[1], and the key's deadline, ARGV[2]) if it
-/// exists. Returns 1 when touched, 0 when absent.
+/// Moves the expiry of KEYS[1] (in the value, ARGV[1], and the key's deadline, ARGV[2]) and
+/// of its owner record KEYS[2] if it exists. Returns 1 when touched, 0 when absent.
 const TOUCH_SCRIPT: &str = r#"
 local len = redis.call('STRLEN', KEYS[1])
 if len == 0 then return 0 end
 if len < 16 then return redis.error_reply('CORRUPT stored session is shorter than its header') end
 redis.call('SETRANGE', KEYS[1], 8, ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
 return 1
 "#;
 
@@ -129,6 +232,39 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// What a write does to the owner record.
+#[derive(Clone, Copy)]
+enum OwnerMode<'a> {
+    Keep,
+    Set(&'a Ownership),
+    Clear,
+}
+
+/// The stored form of an ownership: the owner, a NUL, the label (owners and labels hold no
+/// control characters).
+fn owner_record(ownership: &Ownership) -> Vec<u8> {
+    let mut record =
+        Vec::with_capacity(ownership.owner().as_str().len() + 1 + ownership.label().len());
+    record.extend_from_slice(ownership.owner().as_str().as_bytes());
+    record.push(0);
+    record.extend_from_slice(ownership.label().as_bytes());
+    record
+}
+
+/// The owner and label of a stored owner record.
+fn parse_owner_record(stored: &[u8]) -> Result<(Owner, String)> {
+    let corrupt = || {
+        Error::new(
+            ErrorKind::Decode,
+            "redis: a stored owner record is malformed",
+        )
+    };
+    let cut = stored.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+    let owner = std::str::from_utf8(&stored[..cut]).map_err(|_| corrupt())?;
+    let label = std::str::from_utf8(&stored[cut + 1..]).map_err(|_| corrupt())?;
+    Ok((Owner::new(owner).map_err(|_| corrupt())?, label.to_owned()))
+}
+
 /// A [`SessionStore`] in Redis: one server, or a Redis Cluster.
 ///
 /// Each session is one key, `prefix + hex(SessionKey)` (in cluster mode
@@ -146,6 +282,8 @@ pub struct RedisStore {
     update: Script,
     staged_update: Script,
     touch: Script,
+    create_owned: Script,
+    revoke_one: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -231,6 +369,8 @@ impl RedisStore {
                 update: Script::new(UPDATE_SCRIPT),
                 staged_update: Script::new(STAGED_UPDATE_SCRIPT),
                 touch: Script::new(TOUCH_SCRIPT),
+                create_owned: Script::new(CREATE_OWNED_SCRIPT),
+                revoke_one: Script::new(REVOKE_ONE_SCRIPT),
             });
         }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
@@ -275,6 +415,8 @@ impl RedisStore {
             update: Script::new(UPDATE_SCRIPT),
             staged_update: Script::new(STAGED_UPDATE_SCRIPT),
             touch: Script::new(TOUCH_SCRIPT),
+            create_owned: Script::new(CREATE_OWNED_SCRIPT),
+            revoke_one: Script::new(REVOKE_ONE_SCRIPT),
         })
     }
 
@@ -383,11 +525,46 @@ impl RedisStore {
     /// The hash tag of one of this store's key names (`""` on a single server).
     fn slot_tag<'n>(&self, name: &'n str) -> &'n str {
         let start = self.config.key_prefix.len();
-        if self.config.cluster {
-            name.get(start..start + 4).unwrap_or("")
-        } else {
-            ""
+        if !self.config.cluster {
+            return "";
         }
+        let rest = name.get(start..).unwrap_or("");
+        match rest.find('}') {
+            Some(end) if rest.starts_with('{') => &rest[..=end],
+            _ => "",
+        }
+    }
+
+    /// The owner record of a session (`owner NUL label`, same deadline): its key and `:o`.
+    fn owner_record_key(&self, key: &SessionKey) -> String {
+        self.key(key) + ":o"
+    }
+
+    /// Where a rotated owned session went (the new key in hex): its old key and `:f`.
+    fn forward_key(&self, key: &SessionKey) -> String {
+        self.key(key) + ":f"
+    }
+
+    /// The owner index of `owner`, a sorted set of session keys (hex) scored by when they were
+    /// added: `prefix + hex(SHA-256(owner)) + ":u"`, in cluster mode with the digest as its hash
+    /// tag. No key of this form is ever a session key (those end in a hex digit).
+    fn owner_set_key(&self, owner: &Owner) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(owner.as_str().as_bytes());
+        let hex = SessionKey::from_bytes(&digest)
+            .expect("a SHA-256 digest is 32 bytes")
+            .to_hex();
+        if self.config.cluster {
+            format!("{}{{{hex}}}:u", self.config.key_prefix)
+        } else {
+            format!("{}{hex}:u", self.config.key_prefix)
+        }
+    }
+
+    /// The part of a session's key name before its hex digits.
+    fn base(&self, key: &SessionKey) -> String {
+        let name = self.key(key);
+        name[..name.len() - 64].to_owned()
     }
 
     /// The Redis key of `key`: `prefix + hex`, or in cluster mode `prefix{tt}hex` where `tt`
@@ -425,6 +602,45 @@ impl RedisStore {
         format!("{}{tag}{}", self.config.key_prefix, "[0-9a-f]".repeat(64))
     }
 
+    /// The `SCAN MATCH` patterns of the owner index's keys: owner records and forward markers
+    /// (a session key and `:o`/`:f`), and owner sets.
+    fn owner_patterns(&self) -> [String; 2] {
+        let hex = "[0-9a-f]".repeat(64);
+        let sets = if self.config.cluster {
+            format!("{}{{{hex}}}:u", self.config.key_prefix)
+        } else {
+            format!("{}{hex}:u", self.config.key_prefix)
+        };
+        [format!("{}:[of]", self.pattern()), sets]
+    }
+
+    /// Whether `name` is an owner-index key of this store (the patterns' check, on the client).
+    fn is_owner_key(&self, name: &str) -> bool {
+        if let Some(session) = name.strip_suffix(":o").or_else(|| name.strip_suffix(":f"))
+            && self.is_ours(session)
+        {
+            return true;
+        }
+        let Some(rest) = name
+            .strip_prefix(self.config.key_prefix.as_str())
+            .and_then(|rest| rest.strip_suffix(":u"))
+        else {
+            return false;
+        };
+        let hex = if self.config.cluster {
+            match rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+                Some(hex) => hex,
+                None => return false,
+            }
+        } else {
+            rest
+        };
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// Whether `name` is a key this store writes (the pattern's check, again on the client).
     fn is_ours(&self, name: &str) -> bool {
         let is_hex = |text: &str| {
@@ -447,13 +663,23 @@ impl RedisStore {
     /// The names of this namespace's keys: one `SCAN` over the server, or one per master of a
     /// cluster (each master holds its own slots' keys).
     async fn scan(&self) -> Result<Vec<String>> {
+        self.scan_matching(&self.pattern(), Self::is_ours).await
+    }
+
+    /// The names matching `pattern` (and `keep`, checked on the client) over the server or
+    /// every master of a cluster.
+    async fn scan_matching(
+        &self,
+        pattern: &str,
+        keep: fn(&Self, &str) -> bool,
+    ) -> Result<Vec<String>> {
         let mut names = Vec::new();
         match self.connection() {
             Connection::Single(mut connection) => {
                 let mut iter: redis::AsyncIter<'_, String> = connection
                     .scan_options(
                         redis::ScanOptions::default()
-                            .with_pattern(self.pattern())
+                            .with_pattern(pattern)
                             .with_count(1000),
                     )
                     .await
@@ -470,7 +696,7 @@ impl RedisStore {
                         command
                             .arg(cursor)
                             .arg("MATCH")
-                            .arg(self.pattern())
+                            .arg(pattern)
                             .arg("COUNT")
                             .arg(1000);
                         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -492,8 +718,171 @@ impl RedisStore {
                 }
             }
         }
-        names.retain(|name| self.is_ours(name));
+        names.retain(|name| keep(self, name));
         Ok(names)
+    }
+
+    /// `update`, with the owner record kept, set or cleared. A plain rotation of an owned
+    /// session first learns its owner from the script (nothing changed), adds `current` to that
+    /// owner's index, and runs again.
+    async fn update_with(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        owner: OwnerMode<'_>,
+    ) -> Result<UpdateOutcome> {
+        if !self.can_rotate_between(previous, current) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "redis cluster: a rotation must keep the first byte of the session key (its hash slot): one script cannot reach two slots; nothing was changed",
+            ));
+        }
+        let expires_at = truncate_to_millis(expires_at);
+        let Some(version) = expected_version.checked_add(1) else {
+            // Only a corrupt value holds version u64::MAX (versions count writes); answer as
+            // for any other expected version.
+            return match self.read(previous).await? {
+                None => Ok(UpdateOutcome::NotFound),
+                Some(record) if record.version == expected_version => Err(Error::new(
+                    ErrorKind::Decode,
+                    "redis: the stored version is at its maximum (a corrupt value)",
+                )),
+                Some(_) => Ok(UpdateOutcome::Conflict),
+            };
+        };
+        let (mode, record) = match owner {
+            OwnerMode::Keep => ("k", Vec::new()),
+            OwnerMode::Set(ownership) => ("s", owner_record(ownership)),
+            OwnerMode::Clear => ("c", Vec::new()),
+        };
+        // The owner whose index lists `current` already.
+        let mut indexed: Option<Owner> = None;
+        if let OwnerMode::Set(ownership) = owner {
+            self.index_member(ownership.owner(), current).await?;
+            indexed = Some(ownership.owner().clone());
+        }
+        for _ in 0..4 {
+            let indexed_name = indexed.as_ref().map_or("", Owner::as_str);
+            let reply: Value = if data.len() < STAGE_FROM {
+                let mut invocation = self.update.key(self.key(current));
+                invocation
+                    .key(self.key(previous))
+                    .key(self.owner_record_key(current))
+                    .key(self.owner_record_key(previous))
+                    .key(self.forward_key(previous))
+                    .arg(&expected_version.to_be_bytes()[..])
+                    .arg(encode(version, expires_at, &data))
+                    .arg(deadline(expires_at))
+                    .arg(mode)
+                    .arg(&record[..])
+                    .arg(indexed_name);
+                self.write_script(None, &invocation, "updating a session")
+                    .await?
+            } else {
+                let staging = self.staging_key(current);
+                let mut stage = redis::cmd("SET");
+                stage
+                    .arg(&staging)
+                    .arg(encode(version, expires_at, &data))
+                    .arg("PX")
+                    .arg(STAGE_TTL_MS);
+                let mut invocation = self.staged_update.key(self.key(current));
+                invocation
+                    .key(self.key(previous))
+                    .key(self.owner_record_key(current))
+                    .key(self.owner_record_key(previous))
+                    .key(self.forward_key(previous))
+                    .key(staging)
+                    .arg(&expected_version.to_be_bytes()[..])
+                    .arg("")
+                    .arg(deadline(expires_at))
+                    .arg(mode)
+                    .arg(&record[..])
+                    .arg(indexed_name);
+                self.write_script(Some(stage), &invocation, "updating a session")
+                    .await?
+            };
+            let outcome = match reply {
+                Value::Int(0) => UpdateOutcome::NotFound,
+                Value::Int(1) => UpdateOutcome::Updated { version },
+                Value::Int(2) => UpdateOutcome::Conflict,
+                Value::Int(3) => UpdateOutcome::IdTaken,
+                Value::Array(items) if items.first() == Some(&Value::Int(4)) => {
+                    let Some(Value::BulkString(stored)) = items.get(1) else {
+                        break;
+                    };
+                    let (owner, _) = parse_owner_record(stored)?;
+                    self.index_member(&owner, current).await?;
+                    indexed = Some(owner);
+                    continue;
+                }
+                _ => break,
+            };
+            if let (UpdateOutcome::Updated { .. }, Some(owner)) = (outcome, &indexed)
+                && current != previous
+            {
+                // The old key's member is stale now; a failure here only leaves it for a
+                // listing to remove.
+                let mut command = redis::cmd("ZREM");
+                command
+                    .arg(self.owner_set_key(owner))
+                    .arg(previous.to_hex());
+                if let Err(e) = self
+                    .write::<i64>(command, "unlisting a rotated session")
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not remove a rotated session from its owner's index");
+                }
+            }
+            return Ok(outcome);
+        }
+        Err(Error::new(
+            ErrorKind::Backend,
+            "redis: unexpected reply from the update script",
+        ))
+    }
+
+    /// Adds `key` to `owner`'s index, scored now (before the session is written under it).
+    async fn index_member(&self, owner: &Owner, key: &SessionKey) -> Result<()> {
+        let mut command = redis::cmd("ZADD");
+        command
+            .arg(self.owner_set_key(owner))
+            .arg(unix_millis(OffsetDateTime::now_utc()))
+            .arg(key.to_hex());
+        let _: i64 = self.write(command, "indexing a session's owner").await?;
+        Ok(())
+    }
+
+    /// The members of `owner`'s index with their scores.
+    async fn members(&self, owner: &Owner) -> Result<Vec<(String, i64)>> {
+        let mut command = redis::cmd("ZRANGE");
+        command
+            .arg(self.owner_set_key(owner))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let pairs: Vec<(String, f64)> = command
+            .query_async(&mut self.connection())
+            .await
+            .map_err(rd("reading an owner's index"))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(member, score)| (member, score as i64))
+            .collect())
+    }
+
+    /// Removes `members` from `owner`'s index.
+    async fn unindex(&self, owner: &Owner, members: &[String]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut command = redis::cmd("ZREM");
+        command.arg(self.owner_set_key(owner)).arg(members);
+        let _: i64 = self.write(command, "pruning an owner's index").await?;
+        Ok(())
     }
 
     /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
@@ -546,67 +935,22 @@ impl SessionStore for RedisStore {
         expires_at: OffsetDateTime,
         data: Bytes,
     ) -> Result<UpdateOutcome> {
-        if !self.can_rotate_between(previous, current) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "redis cluster: a rotation must keep the first byte of the session key (its hash slot): one script cannot reach two slots; nothing was changed",
-            ));
-        }
-        let expires_at = truncate_to_millis(expires_at);
-        let Some(version) = expected_version.checked_add(1) else {
-            // Only a corrupt value holds version u64::MAX (versions count writes); answer as
-            // for any other expected version.
-            return match self.read(previous).await? {
-                None => Ok(UpdateOutcome::NotFound),
-                Some(record) if record.version == expected_version => Err(Error::new(
-                    ErrorKind::Decode,
-                    "redis: the stored version is at its maximum (a corrupt value)",
-                )),
-                Some(_) => Ok(UpdateOutcome::Conflict),
-            };
-        };
-        let outcome: i64 = if data.len() < STAGE_FROM {
-            let mut invocation = self.update.key(self.key(current));
-            invocation
-                .key(self.key(previous))
-                .arg(&expected_version.to_be_bytes()[..])
-                .arg(encode(version, expires_at, &data))
-                .arg(deadline(expires_at));
-            self.write_script(None, &invocation, "updating a session")
-                .await?
-        } else {
-            let staging = self.staging_key(current);
-            let mut stage = redis::cmd("SET");
-            stage
-                .arg(&staging)
-                .arg(encode(version, expires_at, &data))
-                .arg("PX")
-                .arg(STAGE_TTL_MS);
-            let mut invocation = self.staged_update.key(self.key(current));
-            invocation
-                .key(self.key(previous))
-                .key(staging)
-                .arg(&expected_version.to_be_bytes()[..])
-                .arg(deadline(expires_at));
-            self.write_script(Some(stage), &invocation, "updating a session")
-                .await?
-        };
-        match outcome {
-            0 => Ok(UpdateOutcome::NotFound),
-            1 => Ok(UpdateOutcome::Updated { version }),
-            2 => Ok(UpdateOutcome::Conflict),
-            3 => Ok(UpdateOutcome::IdTaken),
-            _ => Err(Error::new(
-                ErrorKind::Backend,
-                "redis: unexpected reply from the update script",
-            )),
-        }
+        self.update_with(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            OwnerMode::Keep,
+        )
+        .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
         let expires_at = truncate_to_millis(expires_at);
         let mut invocation = self.touch.key(self.key(key));
         invocation
+            .key(self.owner_record_key(key))
             .arg(&unix_millis(expires_at).to_be_bytes()[..])
             .arg(deadline(expires_at));
         let touched: i64 = self
@@ -617,7 +961,7 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         let mut command = redis::cmd("UNLINK");
-        command.arg(self.key(key));
+        command.arg(self.key(key)).arg(self.owner_record_key(key));
         let _: i64 = self.write(command, "deleting a session").await?;
         Ok(())
     }
@@ -631,6 +975,9 @@ impl SessionStore for RedisStore {
     /// this store writes, never `FLUSHDB`, never a foreign key under the same prefix.
     async fn clear(&self) -> Result<()> {
         let mut keys = self.scan().await?;
+        for pattern in self.owner_patterns() {
+            keys.extend(self.scan_matching(&pattern, Self::is_owner_key).await?);
+        }
         // In cluster mode one UNLINK may only name keys of one slot: batch by hash tag.
         keys.sort_unstable_by(|a, b| self.slot_tag(a).cmp(self.slot_tag(b)));
         for group in keys.chunk_by(|a, b| self.slot_tag(a) == self.slot_tag(b)) {
@@ -676,4 +1023,161 @@ impl session_core::StoreAdmin for RedisStore {
     async fn drop_namespace(&self) -> Result<()> {
         self.clear().await
     }
+
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        Some(self)
+    }
+}
+
+/// The owner index: a sorted set per owner (session keys in hex, scored by when they were
+/// added), an owner record beside each owned session (`key:o`, the same deadline) and, after a
+/// rotation of an owned session, a forward marker at the old key (`key:f`). See the crate docs
+/// for what is atomic: every session's own change is one script (session, owner record and
+/// forward marker share its hash slot); the owner's set is another key (another slot in a
+/// cluster), so it is updated before (members added) and after (stale members removed) and a
+/// listing checks every member against its session.
+#[async_trait]
+impl OwnerIndex for RedisStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        let expires_at = truncate_to_millis(expires_at);
+        self.index_member(ownership.owner(), key).await?;
+        let mut invocation = self.create_owned.key(self.key(key));
+        invocation
+            .key(self.owner_record_key(key))
+            .arg(encode(1, expires_at, &data))
+            .arg(deadline(expires_at))
+            .arg(owner_record(ownership));
+        let created: i64 = self
+            .write_script(None, &invocation, "creating a session")
+            .await?;
+        Ok(if created == 1 {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::IdTaken
+        })
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        let mode = ownership.map_or(OwnerMode::Clear, OwnerMode::Set);
+        self.update_with(current, previous, expected_version, expires_at, data, mode)
+            .await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        let members = self.members(owner).await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        let mut keys = Vec::with_capacity(members.len());
+        for (member, _) in &members {
+            let key = hex_key(member)?;
+            pipe.cmd("GETRANGE").arg(self.key(&key)).arg(0).arg(15);
+            pipe.cmd("GET").arg(self.owner_record_key(&key));
+            keys.push(key);
+        }
+        let replies: Vec<(Vec<u8>, Option<Vec<u8>>)> = pipe
+            .query_async(&mut self.connection())
+            .await
+            .map_err(rd("listing an owner's sessions"))?;
+        let now = OffsetDateTime::now_utc();
+        let mut sessions = Vec::new();
+        let mut stale = Vec::new();
+        for (((member, score), key), (head, record)) in members.iter().zip(keys).zip(replies) {
+            let listed = match record.as_deref().map(parse_owner_record).transpose()? {
+                Some((found, label)) if &found == owner && head.len() == HEADER => {
+                    let mut value = head;
+                    value.truncate(HEADER);
+                    let Record {
+                        expires_at,
+                        version,
+                        ..
+                    } = decode(value)?;
+                    (expires_at > now).then_some(OwnedSession {
+                        key,
+                        expires_at,
+                        version,
+                        label,
+                    })
+                }
+                _ => None,
+            };
+            match listed {
+                Some(session) => sessions.push(session),
+                None if *score < unix_millis(now) - STALE_MEMBER_MS => stale.push(member.clone()),
+                None => {}
+            }
+        }
+        if let Err(e) = self.unindex(owner, &stale).await {
+            tracing::debug!(error = %e, "could not prune an owner's index");
+        }
+        sessions.sort_by_key(|session| (session.expires_at, *session.key.as_bytes()));
+        Ok(sessions)
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        let members = self.members(owner).await?;
+        let except = except.map(SessionKey::to_hex).unwrap_or_default();
+        let now = unix_millis(OffsetDateTime::now_utc());
+        let revoked = futures::future::try_join_all(members.iter().map(|(member, _)| async {
+            let key = hex_key(member)?;
+            let mut invocation = self.revoke_one.key(self.key(&key));
+            invocation
+                .key(self.owner_record_key(&key))
+                .key(self.forward_key(&key))
+                .arg(owner.as_str())
+                .arg(&except)
+                .arg(self.base(&key));
+            self.write_script::<i64>(None, &invocation, "revoking an owner's sessions")
+                .await
+        }))
+        .await?;
+        // Members whose session is gone now (or long stale) leave the index; a young member
+        // whose session was not found may be a create in flight, and stays.
+        let done: Vec<String> = members
+            .iter()
+            .zip(&revoked)
+            .filter(|((member, score), deleted)| {
+                **deleted == 1 || (*member != except && *score < now - STALE_MEMBER_MS)
+            })
+            .map(|((member, _), _)| member.clone())
+            .collect();
+        if let Err(e) = self.unindex(owner, &done).await {
+            tracing::debug!(error = %e, "could not prune an owner's index");
+        }
+        Ok(revoked.iter().filter(|deleted| **deleted == 1).count() as u64)
+    }
+}
+
+/// A session key from its hex form in an owner index.
+fn hex_key(hex: &str) -> Result<SessionKey> {
+    let corrupt = || {
+        Error::new(
+            ErrorKind::Decode,
+            "redis: an owner index member is not a session key",
+        )
+    };
+    if hex.len() != 64 {
+        return Err(corrupt());
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(corrupt)?, 16)
+            .map_err(|_| corrupt())?;
+    }
+    SessionKey::from_bytes(&bytes)
 }

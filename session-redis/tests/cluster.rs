@@ -20,6 +20,11 @@ mod suite {
     conformance_tests::suite!(super::common::cluster_factory());
 }
 
+/// The owner-index behaviours on the cluster: owner sets live in other slots than the sessions.
+mod owners {
+    conformance_tests::owner_suite!(super::common::cluster_factory());
+}
+
 fn later() -> OffsetDateTime {
     OffsetDateTime::now_utc() + TimeDuration::hours(1)
 }

@@ -11,3 +11,8 @@ mod one_connection {
 mod four_connections {
     conformance_tests::suite!(super::common::with_connections(4));
 }
+
+/// The owner-index behaviours.
+mod owners {
+    conformance_tests::owner_suite!(super::common::factory());
+}

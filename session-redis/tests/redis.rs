@@ -594,3 +594,82 @@ async fn large_updates_leave_no_staging_keys() {
     assert!(left.is_empty(), "staging keys left behind: {left:?}");
     store.clear().await.unwrap();
 }
+
+/// A revoke whose snapshot of the owner's index predates a rotation (the rotated key missing
+/// from the index, as when the rotation runs between the revoke's read of the index and its
+/// deletion) still deletes the session: it follows the forward marker left at the old key.
+/// Also: `clear` removes owner records, forward markers and owner sets; owner keys never count
+/// as sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_follows_rotations_the_index_does_not_show_yet() {
+    use session_core::{Owner, OwnerIndex, Ownership, StoreAdmin};
+    let factory = common::factory();
+    let Some(base) = factory.base() else {
+        return;
+    };
+    let store = factory.open_fresh().await.unwrap();
+    let prefix = store.config().key_prefix.clone();
+    let mut raw = redis::Client::open(base.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let alice = Owner::new("alice").unwrap();
+    let owned = Ownership::new(alice.clone(), "phone").unwrap();
+    let first = SessionId::generate().key();
+    assert_eq!(
+        store
+            .create_owned(&first, later(), Bytes::from_static(b"a"), &owned)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    let set: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*:u"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(set.len(), 1, "{set:?}");
+    // Two plain rotations: the index lists the last key and forwards lead there.
+    let (second, third) = (SessionId::generate().key(), SessionId::generate().key());
+    for (to, from, version) in [(&second, &first, 1), (&third, &second, 2)] {
+        assert_eq!(
+            store
+                .update(to, from, version, later(), Bytes::from_static(b"b"))
+                .await
+                .unwrap(),
+            UpdateOutcome::Updated {
+                version: version + 1
+            }
+        );
+    }
+    let listed = store.sessions_of(&alice).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].key, listed[0].label.as_str()), (third, "phone"));
+    // Make the index show only the first key, as a snapshot taken before the rotations.
+    let _: () = redis::cmd("DEL").arg(&set[0]).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&set[0])
+        .arg(0)
+        .arg(first.to_hex())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(store.revoke_owner(&alice, None).await.unwrap(), 1);
+    assert!(store.read(&third).await.unwrap().is_none());
+    assert!(store.sessions_of(&alice).await.unwrap().is_empty());
+    // Owner keys are cleared with the namespace and never counted as sessions.
+    let other = SessionId::generate().key();
+    let _ = store
+        .create_owned(&other, later(), Bytes::from_static(b"c"), &owned)
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().live, 1);
+    store.clear().await.unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left after clear: {left:?}");
+}
