@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use session_core::{
-    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Gauges, Record,
-    Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
+    BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Gauges,
+    OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey, SessionStore,
+    StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
 };
 
 use session_manager::Instrumented;
@@ -174,10 +175,15 @@ pub(crate) fn available_schemes() -> String {
 /// duration; never a key or data: [`session_manager::Instrumented`]); with feature `metrics`
 /// each is also counted and timed through the `metrics` facade (install the recorder before
 /// opening the store). With no subscriber and no metrics the cost is a disabled-span check.
+///
+/// It is an [`OwnerIndex`] when its backend has one (every backend of this workspace;
+/// [`StoreAdmin::owner_index`] says so); over a store without one, the owner operations are
+/// `Unsupported`.
 #[derive(Clone)]
 pub struct AnyStore {
     inner: Arc<dyn StoreAdmin>,
     operations: Instrumented<Arc<dyn StoreAdmin>>,
+    owners: Option<Instrumented<Arc<dyn OwnerIndex>>>,
     shown: Arc<str>,
 }
 
@@ -228,9 +234,16 @@ impl AnyStore {
         let operations = Instrumented::new(Arc::clone(&inner), inner.backend());
         #[cfg(feature = "metrics")]
         let operations = operations.with_metrics();
+        let owners = Arc::clone(&inner).owner_index().map(|index| {
+            let owners = Instrumented::new(index, inner.backend());
+            #[cfg(feature = "metrics")]
+            let owners = owners.with_metrics();
+            owners
+        });
         Self {
             inner,
             operations,
+            owners,
             shown,
         }
     }
@@ -262,6 +275,73 @@ impl StoreAdmin for AnyStore {
 
     fn gauges(&self) -> Gauges {
         self.inner.gauges()
+    }
+
+    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
+        if self.owners.is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl AnyStore {
+    /// The backend's owner index, or `Unsupported`.
+    fn owners(&self) -> Result<&Instrumented<Arc<dyn OwnerIndex>>> {
+        self.owners.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{}: this store keeps no owner index (sessions_of, revoke_owner)",
+                    self.inner.backend()
+                ),
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl OwnerIndex for AnyStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        self.owners()?
+            .create_owned(key, expires_at, data, ownership)
+            .await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        self.owners()?
+            .update_owned(
+                current,
+                previous,
+                expected_version,
+                expires_at,
+                data,
+                ownership,
+            )
+            .await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.owners()?.sessions_of(owner).await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        self.owners()?.revoke_owner(owner, except).await
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use conformance_tests::fresh_namespace;
 use conformance_tests::{Namespaces, StoreFactory};
-use session_core::{Error, ErrorKind, Result, SessionStore, StoreAdmin};
+use session_core::{Error, ErrorKind, OwnerIndex, Result, SessionStore, StoreAdmin};
 
 use crate::StoreConfig;
 
@@ -108,6 +108,12 @@ impl StoreFactory for UrlFactory {
 
     async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
         self.inner()?.store_pair().await
+    }
+
+    async fn owner_pair(
+        &self,
+    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
+        self.inner()?.owner_pair().await
     }
 
     fn expires_by_itself(&self) -> bool {

@@ -47,3 +47,45 @@ mod mysql {
         UrlFactory::unavailable
     ));
 }
+
+/// The owner-index behaviours on every backend, through `AnyStore`.
+mod owners {
+    use super::*;
+
+    mod memory {
+        use super::*;
+        conformance_tests::owner_suite!(UrlFactory::new("memory://").expect("a valid URL"));
+    }
+
+    mod sqlite {
+        use super::*;
+        conformance_tests::owner_suite!(UrlFactory::new("sqlite::memory:").expect("a valid URL"));
+    }
+
+    mod postgres {
+        use super::*;
+        conformance_tests::owner_suite!(session_test_support::from_env(
+            "SESSION_TEST_POSTGRES_URL",
+            UrlFactory::new,
+            UrlFactory::unavailable
+        ));
+    }
+
+    mod redis {
+        use super::*;
+        conformance_tests::owner_suite!(session_test_support::from_env(
+            "SESSION_TEST_REDIS_URL",
+            UrlFactory::new,
+            UrlFactory::unavailable
+        ));
+    }
+
+    mod mysql {
+        use super::*;
+        conformance_tests::owner_suite!(session_test_support::from_env(
+            session_test_support::MYSQL,
+            UrlFactory::new,
+            UrlFactory::unavailable
+        ));
+    }
+}

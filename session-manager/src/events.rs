@@ -7,7 +7,9 @@ use tokio::sync::broadcast;
 use session_core::Result;
 use session_core::SessionKey;
 use session_core::{Bytes, async_trait, time::OffsetDateTime};
-use session_core::{CreateOutcome, Record, SessionStore, UpdateOutcome};
+use session_core::{
+    CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, SessionStore, UpdateOutcome,
+};
 
 /// What happened to the sessions of an [`Observed`] store. Events carry [`SessionKey`]s (hashes),
 /// never tokens.
@@ -49,6 +51,14 @@ pub enum SessionEvent {
     Cleared,
     /// `delete_expired` purged this many expired sessions (only published when more than 0).
     Expired {
+        /// How many.
+        count: u64,
+    },
+    /// `revoke_owner` deleted this many live sessions of `owner` (only published when more
+    /// than 0).
+    Revoked {
+        /// Whose sessions.
+        owner: Owner,
         /// How many.
         count: u64,
     },
@@ -106,6 +116,24 @@ impl<S: SessionStore> Observed<S> {
         // An error only means nobody is subscribed.
         let _ = self.sender.send(event);
     }
+
+    /// Publishes what an update with `outcome` did.
+    fn published(&self, current: &SessionKey, previous: &SessionKey, outcome: UpdateOutcome) {
+        if let UpdateOutcome::Updated { version } = outcome {
+            self.publish(if current == previous {
+                SessionEvent::Updated {
+                    key: *current,
+                    version,
+                }
+            } else {
+                SessionEvent::Rotated {
+                    from: *previous,
+                    to: *current,
+                    version,
+                }
+            });
+        }
+    }
 }
 
 #[async_trait]
@@ -139,20 +167,7 @@ impl<S: SessionStore> SessionStore for Observed<S> {
             .inner
             .update(current, previous, expected_version, expires_at, data)
             .await?;
-        if let UpdateOutcome::Updated { version } = outcome {
-            self.publish(if current == previous {
-                SessionEvent::Updated {
-                    key: *current,
-                    version,
-                }
-            } else {
-                SessionEvent::Rotated {
-                    from: *previous,
-                    to: *current,
-                    version,
-                }
-            });
-        }
+        self.published(current, previous, outcome);
         Ok(outcome)
     }
 
@@ -186,5 +201,64 @@ impl<S: SessionStore> SessionStore for Observed<S> {
 
     fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
         self.inner.can_rotate_between(previous, current)
+    }
+}
+
+#[async_trait]
+impl<S: OwnerIndex> OwnerIndex for Observed<S> {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        let outcome = self
+            .inner
+            .create_owned(key, expires_at, data, ownership)
+            .await?;
+        if outcome == CreateOutcome::Created {
+            self.publish(SessionEvent::Created { key: *key });
+        }
+        Ok(outcome)
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        let outcome = self
+            .inner
+            .update_owned(
+                current,
+                previous,
+                expected_version,
+                expires_at,
+                data,
+                ownership,
+            )
+            .await?;
+        self.published(current, previous, outcome);
+        Ok(outcome)
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.inner.sessions_of(owner).await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        let count = self.inner.revoke_owner(owner, except).await?;
+        if count > 0 {
+            self.publish(SessionEvent::Revoked {
+                owner: owner.clone(),
+                count,
+            });
+        }
+        Ok(count)
     }
 }

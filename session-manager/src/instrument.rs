@@ -7,7 +7,10 @@ use session_core::time::OffsetDateTime;
 use std::future::Future;
 use std::pin::Pin;
 
-use session_core::{Bytes, CreateOutcome, Record, Result, SessionKey, SessionStore, UpdateOutcome};
+use session_core::{
+    Bytes, CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey,
+    SessionStore, UpdateOutcome, async_trait,
+};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -22,7 +25,11 @@ use tracing::field::Empty;
 /// README).
 ///
 /// Outcomes: `created`, `id_taken`, `found`, `absent`, `updated`, `not_found`, `conflict`,
-/// `touched`, `deleted`, `purged`, `cleared`, and `error` / `transient_error`.
+/// `touched`, `deleted`, `purged`, `cleared`, `listed`, `revoked`, and `error` /
+/// `transient_error`.
+///
+/// Over an [`OwnerIndex`] it is one too: `create_owned` and `update_owned` count as `create`,
+/// `update` or `rotate`; `sessions_of` and `revoke_owner` have operations of their own.
 #[derive(Clone)]
 pub struct Instrumented<S> {
     inner: S,
@@ -42,7 +49,7 @@ impl<S> std::fmt::Debug for Instrumented<S> {
 }
 
 /// The operations, in the order of the handle tables.
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 10] = [
     "create",
     "read",
     "update",
@@ -51,9 +58,11 @@ const OPERATIONS: [&str; 8] = [
     "delete",
     "delete_expired",
     "clear",
+    "sessions_of",
+    "revoke_owner",
 ];
 /// The outcomes, in the order of the handle tables.
-const OUTCOMES: [&str; 13] = [
+const OUTCOMES: [&str; 15] = [
     "created",
     "id_taken",
     "found",
@@ -67,6 +76,8 @@ const OUTCOMES: [&str; 13] = [
     "cleared",
     "error",
     "transient_error",
+    "listed",
+    "revoked",
 ];
 
 /// Indices into [`OUTCOMES`].
@@ -83,6 +94,8 @@ const PURGED: usize = 9;
 const CLEARED: usize = 10;
 const ERROR: usize = 11;
 const TRANSIENT_ERROR: usize = 12;
+const LISTED: usize = 13;
+const REVOKED: usize = 14;
 
 #[cfg(feature = "metrics")]
 struct Handles {
@@ -104,6 +117,8 @@ fn possible(operation: usize, outcome: usize) -> bool {
             | (5, DELETED)
             | (6, PURGED)
             | (7, CLEARED)
+            | (8, LISTED)
+            | (9, REVOKED)
     )
 }
 
@@ -354,5 +369,66 @@ impl<S: SessionStore> SessionStore for Instrumented<S> {
 
     fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
         self.inner.can_rotate_between(previous, current)
+    }
+}
+
+#[async_trait]
+impl<S: OwnerIndex> OwnerIndex for Instrumented<S> {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> Result<CreateOutcome> {
+        let call = self.inner.create_owned(key, expires_at, data, ownership);
+        if self.quiet() {
+            return call.await;
+        }
+        self.observe(0, call, |outcome| match outcome {
+            CreateOutcome::Created => CREATED,
+            CreateOutcome::IdTaken => ID_TAKEN,
+        })
+        .await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> Result<UpdateOutcome> {
+        let operation = if current == previous { 2 } else { 3 };
+        let call = self.inner.update_owned(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            ownership,
+        );
+        if self.quiet() {
+            return call.await;
+        }
+        self.observe(operation, call, updated).await
+    }
+
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        let call = self.inner.sessions_of(owner);
+        if self.quiet() {
+            return call.await;
+        }
+        self.observe(8, call, |_| LISTED).await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        let call = self.inner.revoke_owner(owner, except);
+        if self.quiet() {
+            return call.await;
+        }
+        self.observe(9, call, |_| REVOKED).await
     }
 }

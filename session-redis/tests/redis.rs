@@ -647,7 +647,11 @@ async fn revoke_follows_rotations_the_index_does_not_show_yet() {
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].key, listed[0].label.as_str()), (third, "phone"));
     // Make the index show only the first key, as a snapshot taken before the rotations.
-    let _: () = redis::cmd("DEL").arg(&set[0]).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&set[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     let _: () = redis::cmd("ZADD")
         .arg(&set[0])
         .arg(0)
