@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use conformance_tests::behaviours::{HistoryOptions, check_histories};
-use conformance_tests::{BEHAVIOURS, Behaviour, CheckResult, Family};
+use conformance_tests::{BEHAVIOURS, Behaviour, CheckResult, Family, OWNER_BEHAVIOURS};
 use futures::{FutureExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -209,7 +209,8 @@ fn main() -> ExitCode {
 
 /// The factory for `url`, or for a temporary SQLite file; checks that the store is reachable
 /// and usable (creates and removes a namespace) before anything else runs.
-async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal> {
+/// The factory for `url`, how to show the store, and whether it keeps an owner index.
+async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String, bool), Fatal> {
     let url = url.unwrap_or_else(|| "sqlite::memory:".to_owned());
     let factory = UrlFactory::new(&url).map_err(usage)?;
     // Said before the attempt: an unreachable server can take the whole connect timeout.
@@ -220,21 +221,26 @@ async fn factory_for(url: Option<String>) -> Result<(UrlFactory, String), Fatal>
     let probe = async {
         let store = factory.open(&fresh_namespace()).await?;
         store.read(&SessionId::generate().key()).await?;
-        factory.remove_namespaces().await
+        let owners = store.owner_index().is_some();
+        factory.remove_namespaces().await?;
+        Ok::<_, session_manager::Error>(owners)
     };
-    if let Err(error) = probe.await {
-        let _ = factory.remove_namespaces().await;
-        return Err(Fatal::Store(format!(
-            "cannot use the store at {}: {error}",
-            session_manager::redact_url(&url)
-        )));
-    }
+    let owners = match probe.await {
+        Ok(owners) => owners,
+        Err(error) => {
+            let _ = factory.remove_namespaces().await;
+            return Err(Fatal::Store(format!(
+                "cannot use the store at {}: {error}",
+                session_manager::redact_url(&url)
+            )));
+        }
+    };
     let shown = if url == "sqlite::memory:" {
         "sqlite (temporary file)".to_owned()
     } else {
         session_manager::redact_url(&url).into_owned()
     };
-    Ok((factory, shown))
+    Ok((factory, shown, owners))
 }
 
 fn progress(len: usize) -> ProgressBar {
@@ -298,9 +304,11 @@ async fn check(
     histories: u32,
     seed: Option<u64>,
 ) -> Result<ExitCode, Fatal> {
-    let (factory, shown) = factory_for(url).await?;
+    let (factory, shown, owners) = factory_for(url).await?;
+    let owner_behaviours: &[Behaviour] = if owners { OWNER_BEHAVIOURS } else { &[] };
     let mut selected: Vec<Item> = BEHAVIOURS
         .iter()
+        .chain(owner_behaviours)
         .filter(|b| only.as_deref().is_none_or(|text| b.name.contains(text)))
         .copied()
         .map(Item::Behaviour)
@@ -367,11 +375,16 @@ async fn check(
         .max()
         .unwrap_or(9);
     let mut out = String::new();
-    for family in [Family::Store, Family::Front] {
+    for family in [Family::Store, Family::Front, Family::Owner] {
         let title = match family {
             Family::Store => "store contract",
             Family::Front => "front checks (the SessionManager over this store)",
+            Family::Owner => "owner index (sessions of an owner, revoke_owner)",
         };
+        if family == Family::Owner && !owners {
+            let _ = writeln!(out, "{title}: this store keeps no owner index\n");
+            continue;
+        }
         let _ = writeln!(out, "{title}");
         let _ = writeln!(
             out,
@@ -404,11 +417,13 @@ async fn check(
     };
     let _ = writeln!(
         out,
-        "store contract: {} passed, {} failed; front checks: {} passed, {} failed; {:.1}s against {shown}",
+        "store contract: {} passed, {} failed; front checks: {} passed, {} failed; owner index: {} passed, {} failed; {:.1}s against {shown}",
         count(Family::Store, true),
         count(Family::Store, false),
         count(Family::Front, true),
         count(Family::Front, false),
+        count(Family::Owner, true),
+        count(Family::Owner, false),
         started.elapsed().as_secs_f64()
     );
     print!("{out}");
@@ -460,7 +475,7 @@ async fn bench(url: Option<String>, settings: BenchSettings) -> Result<ExitCode,
             "--payload values must be at most 1048576 bytes (the default size limit)".into(),
         ));
     }
-    let (factory, shown) = factory_for(url).await?;
+    let (factory, shown, _) = factory_for(url).await?;
     let store: Arc<dyn SessionStore> = factory.open(&fresh_namespace()).await?;
     let max_duration = Duration::from_secs_f64(settings.duration);
     let mut cells = Vec::new();

@@ -35,7 +35,10 @@ fn assert_check_passes(output: &Output) {
             .filter(|b| b.family == family)
             .count()
     };
-    for behaviour in conformance_tests::BEHAVIOURS {
+    for behaviour in conformance_tests::BEHAVIOURS
+        .iter()
+        .chain(conformance_tests::OWNER_BEHAVIOURS)
+    {
         let row = out
             .lines()
             .find(|line| line.split_whitespace().next() == Some(behaviour.name))
@@ -43,9 +46,10 @@ fn assert_check_passes(output: &Output) {
         assert_eq!(row.split_whitespace().nth(1), Some("pass"), "{row}");
     }
     let summary = format!(
-        "store contract: {} passed, 0 failed; front checks: {} passed, 0 failed",
+        "store contract: {} passed, 0 failed; front checks: {} passed, 0 failed; owner index: {} passed, 0 failed",
         count(conformance_tests::Family::Store),
-        count(conformance_tests::Family::Front)
+        count(conformance_tests::Family::Front),
+        conformance_tests::OWNER_BEHAVIOURS.len()
     );
     assert!(out.contains(&summary), "{out}");
 }
