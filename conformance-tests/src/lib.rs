@@ -301,6 +301,7 @@ macro_rules! __with_owner_behaviours {
                 owner_index_stays_in_its_namespace,
                 owner_race_revoke_against_creates_and_rotations,
                 owner_race_concurrent_revokes,
+                owner_front_login_lists_and_revokes,
             ],
         }
     };

@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::manager::{SessionManager, SessionState};
-use session_core::SessionId;
 use session_core::SessionStore;
 use session_core::{Error, ErrorKind, Result};
+use session_core::{OwnedSession, Owner, Ownership, SessionId};
 
 /// How many times [`Session::save`] reloads and replays its changes after a `Conflict` before
 /// giving up with [`ErrorKind::Conflict`]. Every round of concurrent saves lets at least one
@@ -88,11 +88,15 @@ struct State {
     /// This handle ended its session itself (`flush` or `delete`).
     #[serde(default)]
     ended: bool,
+    /// An ownership change not saved yet: its sequence number and the new owner and label
+    /// (`None`: no owner).
+    #[serde(default)]
+    owner_changed: Option<(u64, Option<(String, String)>)>,
 }
 
 impl State {
     fn dirty(&self) -> bool {
-        !self.changes.is_empty() || self.expiry_changed.is_some()
+        !self.changes.is_empty() || self.expiry_changed.is_some() || self.owner_changed.is_some()
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -147,6 +151,7 @@ impl State {
         self.changes.clear();
         self.reads.clear();
         self.expiry_changed = None;
+        self.owner_changed = None;
     }
 }
 
@@ -274,8 +279,15 @@ struct Attempt {
     dirty: bool,
     expiry: Option<Expiry>,
     expiry_changed: bool,
+    /// The ownership to write (`Some(None)`: remove the owner), when it changed.
+    owner: Option<Option<Ownership>>,
     /// Changes with a smaller sequence number are carried by this attempt.
     upto: u64,
+}
+
+/// The ownership an attempt writes, as the manager takes it.
+fn ownership(owner: &Option<Option<Ownership>>) -> Option<Option<&Ownership>> {
+    owner.as_ref().map(Option::as_ref)
 }
 
 impl Session {
@@ -311,6 +323,7 @@ impl Session {
                 expiry_changed: None,
                 modified: false,
                 ended: false,
+                owner_changed: None,
             },
         )
     }
@@ -568,9 +581,16 @@ impl Session {
         self.load_locked().await
     }
 
-    fn attempt(&self) -> Attempt {
+    fn attempt(&self) -> Result<Attempt> {
         let state = self.state.lock();
-        Attempt {
+        let owner = match &state.owner_changed {
+            None => None,
+            Some((_, None)) => Some(None),
+            Some((_, Some((owner, label)))) => {
+                Some(Some(Ownership::new(Owner::new(owner)?, label)?))
+            }
+        };
+        Ok(Attempt {
             id: state.id.clone(),
             stored: state.stored.clone(),
             data: state.data.clone(),
@@ -578,8 +598,9 @@ impl Session {
             dirty: state.dirty(),
             expiry: state.expiry,
             expiry_changed: state.expiry_changed.is_some(),
+            owner,
             upto: state.seq,
-        }
+        })
     }
 
     /// Reloads after a `Conflict` (at most [`DEFAULT_CONFLICT_RETRIES`] times): `NotFound` when
@@ -612,7 +633,7 @@ impl Session {
         let _io = self.io.lock().await;
         let mut attempts = 0;
         loop {
-            let attempt = self.attempt();
+            let attempt = self.attempt()?;
             if attempt.stored == Stored::Gone {
                 return Err(not_found());
             }
@@ -620,11 +641,15 @@ impl Session {
             let requested = requested_expiry(attempt.expiry, now);
             let Some(mut session) = stored_session(attempt.id, attempt.stored, &attempt.data)?
             else {
-                if attempt.data.is_empty() {
+                let owned = ownership(&attempt.owner).flatten();
+                if attempt.data.is_empty() && owned.is_none() {
                     return Ok(());
                 }
                 let bytes = encode_map(&attempt.data)?;
-                let created = self.manager.create_with(bytes.into(), requested).await?;
+                let created = self
+                    .manager
+                    .create_with(bytes.into(), requested, owned)
+                    .await?;
                 self.committed(&created, attempt.upto);
                 self.state.lock().modified = true;
                 return Ok(());
@@ -636,7 +661,10 @@ impl Session {
                     .await
                     .inspect_err(|e| self.forget_if_gone(e, &id));
             }
-            if !attempt.expiry_changed && attempt.base.as_ref() == Some(&session.data) {
+            if !attempt.expiry_changed
+                && attempt.owner.is_none()
+                && attempt.base.as_ref() == Some(&session.data)
+            {
                 // Only values equal to the stored ones were written: if nobody saved since the
                 // load, the store already holds them (one read instead of a write); otherwise
                 // the changes are replayed on the fresh data and written.
@@ -661,7 +689,11 @@ impl Session {
                 }
                 continue;
             }
-            match self.manager.save_with(&mut session, requested).await {
+            match self
+                .manager
+                .save_with(&mut session, requested, ownership(&attempt.owner))
+                .await
+            {
                 Ok(()) => {
                     self.committed(&session, attempt.upto);
                     return Ok(());
@@ -724,6 +756,13 @@ impl Session {
         if state.expiry_changed.is_some_and(|seq| seq < upto) {
             state.expiry_changed = None;
         }
+        if state
+            .owner_changed
+            .as_ref()
+            .is_some_and(|(seq, _)| *seq < upto)
+        {
+            state.owner_changed = None;
+        }
     }
 
     /// After `NotFound` for `id`: the session is over; empty the handle for good.
@@ -753,6 +792,7 @@ impl Session {
         state.changes.clear();
         state.reads.clear();
         state.expiry_changed = None;
+        state.owner_changed = None;
         state.ended = true;
         state.modified = true;
         Ok(())
@@ -774,6 +814,33 @@ impl Session {
         Ok(())
     }
 
+    /// Makes `ownership` the session's owner (`None`: no owner), written by the next
+    /// [`save`](Self::save) or [`cycle_id`](Self::cycle_id) in the same atomic step as the
+    /// data. At login, call it with [`cycle_id`](Self::cycle_id): the new id and the owner are
+    /// one store write. A new session with an owner is created by the next save even without
+    /// data. The manager needs an owner index ([`SessionManager::indexed`]); the save is
+    /// [`ErrorKind::Unsupported`] otherwise.
+    pub fn set_owner(&self, ownership: Option<&Ownership>) {
+        let mut state = self.state.lock();
+        let seq = state.next_seq();
+        let repr = ownership.map(|o| (o.owner().as_str().to_owned(), o.label().to_owned()));
+        state.owner_changed = Some((seq, repr));
+        state.modified = true;
+    }
+
+    /// The live sessions of `owner` (see [`SessionManager::sessions_of`]). Whether one of them
+    /// is this session: compare its key with [`SessionId::key`] of [`id`](Self::id).
+    pub async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.manager.sessions_of(owner).await
+    }
+
+    /// Deletes every other session of `owner` ("log out my other devices"), keeping this one,
+    /// and returns how many were deleted.
+    pub async fn revoke_other_sessions(&self, owner: &Owner) -> Result<u64> {
+        let id = self.state.lock().id.clone();
+        self.manager.revoke_owner(owner, id.as_ref()).await
+    }
+
     /// Gives the session a fresh id, keeping its data and absolute deadline (call it on login).
     ///
     /// If the session exists in the store, this is one atomic rotation that also saves the
@@ -789,7 +856,7 @@ impl Session {
         loop {
             let attempt = {
                 self.state.lock().modified = true;
-                self.attempt()
+                self.attempt()?
             };
             if attempt.stored == Stored::Gone {
                 return Err(not_found());
@@ -801,7 +868,11 @@ impl Session {
             };
             let id = session.id().clone();
             let requested = requested_expiry(attempt.expiry, OffsetDateTime::now_utc());
-            match self.manager.cycle_id_with(&mut session, requested).await {
+            match self
+                .manager
+                .cycle_id_with(&mut session, requested, ownership(&attempt.owner))
+                .await
+            {
                 Ok(()) => {
                     self.committed(&session, attempt.upto);
                     return Ok(());

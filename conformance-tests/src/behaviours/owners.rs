@@ -795,3 +795,112 @@ pub async fn owner_race_concurrent_revokes(factory: &dyn StoreFactory) -> CheckR
     }
     Ok(())
 }
+
+/// The front over the owner index: a `Session` handle that logs in (`set_owner` with
+/// `cycle_id`, one write) is listed with its label; "log out my other devices" revokes the others
+/// and keeps it; a stale handle of a revoked device never writes again; removing the owner
+/// unlists the session; a manager without an owner index refuses owned writes and writes nothing.
+pub async fn owner_front_login_lists_and_revokes(factory: &dyn StoreFactory) -> CheckResult {
+    use session_manager::Session;
+    let (index, _) = owner_pair(factory).await?;
+    let manager = Arc::new(SessionManager::indexed(Arc::clone(&index)));
+    let alice = owner("alice");
+    // Another device, already logged in.
+    let other = manager
+        .create_owned(&b"{\"user\":\"alice\"}"[..], &owned("alice", "phone"))
+        .await?;
+    let stale = Session::with_manager(Some(other.id().clone()), Arc::clone(&manager), None);
+    ensure!(
+        stale.get::<String>("user").await?.is_some(),
+        "the other device's session loads"
+    );
+    // Login on this device: data, owner and a fresh id in one save.
+    let session = Session::with_manager(None, Arc::clone(&manager), None);
+    session.insert("cart", 3).await?;
+    session.save().await?;
+    let anonymous = session
+        .id()
+        .ok_or_else(|| Failure::new("no id after save"))?;
+    session.insert("user", "alice").await?;
+    session.set_owner(Some(&owned("alice", "laptop")));
+    session.cycle_id().await?;
+    let id = session
+        .id()
+        .ok_or_else(|| Failure::new("no id after login"))?;
+    ensure!(id != anonymous, "login kept the anonymous id");
+    ensure!(
+        index.read(&anonymous.key()).await?.is_none(),
+        "the anonymous id still reads after login"
+    );
+    let listed = manager.sessions_of(&alice).await?;
+    ensure_eq!(listed.len(), 2, "alice's sessions after login");
+    let mine = listed
+        .iter()
+        .find(|s| s.key == id.key())
+        .ok_or_else(|| Failure::new("the logged-in session is not listed"))?;
+    ensure_eq!(mine.label, "laptop", "label of the logged-in session");
+    // Log out the other devices.
+    ensure_eq!(
+        session.revoke_other_sessions(&alice).await?,
+        1,
+        "sessions revoked"
+    );
+    ensure_eq!(
+        keys_of(&*index, "alice").await?,
+        BTreeSet::from([id.key()]),
+        "alice's sessions after logging out the others"
+    );
+    ensure!(
+        manager.load(other.id()).await?.is_none(),
+        "the revoked device's session loads"
+    );
+    stale.insert("late", true).await?;
+    match stale.save().await {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        other => {
+            return Err(Failure::new(format!(
+                "a save of a revoked session: expected NotFound, got {other:?}"
+            )));
+        }
+    }
+    ensure!(
+        manager.load(other.id()).await?.is_none(),
+        "a stale handle brought a revoked session back"
+    );
+    // This session keeps working and can be unowned.
+    session.insert("cart", 4).await?;
+    session.save().await?;
+    session.set_owner(None);
+    session.save().await?;
+    ensure_eq!(
+        keys_of(&*index, "alice").await?,
+        BTreeSet::new(),
+        "alice's sessions after unowning"
+    );
+    ensure!(
+        manager.load(&id).await?.is_some(),
+        "the unowned session still loads"
+    );
+    // Without an owner index: refused before anything is written.
+    let plain = Arc::new(SessionManager::new(
+        Arc::clone(&index) as Arc<dyn SessionStore>
+    ));
+    let refused = Session::with_manager(None, plain, None);
+    refused.insert("user", "bob").await?;
+    refused.set_owner(Some(&owned("bob", "")));
+    match refused.save().await {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {}
+        other => {
+            return Err(Failure::new(format!(
+                "an owned save without an owner index: expected Unsupported, got {other:?}"
+            )));
+        }
+    }
+    ensure!(refused.id().is_none(), "a refused owned create left an id");
+    ensure_eq!(
+        keys_of(&*index, "bob").await?,
+        BTreeSet::new(),
+        "bob's sessions"
+    );
+    Ok(())
+}
