@@ -201,10 +201,24 @@ pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
     StoreConfig::new(url).connect().await
 }
 
+/// Opens the store `url` names as an [`OwnerIndex`] (every backend here keeps one), for a
+/// manager that lists and revokes the sessions of a user:
+/// `SessionManager::indexed(session_any::connect_indexed(url).await?)`.
+pub async fn connect_indexed(url: &str) -> Result<Arc<dyn OwnerIndex>> {
+    StoreConfig::new(url).connect_indexed().await
+}
+
 impl StoreConfig {
     /// Opens the store behind `Arc<dyn SessionStore>`.
     pub async fn connect(&self) -> Result<Arc<dyn SessionStore>> {
         Ok(Arc::new(AnyStore::open(self).await?))
+    }
+
+    /// Opens the store behind `Arc<dyn OwnerIndex>`; `Unsupported` for a backend without one.
+    pub async fn connect_indexed(&self) -> Result<Arc<dyn OwnerIndex>> {
+        let store = Arc::new(AnyStore::open(self).await?);
+        store.owners()?;
+        Ok(store)
     }
 }
 
