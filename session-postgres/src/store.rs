@@ -98,11 +98,14 @@ impl Sql {
             index: format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON {t} (expires_at)"),
             // Partial: sessions without an owner cost the index nothing.
             owner_index: format!(
-                "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON {t} (owner) WHERE owner IS NOT NULL"
+                "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON {t} (owner, expires_at) WHERE owner IS NOT NULL"
             ),
+            // No ORDER BY (sorted by the client): ordering by expiry tempted the planner into
+            // walking the expiry index over every live session (measured: 29 ms at 1M
+            // sessions whatever the owner's count, 0.5 ms through the owner index).
             sessions_of: format!(
                 "SELECT key, CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, \
-                 version, label FROM {t} WHERE owner = $1 AND expires_at > now() ORDER BY expires_at, key"
+                 version, label FROM {t} WHERE owner = $1 AND expires_at > now()"
             ),
             // $1 owner, $2 the key kept (NULL: none). READ COMMITTED: a row that a concurrent
             // rotation moves is re-checked on its new version (same owner), so it is deleted too.
@@ -833,7 +836,8 @@ impl OwnerIndex for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(pg("listing an owner's sessions"))?;
-            rows.iter()
+            let mut sessions = rows
+                .iter()
                 .map(|row| {
                     let key: Vec<u8> = row.try_get(0).map_err(pg("decoding a listed session"))?;
                     let millis: Option<i64> =
@@ -853,7 +857,9 @@ impl OwnerIndex for PostgresStore {
                         label: label.unwrap_or_default(),
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()?;
+            sessions.sort_by_key(|session| (session.expires_at, *session.key.as_bytes()));
+            Ok(sessions)
         })
         .await
     }

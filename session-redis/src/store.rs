@@ -1082,18 +1082,42 @@ impl OwnerIndex for RedisStore {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        let mut keys = Vec::with_capacity(members.len());
-        for (member, _) in &members {
-            let key = hex_key(member)?;
-            pipe.cmd("GETRANGE").arg(self.key(&key)).arg(0).arg(15);
-            pipe.cmd("GET").arg(self.owner_record_key(&key));
-            keys.push(key);
+        let keys = members
+            .iter()
+            .map(|(member, _)| hex_key(member))
+            .collect::<Result<Vec<_>>>()?;
+        // One pipeline per hash slot (a cluster refuses a pipeline across slots; a single
+        // server gets one pipeline): each session's header and owner record.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        if self.config.cluster {
+            let mut by_tag: std::collections::BTreeMap<u8, Vec<usize>> = Default::default();
+            for (i, key) in keys.iter().enumerate() {
+                by_tag.entry(key.as_bytes()[0]).or_default().push(i);
+            }
+            groups.extend(by_tag.into_values());
+        } else {
+            groups.push((0..keys.len()).collect());
         }
-        let replies: Vec<(Vec<u8>, Option<Vec<u8>>)> = pipe
-            .query_async(&mut self.connection())
-            .await
-            .map_err(rd("listing an owner's sessions"))?;
+        let replied = futures::future::try_join_all(groups.iter().map(|group| {
+            let mut pipe = redis::pipe();
+            for &i in group {
+                pipe.cmd("GETRANGE").arg(self.key(&keys[i])).arg(0).arg(15);
+                pipe.cmd("GET").arg(self.owner_record_key(&keys[i]));
+            }
+            let mut connection = self.connection();
+            async move {
+                pipe.query_async::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(&mut connection)
+                    .await
+            }
+        }))
+        .await
+        .map_err(rd("listing an owner's sessions"))?;
+        let mut replies = vec![(Vec::new(), None); keys.len()];
+        for (group, answers) in groups.iter().zip(replied) {
+            for (&i, answer) in group.iter().zip(answers) {
+                replies[i] = answer;
+            }
+        }
         let now = OffsetDateTime::now_utc();
         let mut sessions = Vec::new();
         let mut stale = Vec::new();

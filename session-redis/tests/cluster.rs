@@ -334,3 +334,59 @@ async fn writes_wait_for_replicas_when_asked() {
     one.clear().await.unwrap();
     two.clear().await.unwrap();
 }
+
+/// An owner's sessions spread over many slots (random keys, unlike the suite's, whose keys share
+/// one slot): listed whole, rotations followed, all revoked, the index keys left in their own
+/// slot and cleared with the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_sessions_over_many_slots_are_listed_and_revoked() {
+    use session_core::{Owner, OwnerIndex, Ownership};
+    let Some((store, _url)) = store().await else {
+        return;
+    };
+    let ada = Owner::new("ada").unwrap();
+    let owned = Ownership::new(ada.clone(), "device").unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..60 {
+        let key = SessionId::generate().key();
+        assert_eq!(
+            store
+                .create_owned(&key, later(), Bytes::from_static(b"x"), &owned)
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        keys.push(key);
+    }
+    let slots: std::collections::HashSet<u8> = keys.iter().map(|k| k.as_bytes()[0]).collect();
+    assert!(slots.len() > 20, "{} slots", slots.len());
+    // Rotate a third of them (plain rotations: the owner follows).
+    for key in keys.iter_mut().step_by(3) {
+        let mut next = SessionId::generate().key();
+        while !store.can_rotate_between(key, &next) {
+            next = SessionId::generate().key();
+        }
+        assert_eq!(
+            store
+                .update(&next, key, 1, later(), Bytes::from_static(b"y"))
+                .await
+                .unwrap(),
+            UpdateOutcome::Updated { version: 2 }
+        );
+        *key = next;
+    }
+    let listed: std::collections::HashSet<SessionKey> = store
+        .sessions_of(&ada)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(listed, keys.iter().copied().collect());
+    assert_eq!(store.revoke_owner(&ada, Some(&keys[1])).await.unwrap(), 59);
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(store.read(key).await.unwrap().is_some(), i == 1);
+    }
+    assert_eq!(store.sessions_of(&ada).await.unwrap().len(), 1);
+    store.drop_namespace().await.unwrap();
+}

@@ -17,6 +17,13 @@ async fn owner_pair(factory: &dyn StoreFactory) -> Result<Pair, Failure> {
         .ok_or_else(|| Failure::new("the factory's store has no owner index (owner_pair is None)"))
 }
 
+/// A key with every byte random: unlike [`key`], keys of a partitioned store land in different
+/// partitions (an owner's sessions spread over a Redis Cluster's slots). For sessions that are
+/// never rotated onto each other.
+fn spread_key() -> SessionKey {
+    SessionId::generate().key()
+}
+
 fn owner(name: &str) -> Owner {
     Owner::new(name).expect("a valid owner")
 }
@@ -55,7 +62,7 @@ async fn keys_of(store: &dyn OwnerIndex, name: &str) -> Result<BTreeSet<SessionK
 /// soonest expiry first, on both instances; other owners and unowned sessions are not listed.
 pub async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
-    let alice: Vec<SessionKey> = (0..3).map(|_| key()).collect();
+    let alice: Vec<SessionKey> = (0..3).map(|_| spread_key()).collect();
     let labels = ["Firefox on Linux", "", "Ünïcødé ☕ phone"];
     for (i, k) in alice.iter().enumerate() {
         create_owned(
@@ -66,7 +73,7 @@ pub async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResul
         )
         .await?;
     }
-    let bob = key();
+    let bob = spread_key();
     create_owned(&*b, &bob, in_secs(600), &owned("bob", "bob's laptop")).await?;
     create(&*a, &key(), in_secs(600), b"nobody's").await?;
     // A long owner with multi-byte characters and a label at the maximum length.
@@ -408,7 +415,7 @@ pub async fn owners_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     ];
     let mut keys = Vec::new();
     for name in names {
-        let k = key();
+        let k = spread_key();
         create_owned(&*a, &k, in_secs(600), &owned(name, name)).await?;
         keys.push(k);
     }
@@ -449,7 +456,7 @@ pub async fn owners_are_whole(factory: &dyn StoreFactory) -> CheckResult {
 /// counts the others; without it, it removes all; other owners and unowned sessions stay.
 pub async fn owner_revoke_keeps_exactly_except(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
-    let keys: Vec<SessionKey> = (0..5).map(|_| key()).collect();
+    let keys: Vec<SessionKey> = (0..5).map(|_| spread_key()).collect();
     for k in &keys {
         create_owned(&*a, k, in_secs(600), &owned("alice", "device")).await?;
     }
@@ -755,7 +762,7 @@ pub async fn owner_race_concurrent_revokes(factory: &dyn StoreFactory) -> CheckR
         let ownership = owned(&name, "");
         let mut keys = Vec::new();
         for _ in 0..40 {
-            let k = key();
+            let k = spread_key();
             create_owned(&*a, &k, in_secs(600), &ownership).await?;
             keys.push(k);
         }
