@@ -273,7 +273,7 @@ async fn main() {
             );
             let scale = measure_scale(&store, stored, repeats).await;
             for (n, list, revoke) in &scale.cells {
-                println!("| {name} | {stored} | {n} | {list:.0} µs | {revoke:.0} µs |");
+                println!("| {name} | {stored} | {n} | {list:.1} µs | {revoke:.1} µs |");
             }
             if stored == large {
                 overhead = write_overhead(&store, 5, 200).await;

@@ -446,25 +446,26 @@ impl RedisStore {
         self.acknowledged(replied, doing)
     }
 
-    /// [`write`](Self::write) for a script invocation, after `stage` (a `SET` of a staging key)
-    /// when given, all in one pipeline. The script is loaded on `NOSCRIPT` (a failover or a
-    /// restart leaves a node without it) and the pipeline sent once more.
+    /// [`write`](Self::write) for a script invocation, after the commands `before` (a `SET` of
+    /// a staging key, a `ZADD` to an owner's index on a single server), all in one pipeline.
+    /// The script is loaded on `NOSCRIPT` (a failover or a restart leaves a node without it)
+    /// and the pipeline sent once more.
     async fn write_script<T: redis::FromRedisValue>(
         &self,
-        stage: Option<Cmd>,
+        before: Vec<Cmd>,
         invocation: &redis::ScriptInvocation<'_>,
         doing: &'static str,
     ) -> Result<T> {
         let mut connection = self.connection();
-        if self.config.wait_replicas == 0 && stage.is_none() {
+        if self.config.wait_replicas == 0 && before.is_empty() {
             return invocation
                 .invoke_async(&mut connection)
                 .await
                 .map_err(rd(doing));
         }
         let mut pipe = redis::pipe();
-        if let Some(stage) = stage {
-            pipe.add_command(stage).ignore();
+        for command in before {
+            pipe.add_command(command).ignore();
         }
         pipe.invoke_script(invocation);
         let mut replied = self.replicated(pipe.clone(), &mut connection).await;
@@ -760,8 +761,9 @@ impl RedisStore {
         };
         // The owner whose index lists `current` already.
         let mut indexed: Option<Owner> = None;
+        let mut before = Vec::new();
         if let OwnerMode::Set(ownership) = owner {
-            self.index_member(ownership.owner(), current).await?;
+            before = self.index_member(ownership.owner(), current).await?;
             indexed = Some(ownership.owner().clone());
         }
         for _ in 0..4 {
@@ -779,8 +781,12 @@ impl RedisStore {
                     .arg(mode)
                     .arg(&record[..])
                     .arg(indexed_name);
-                self.write_script(None, &invocation, "updating a session")
-                    .await?
+                self.write_script(
+                    std::mem::take(&mut before),
+                    &invocation,
+                    "updating a session",
+                )
+                .await?
             } else {
                 let staging = self.staging_key(current);
                 let mut stage = redis::cmd("SET");
@@ -802,8 +808,13 @@ impl RedisStore {
                     .arg(mode)
                     .arg(&record[..])
                     .arg(indexed_name);
-                self.write_script(Some(stage), &invocation, "updating a session")
-                    .await?
+                before.push(stage);
+                self.write_script(
+                    std::mem::take(&mut before),
+                    &invocation,
+                    "updating a session",
+                )
+                .await?
             };
             let outcome = match reply {
                 Value::Int(0) => UpdateOutcome::NotFound,
@@ -815,7 +826,7 @@ impl RedisStore {
                         break;
                     };
                     let (owner, _) = parse_owner_record(stored)?;
-                    self.index_member(&owner, current).await?;
+                    before = self.index_member(&owner, current).await?;
                     indexed = Some(owner);
                     continue;
                 }
@@ -845,15 +856,21 @@ impl RedisStore {
         ))
     }
 
-    /// Adds `key` to `owner`'s index, scored now (before the session is written under it).
-    async fn index_member(&self, owner: &Owner, key: &SessionKey) -> Result<()> {
+    /// Adds `key` to `owner`'s index, scored now, before the session is written under it: on
+    /// a single server the `ZADD` is returned, to go first in the write's own pipeline (one
+    /// round trip for both; a connection runs a pipeline in order); in a cluster (another
+    /// slot, maybe another node) it is sent now.
+    async fn index_member(&self, owner: &Owner, key: &SessionKey) -> Result<Vec<Cmd>> {
         let mut command = redis::cmd("ZADD");
         command
             .arg(self.owner_set_key(owner))
             .arg(unix_millis(OffsetDateTime::now_utc()))
             .arg(key.to_hex());
+        if !self.config.cluster {
+            return Ok(vec![command]);
+        }
         let _: i64 = self.write(command, "indexing a session's owner").await?;
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// The members of `owner`'s index with their scores.
@@ -954,7 +971,7 @@ impl SessionStore for RedisStore {
             .arg(&unix_millis(expires_at).to_be_bytes()[..])
             .arg(deadline(expires_at));
         let touched: i64 = self
-            .write_script(None, &invocation, "touching a session")
+            .write_script(Vec::new(), &invocation, "touching a session")
             .await?;
         Ok(touched == 1)
     }
@@ -1046,7 +1063,7 @@ impl OwnerIndex for RedisStore {
         ownership: &Ownership,
     ) -> Result<CreateOutcome> {
         let expires_at = truncate_to_millis(expires_at);
-        self.index_member(ownership.owner(), key).await?;
+        let before = self.index_member(ownership.owner(), key).await?;
         let mut invocation = self.create_owned.key(self.key(key));
         invocation
             .key(self.owner_record_key(key))
@@ -1054,7 +1071,7 @@ impl OwnerIndex for RedisStore {
             .arg(deadline(expires_at))
             .arg(owner_record(ownership));
         let created: i64 = self
-            .write_script(None, &invocation, "creating a session")
+            .write_script(before, &invocation, "creating a session")
             .await?;
         Ok(if created == 1 {
             CreateOutcome::Created
@@ -1166,7 +1183,7 @@ impl OwnerIndex for RedisStore {
                 .arg(owner.as_str())
                 .arg(&except)
                 .arg(self.base(&key));
-            self.write_script::<i64>(None, &invocation, "revoking an owner's sessions")
+            self.write_script::<i64>(Vec::new(), &invocation, "revoking an owner's sessions")
                 .await
         }))
         .await?;
