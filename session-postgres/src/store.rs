@@ -795,7 +795,8 @@ impl session_core::StoreAdmin for PostgresStore {
 }
 
 /// The owner index: an `owner` column with a partial index; `sessions_of` is one indexed
-/// `SELECT`, `revoke_owner` one `DELETE` (atomic; see [`Sql`]'s note on concurrent rotations).
+/// `SELECT`, `revoke_owner` one `DELETE` (atomic; in `READ COMMITTED` a row moved by a
+/// concurrent rotation is re-checked on its new version and deleted too).
 #[async_trait]
 impl OwnerIndex for PostgresStore {
     async fn create_owned(
