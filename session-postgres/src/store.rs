@@ -18,6 +18,9 @@ use tokio::sync::OnceCell;
 use crate::config::PostgresConfig;
 use crate::error::{UNIQUE_VIOLATION, map_sqlx_error};
 
+/// How many times an update statement whose verdict contradicts itself runs (see `update_with`).
+const INCONSISTENT_RETRIES: usize = 3;
+
 /// Key of the advisory lock that serialises `migrate` across application instances.
 const MIGRATION_LOCK: i64 = 0x5e55_1015_7043_0001;
 
@@ -584,42 +587,57 @@ impl PostgresStore {
                     if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {}
                 Err(e) => return Err(map_sqlx_error("updating a session", e)),
             }
-            let query = if current == previous {
-                sqlx::query(&self.sql.update)
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-                    .bind(set_owner)
-                    .bind(owner_name)
-                    .bind(label)
-            } else {
-                sqlx::query(&self.sql.rotate)
-                    .bind(&current.as_bytes()[..])
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-                    .bind(set_owner)
-                    .bind(owner_name)
-                    .bind(label)
-            };
-            self.run_update(query, expected_version).await
+            // A verdict that contradicts itself (the checks passed, nothing was written: a
+            // concurrent write slipped between the statement's lock and its update; seen once in
+            // a linearizability history) wrote nothing, so the statement runs again.
+            for _ in 0..INCONSISTENT_RETRIES {
+                let query = if current == previous {
+                    sqlx::query(&self.sql.update)
+                        .bind(&previous.as_bytes()[..])
+                        .bind(expected)
+                        .bind(expires_at)
+                        .bind(&data[..])
+                        .bind(set_owner)
+                        .bind(owner_name)
+                        .bind(label)
+                } else {
+                    sqlx::query(&self.sql.rotate)
+                        .bind(&current.as_bytes()[..])
+                        .bind(&previous.as_bytes()[..])
+                        .bind(expected)
+                        .bind(expires_at)
+                        .bind(&data[..])
+                        .bind(set_owner)
+                        .bind(owner_name)
+                        .bind(label)
+                };
+                if let Some(outcome) = self.run_update(query, expected_version).await? {
+                    return Ok(outcome);
+                }
+                tracing::debug!(
+                    "postgres: an update's checks passed but it wrote nothing; running it again"
+                );
+            }
+            Err(Error::new(
+                ErrorKind::Backend,
+                "postgres: an update matched its checks but wrote nothing, every time it ran",
+            ))
         })
         .await
     }
 
-    /// Runs an update or rotation statement and reads its verdict.
+    /// Runs an update or rotation statement and reads its verdict; `None` when the verdict
+    /// contradicts itself (checks passed, nothing written: nothing changed, run it again).
     async fn run_update(
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
         expected: u64,
-    ) -> Result<UpdateOutcome> {
+    ) -> Result<Option<UpdateOutcome>> {
         let row = match query.fetch_one(&self.pool).await {
             Ok(row) => row,
             // A live record appeared at `current` after our snapshot: the key is taken.
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
-                return Ok(UpdateOutcome::IdTaken);
+                return Ok(Some(UpdateOutcome::IdTaken));
             }
             Err(e) => return Err(map_sqlx_error("updating a session", e)),
         };
@@ -632,7 +650,7 @@ impl PostgresStore {
         let written: Option<i64> = row
             .try_get("written")
             .map_err(pg("reading the update's outcome"))?;
-        Ok(
+        Ok(Some(
             match (found.map(decode_version).transpose()?, taken, written) {
                 (None, _, _) => UpdateOutcome::NotFound,
                 (Some(v), _, _) if v != expected => UpdateOutcome::Conflict,
@@ -640,14 +658,9 @@ impl PostgresStore {
                 (Some(_), false, Some(version)) => UpdateOutcome::Updated {
                     version: decode_version(version)?,
                 },
-                (Some(_), false, None) => {
-                    return Err(Error::new(
-                        ErrorKind::Backend,
-                        "postgres: an update matched its checks but wrote nothing",
-                    ));
-                }
+                (Some(_), false, None) => return Ok(None),
             },
-        )
+        ))
     }
 }
 
