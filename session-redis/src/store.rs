@@ -26,7 +26,8 @@ const CLEAR_BATCH: usize = 500;
 
 // The update scripts share their key and argument layout:
 // KEYS: 1 current, 2 previous, 3 current's owner record, 4 previous's owner record, 5 previous's
-//       forward marker, 6 the staging key (staged script only).
+//       forward marker, 6 the staging key (staged script only), then (single server only) the
+//       index of the owner in ARGV[6], from which a rotation removes the old key.
 // ARGV: 1 expected version (8 bytes), 2 the new value (inline script only), 3 deadline,
 //       4 owner mode ('k' keep the record's, 's' set ARGV[5], 'c' clear), 5 the new owner
 //       record, 6 the owner whose index already lists `current` ('' none).
@@ -67,6 +68,12 @@ elseif record then
 end
 if record and KEYS[1] ~= KEYS[2] then
   redis.call('SET', KEYS[5], string.sub(KEYS[1], -64), 'PXAT', ARGV[3])
+  -- On a single server the index of the owner in ARGV[6] comes along: the old key leaves it.
+  if index then
+    local cut = string.find(record, '\0', 1, true)
+    local owner = cut and string.sub(record, 1, cut - 1) or record
+    if owner == ARGV[6] then redis.call('ZREM', index, string.sub(KEYS[2], -64)) end
+  end
 end
 return 1
 "#
@@ -92,6 +99,7 @@ if KEYS[1] ~= KEYS[2] and redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
 if outcome == 4 then return {4, record} end
 if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+local index = KEYS[6]
 "#,
     owner_write!()
 );
@@ -130,6 +138,7 @@ end
 if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
 redis.call('RENAME', KEYS[6], KEYS[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+local index = KEYS[7]
 "#,
     owner_write!()
 );
@@ -768,13 +777,22 @@ impl RedisStore {
         }
         for _ in 0..4 {
             let indexed_name = indexed.as_ref().map_or("", Owner::as_str);
+            // On a single server the script removes the old key from that owner's index itself.
+            let index_key = indexed
+                .as_ref()
+                .filter(|_| !self.config.cluster)
+                .map(|owner| self.owner_set_key(owner));
             let reply: Value = if data.len() < STAGE_FROM {
                 let mut invocation = self.update.key(self.key(current));
                 invocation
                     .key(self.key(previous))
                     .key(self.owner_record_key(current))
                     .key(self.owner_record_key(previous))
-                    .key(self.forward_key(previous))
+                    .key(self.forward_key(previous));
+                if let Some(index) = &index_key {
+                    invocation.key(index);
+                }
+                invocation
                     .arg(&expected_version.to_be_bytes()[..])
                     .arg(encode(version, expires_at, &data))
                     .arg(deadline(expires_at))
@@ -801,7 +819,11 @@ impl RedisStore {
                     .key(self.owner_record_key(current))
                     .key(self.owner_record_key(previous))
                     .key(self.forward_key(previous))
-                    .key(staging)
+                    .key(staging);
+                if let Some(index) = &index_key {
+                    invocation.key(index);
+                }
+                invocation
                     .arg(&expected_version.to_be_bytes()[..])
                     .arg("")
                     .arg(deadline(expires_at))
@@ -834,6 +856,7 @@ impl RedisStore {
             };
             if let (UpdateOutcome::Updated { .. }, Some(owner)) = (outcome, &indexed)
                 && current != previous
+                && self.config.cluster
             {
                 // The old key's member is stale now; a failure here only leaves it for a
                 // listing to remove.

@@ -646,6 +646,15 @@ async fn revoke_follows_rotations_the_index_does_not_show_yet() {
     let listed = store.sessions_of(&alice).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].key, listed[0].label.as_str()), (third, "phone"));
+    // On a single server each rotation's script took the old key out of the index.
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&set[0])
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(members, vec![third.to_hex()]);
     // Make the index show only the first key, as a snapshot taken before the rotations.
     let _: () = redis::cmd("DEL")
         .arg(&set[0])
