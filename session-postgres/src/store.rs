@@ -556,18 +556,20 @@ impl PostgresStore {
             // writes (the usual case). When it writes nothing (missing, stale, or an occupant of
             // `current`), the full statement below decides atomically, writing if it now can
             // (replacing an expired occupant) and telling NotFound, Conflict and IdTaken apart.
-            let fast = if current == previous {
-                sqlx::query(&self.sql.update_fast)
-                    .bind(&previous.as_bytes()[..])
-                    .bind(expected)
-                    .bind(expires_at)
-                    .bind(&data[..])
-                    .bind(set_owner)
-                    .bind(owner_name)
-                    .bind(label)
-            } else {
-                sqlx::query(&self.sql.rotate_fast)
-                    .bind(&current.as_bytes()[..])
+            // In place: key, expected, expiry, data, owner values; a rotation puts `current`
+            // first.
+            let statement = |fast: bool| {
+                let (in_place, rotating) = if fast {
+                    (&self.sql.update_fast, &self.sql.rotate_fast)
+                } else {
+                    (&self.sql.update, &self.sql.rotate)
+                };
+                let query = if current == previous {
+                    sqlx::query(in_place)
+                } else {
+                    sqlx::query(rotating).bind(&current.as_bytes()[..])
+                };
+                query
                     .bind(&previous.as_bytes()[..])
                     .bind(expected)
                     .bind(expires_at)
@@ -576,6 +578,7 @@ impl PostgresStore {
                     .bind(owner_name)
                     .bind(label)
             };
+            let fast = statement(true);
             match fast.execute(&self.pool).await {
                 Ok(done) if done.rows_affected() == 1 => {
                     return Ok(UpdateOutcome::Updated {
@@ -591,26 +594,7 @@ impl PostgresStore {
             // concurrent write slipped between the statement's lock and its update; seen once in
             // a linearizability history) wrote nothing, so the statement runs again.
             for _ in 0..INCONSISTENT_RETRIES {
-                let query = if current == previous {
-                    sqlx::query(&self.sql.update)
-                        .bind(&previous.as_bytes()[..])
-                        .bind(expected)
-                        .bind(expires_at)
-                        .bind(&data[..])
-                        .bind(set_owner)
-                        .bind(owner_name)
-                        .bind(label)
-                } else {
-                    sqlx::query(&self.sql.rotate)
-                        .bind(&current.as_bytes()[..])
-                        .bind(&previous.as_bytes()[..])
-                        .bind(expected)
-                        .bind(expires_at)
-                        .bind(&data[..])
-                        .bind(set_owner)
-                        .bind(owner_name)
-                        .bind(label)
-                };
+                let query = statement(false);
                 if let Some(outcome) = self.run_update(query, expected_version).await? {
                     return Ok(outcome);
                 }
