@@ -228,6 +228,10 @@ struct Settings {
     prefill: usize,
     /// Query of our SQLite store's URL (`--sqlite-options "cache_size_kib=65536"`).
     sqlite_options: String,
+    /// Measure only our store (`--ours-only`): for quick comparisons of our own settings.
+    ours_only: bool,
+    /// The operations measured (`--op create,save`; default all four).
+    ops_measured: Vec<Op>,
 }
 
 fn settings() -> Settings {
@@ -247,6 +251,8 @@ fn settings() -> Settings {
         redis_connections: session_redis::RedisConfig::default().connections,
         prefill: 0,
         sqlite_options: String::new(),
+        ours_only: false,
+        ops_measured: vec![Op::Create, Op::Load, Op::Save, Op::Delete],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -267,6 +273,22 @@ fn settings() -> Settings {
             }
             "--prefill" => settings.prefill = value.parse().expect("--prefill N"),
             "--sqlite-options" => settings.sqlite_options = value,
+            "--op" => {
+                settings.ops_measured = value
+                    .split(',')
+                    .map(|name| {
+                        [Op::Create, Op::Load, Op::Save, Op::Delete]
+                            .into_iter()
+                            .find(|op| op.name() == name)
+                            .expect("--op create,load,save,delete")
+                    })
+                    .collect();
+            }
+            "--ours-only" => {
+                settings.ours_only = true;
+                i += 1;
+                continue;
+            }
             "--redis-connections" => {
                 settings.redis_connections = value.parse().expect("--redis-connections N");
             }
@@ -318,7 +340,7 @@ async fn subjects(
             let peer = tower_sessions_sqlx_store::SqliteStore::new(pool);
             peer.migrate().await.map_err(|e| e.to_string())?;
             if settings.prefill > 0 {
-                prefill_sqlite(dir, settings.prefill)?;
+                prefill_sqlite(dir, settings.prefill, !settings.ours_only)?;
             }
             Ok((
                 Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
@@ -390,7 +412,7 @@ async fn subjects(
 
 /// Writes `n` live sessions of 200 B straight into our table and the peer's (one transaction
 /// each, random keys), so that the measured operations run against a large table.
-fn prefill_sqlite(dir: &std::path::Path, n: usize) -> Result<(), String> {
+fn prefill_sqlite(dir: &std::path::Path, n: usize, peer_too: bool) -> Result<(), String> {
     use session_sqlite::rusqlite::{Connection, params};
     let started = std::time::Instant::now();
     let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -410,6 +432,13 @@ fn prefill_sqlite(dir: &std::path::Path, n: usize) -> Result<(), String> {
     }
     ours.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
         .map_err(|e| e.to_string())?;
+    if !peer_too {
+        eprintln!(
+            "peer-bench: prefilled {n} sessions into our table in {:.1?}",
+            started.elapsed()
+        );
+        return Ok(());
+    }
     let peer = Connection::open(dir.join("peer.sqlite")).map_err(|e| e.to_string())?;
     peer.execute_batch("BEGIN").map_err(|e| e.to_string())?;
     {
@@ -447,7 +476,7 @@ async fn main() {
                 continue;
             }
         };
-        for op in [Op::Create, Op::Load, Op::Save, Op::Delete] {
+        for &op in &settings.ops_measured {
             for &bytes in &settings.payloads {
                 for &tasks in &settings.tasks {
                     let per_task = settings.ops.div_ceil(tasks);
@@ -460,6 +489,9 @@ async fn main() {
                             [(&peer, false), (&ours, true)]
                         };
                         for (subject, is_ours) in order {
+                            if settings.ours_only && !is_ours {
+                                continue;
+                            }
                             let rate = measure(
                                 Arc::clone(subject),
                                 op,
@@ -472,7 +504,12 @@ async fn main() {
                             if is_ours { a.push(rate) } else { b.push(rate) }
                         }
                     }
-                    let (ours_rate, peer_rate) = (median(&mut a), median(&mut b));
+                    let ours_rate = median(&mut a);
+                    let peer_rate = if b.is_empty() {
+                        f64::NAN
+                    } else {
+                        median(&mut b)
+                    };
                     println!(
                         "| {backend} | {} | {tasks} | {bytes} | {ours_rate:.0} | {peer_rate:.0} | {:.2}× |",
                         op.name(),

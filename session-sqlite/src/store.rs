@@ -55,6 +55,7 @@ struct Sql {
     live_version: String,
     update: String,
     update_owned: String,
+    update_checked: String,
     delete_occupant: String,
     rotate: String,
     rotate_owned: String,
@@ -88,6 +89,11 @@ impl Sql {
             ),
             update_owned: format!(
                 "UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4, owner = ?5, label = ?6 WHERE key = ?1"
+            ),
+            // The in-place save as one statement: the checks are in its WHERE (?5 the expected
+            // version, ?6 now); when it changes nothing, a read tells why.
+            update_checked: format!(
+                "UPDATE {t} SET expires_at = ?2, version = ?3, data = ?4 WHERE key = ?1 AND version = ?5 AND expires_at > ?6"
             ),
             delete_occupant: format!("DELETE FROM {t} WHERE key = ?1 AND expires_at <= ?2"),
             rotate: format!(
@@ -537,6 +543,36 @@ impl SqliteStore {
             *previous.as_bytes(),
         );
         let (expires, data) = (unix_millis(expires_at), data.to_vec());
+        // The common save (same id, owner kept, versions that fit the column): one statement.
+        if current == previous
+            && owner.is_none()
+            && let (Ok(expected), Some(Ok(stored))) = (
+                i64::try_from(expected_version),
+                expected_version.checked_add(1).map(encode_version),
+            )
+        {
+            return self
+                .workers
+                .write(Statements::One, move |c| {
+                    let now = now_ms();
+                    let changed = c
+                        .prepare_cached(&sql.update_checked)
+                        .and_then(|mut s| {
+                            s.execute(params![&previous[..], expires, stored, data, expected, now])
+                        })
+                        .map_err(sqlite("updating a session"))?;
+                    if changed == 1 {
+                        return Ok(UpdateOutcome::Updated {
+                            version: expected_version + 1,
+                        });
+                    }
+                    Ok(match live_version(c, &sql, &previous, now)? {
+                        None => UpdateOutcome::NotFound,
+                        Some(_) => UpdateOutcome::Conflict,
+                    })
+                })
+                .await;
+        }
         // Runs inside the writer's IMMEDIATE transaction: no other connection can write between
         // the checks and the change.
         self.workers

@@ -7,13 +7,21 @@
 //! share one commit (and, with `synchronous=FULL`, one fsync). A job's result is sent only after
 //! the commit succeeded, so nothing is acknowledged that is not durable at the configured level.
 //!
-//! WAL checkpoints run on a third thread (`PASSIVE`, every 50 ms), not inside a writer's commit,
-//! so a checkpoint never stalls the write queue. Passive checkpoints cannot finish while readers
-//! keep old snapshots alive, so before each batch the writer looks at the WAL file, and when it
-//! has passed half its limit the writer itself runs a `TRUNCATE` checkpoint (waiting for readers
-//! to move on, copying the log back and resetting the file) before writing more: the WAL cannot
-//! outgrow half its limit by more than one batch (at most 256 writes), however busy the machine
-//! is, unless a reader keeps an old snapshot for longer than the busy timeout.
+//! WAL checkpoints run on a third thread, not inside a writer's commit, so copying the log back
+//! into the database (a page read and written for each page the log holds) happens beside the
+//! writes, not between them. The checkpointer runs `PASSIVE` checkpoints back to back while the
+//! writer adds pages (every 50 ms when idle). SQLite restarts the log from its beginning only
+//! when a write begins after everything was copied back, which never happens while the writer
+//! writes without pause, and it syncs the database file only when a checkpoint reaches the end
+//! of the log. So once the log holds half the limit, the checkpointer hands over: the writer
+//! pauses between two batches, the checkpointer runs a `RESTART` checkpoint (the pages added
+//! since its last pass, the sync, readers moving off the log), and the writer's next write
+//! starts the log over. The file keeps its size and is reused: nothing is truncated and
+//! reallocated under load. A fallback bounds the file whatever the checkpointer does: past three
+//! quarters of the limit the writer runs a `TRUNCATE` checkpoint before writing more, so the WAL
+//! cannot outgrow three quarters of its limit by more than one batch (at most 256 writes),
+//! however busy the machine is, unless a reader keeps an old snapshot for longer than the busy
+//! timeout.
 //!
 //! Both queues are bounded: a full queue fails the operation at once ("overloaded", transient)
 //! rather than holding memory without bound. A job whose caller went away (its future was
@@ -21,7 +29,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::Connection;
@@ -52,8 +62,10 @@ struct WriteJob {
     run: RunWrite,
 }
 
-/// How often the checkpointer folds the WAL back into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often the checkpointer looks at an idle WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// The pause between two checkpoints while the writer keeps adding pages.
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(1);
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Limits of the workers.
@@ -100,6 +112,20 @@ impl Workers {
         let (writes, write_queue) = crossbeam_channel::bounded::<WriteJob>(limits.queue);
         let (stop_checkpoints, stopped) = crossbeam_channel::bounded::<()>(0);
         let (reads, read_queue) = crossbeam_channel::bounded::<ReadJob>(limits.queue);
+        let asked = Arc::new(AtomicBool::new(false));
+        let (paused, writer_paused) = crossbeam_channel::bounded::<()>(1);
+        let (resume, resumed) = crossbeam_channel::bounded::<()>(1);
+        let turn = Turn {
+            asked: Arc::clone(&asked),
+            paused,
+            resumed,
+        };
+        let handover = Handover {
+            asked,
+            paused: writer_paused,
+            resume,
+        };
+        let wal_limit = limits.wal;
         let spawn_error = |e| {
             Error::with_source(
                 ErrorKind::Backend,
@@ -109,11 +135,11 @@ impl Workers {
         };
         thread::Builder::new()
             .name("session-sqlite-writer".into())
-            .spawn(move || write_loop(writer, write_queue, limits))
+            .spawn(move || write_loop(writer, write_queue, limits, &turn))
             .map_err(spawn_error)?;
         thread::Builder::new()
             .name("session-sqlite-checkpointer".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .spawn(move || checkpoint_loop(checkpointer, stopped, wal_limit, &handover))
             .map_err(spawn_error)?;
         for (i, connection) in readers.into_iter().enumerate() {
             let queue = read_queue.clone();
@@ -216,20 +242,38 @@ fn read_loop(connection: Connection, queue: Receiver<ReadJob>) {
     }
 }
 
-fn write_loop(connection: Connection, queue: Receiver<WriteJob>, limits: Limits) {
+/// The writer's side of the handover: when asked, it pauses between two batches while the
+/// checkpointer copies the rest of the log back.
+struct Turn {
+    asked: Arc<AtomicBool>,
+    paused: Sender<()>,
+    resumed: Receiver<()>,
+}
+
+/// The checkpointer's side of the handover.
+struct Handover {
+    asked: Arc<AtomicBool>,
+    paused: Receiver<()>,
+    resume: Sender<()>,
+}
+
+/// The longest the writer waits for the checkpointer before writing on regardless.
+const MOST_PAUSE: Duration = Duration::from_secs(1);
+
+fn write_loop(connection: Connection, queue: Receiver<WriteJob>, limits: Limits, turn: &Turn) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
-        let wal = std::fs::metadata(&limits.wal_path).map_or(0, |m| m.len());
-        if wal > limits.wal / 2 {
-            // Readers kept the passive checkpoints from finishing: wait for them (busy
-            // handler), copy everything back and reset the file before writing more.
-            match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                row.get::<_, i64>(0)
-            }) {
-                Ok(0) => tracing::debug!(wal, "sqlite: WAL truncated"),
-                Ok(_) => tracing::debug!(wal, "sqlite: a TRUNCATE checkpoint met a busy reader"),
-                Err(error) => tracing::debug!(%error, "sqlite: a TRUNCATE checkpoint failed"),
+        if turn.asked.swap(false, Ordering::AcqRel) {
+            // The checkpointer copied the log back up to its last pass: with no page added
+            // meanwhile, its next checkpoint completes, and this thread's next write starts the
+            // log over.
+            if turn.paused.try_send(()).is_ok() {
+                let _ = turn.resumed.recv_timeout(MOST_PAUSE);
             }
+        } else if std::fs::metadata(&limits.wal_path).map_or(0, |m| m.len()) > limits.wal / 4 * 3 {
+            // The log outgrew what the checkpointer keeps it under (another process writing,
+            // a reader holding an old snapshot): copy everything back and reset the file.
+            checkpoint(&connection, "TRUNCATE");
         }
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -242,13 +286,73 @@ fn write_loop(connection: Connection, queue: Receiver<WriteJob>, limits: Limits)
     }
 }
 
-fn checkpoint_loop(connection: Connection, stop: Receiver<()>) {
-    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-        stop.recv_timeout(CHECKPOINT_EVERY)
-    {
-        if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-            tracing::debug!(%error, "sqlite: a WAL checkpoint did not run");
+/// Runs a checkpoint in `mode`: `(busy, frames in the log, frames copied back)`.
+fn checkpoint(connection: &Connection, mode: &str) -> Option<(bool, i64, i64)> {
+    let result = connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok((row.get::<_, i64>(0)? != 0, row.get(1)?, row.get(2)?))
+    });
+    match result {
+        Ok((busy, frames, copied)) => {
+            if busy {
+                tracing::debug!(
+                    mode,
+                    frames,
+                    copied,
+                    "sqlite: a checkpoint met a busy reader"
+                );
+            }
+            Some((busy, frames, copied))
         }
+        Err(error) => {
+            tracing::debug!(mode, %error, "sqlite: a checkpoint did not run");
+            None
+        }
+    }
+}
+
+fn checkpoint_loop(connection: Connection, stop: Receiver<()>, limit: u64, handover: &Handover) {
+    // Bytes of one log frame: a page and its 24-byte header.
+    let frame = connection
+        .query_row("PRAGMA page_size", [], |row| row.get::<_, u64>(0))
+        .unwrap_or(4096)
+        + 24;
+    let mut wait = CHECKPOINT_EVERY;
+    let mut last = (0, 0);
+    loop {
+        crossbeam_channel::select! {
+            recv(stop) -> _ => return,
+            recv(handover.paused) -> paused => {
+                if paused.is_err() {
+                    return;
+                }
+                // The writer waits: copy everything, wait for readers to leave the log (busy
+                // handler), let the writer go on. Its next write starts the log over.
+                checkpoint(&connection, "RESTART");
+                let _ = handover.resume.send(());
+                wait = CHECKPOINT_BUSY;
+                continue;
+            },
+            default(wait) => {}
+        }
+        wait = match checkpoint(&connection, "PASSIVE") {
+            Some((_, frames, copied)) => {
+                // Ask once per log: a log already handed over starts over with the next write.
+                if u64::try_from(frames).unwrap_or(0) * frame > limit / 2
+                    && (frames, copied) != last
+                {
+                    handover.asked.store(true, Ordering::Release);
+                }
+                // Pages were added since the last pass: the writer is busy, keep up with it.
+                let moving = (frames, copied) != last && frames > 0;
+                last = (frames, copied);
+                if moving {
+                    CHECKPOINT_BUSY
+                } else {
+                    CHECKPOINT_EVERY
+                }
+            }
+            None => CHECKPOINT_EVERY,
+        };
     }
 }
 

@@ -103,6 +103,75 @@ async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
     assert!(wal_size(&path) <= LIMIT, "{}", wal_size(&path));
 }
 
+/// Writers alone, never pausing, over a table large enough that each write dirties pages of its
+/// own: passive checkpoints then never catch up by themselves, so the log is only restarted by
+/// the checkpointer's handover (or, failing that, the writer's fallback). Also checks that the
+/// log is reused rather than truncated: its file keeps a size once the load runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wal_stays_under_its_limit_under_writes_that_never_pause() {
+    const LIMIT: u64 = 8 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writes.db");
+    let store = Arc::new(
+        SqliteStore::with_config(SqliteConfig::new(&path).wal_limit(LIMIT))
+            .await
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, stop, writes) = (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&writes));
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let key = SessionId::generate().key();
+                let created = store
+                    .create(&key, later(), Bytes::copy_from_slice(&[1; 200]))
+                    .await
+                    .unwrap();
+                assert_eq!(created, CreateOutcome::Created);
+                mine.push(key);
+                // Every other write saves an older session in place (a random page).
+                let old = &mine[mine.len() / 2];
+                let version = store.read(old).await.unwrap().unwrap().version;
+                let saved = store
+                    .update(
+                        old,
+                        old,
+                        version,
+                        later(),
+                        Bytes::copy_from_slice(&[2; 200]),
+                    )
+                    .await
+                    .unwrap();
+                assert!(matches!(saved, UpdateOutcome::Updated { .. }), "{saved:?}");
+                writes.fetch_add(2, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut largest = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        largest = largest.max(wal_size(&path));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let written = writes.load(Ordering::Relaxed);
+    // Each write adds at least one 4 KiB page to the log.
+    assert!(
+        written * 4096 > 4 * LIMIT,
+        "only {written} writes: not enough to test the limit"
+    );
+    assert!(
+        largest <= LIMIT + LIMIT / 10,
+        "the WAL reached {largest} bytes (limit {LIMIT}) after {written} writes"
+    );
+}
+
 /// Writes `count` expired rows straight into the store's table.
 fn insert_expired(path: &Path, count: usize) {
     let mut connection = rusqlite::Connection::open(path).unwrap();
