@@ -17,11 +17,13 @@
 //! pauses between two batches, the checkpointer runs a `RESTART` checkpoint (the pages added
 //! since its last pass, the sync, readers moving off the log), and the writer's next write
 //! starts the log over. The file keeps its size and is reused: nothing is truncated and
-//! reallocated under load. A fallback bounds the file whatever the checkpointer does: past three
-//! quarters of the limit the writer runs a `TRUNCATE` checkpoint before writing more, so the WAL
-//! cannot outgrow three quarters of its limit by more than one batch (at most 256 writes),
-//! however busy the machine is, unless a reader keeps an old snapshot for longer than the busy
-//! timeout.
+//! reallocated under load. A fallback bounds the file whatever the passes achieve: past three
+//! quarters of the limit the writer hands over for a `TRUNCATE` checkpoint before writing more,
+//! so the WAL cannot outgrow three quarters of its limit by more than one batch (at most 256
+//! writes), however busy the machine is, unless a reader keeps an old snapshot for longer than
+//! the busy timeout or the checkpointer does not answer within a second. Only the checkpointer
+//! runs checkpoints: SQLite lets one run at a time and fails a second at once, so a checkpoint
+//! on the writer would fail whenever a pass is under way.
 //!
 //! Both queues are bounded: a full queue fails the operation at once ("overloaded", transient)
 //! rather than holding memory without bound. A job whose caller went away (its future was
@@ -113,7 +115,7 @@ impl Workers {
         let (stop_checkpoints, stopped) = crossbeam_channel::bounded::<()>(0);
         let (reads, read_queue) = crossbeam_channel::bounded::<ReadJob>(limits.queue);
         let asked = Arc::new(AtomicBool::new(false));
-        let (paused, writer_paused) = crossbeam_channel::bounded::<()>(1);
+        let (paused, writer_paused) = crossbeam_channel::bounded::<&'static str>(1);
         let (resume, resumed) = crossbeam_channel::bounded::<()>(1);
         let turn = Turn {
             asked: Arc::clone(&asked),
@@ -242,18 +244,19 @@ fn read_loop(connection: Connection, queue: Receiver<ReadJob>) {
     }
 }
 
-/// The writer's side of the handover: when asked, it pauses between two batches while the
-/// checkpointer copies the rest of the log back.
+/// The writer's side of the handover: when asked (or when the log file is too large), it pauses
+/// between two batches, sending the checkpoint mode to run, while the checkpointer copies the
+/// rest of the log back.
 struct Turn {
     asked: Arc<AtomicBool>,
-    paused: Sender<()>,
+    paused: Sender<&'static str>,
     resumed: Receiver<()>,
 }
 
 /// The checkpointer's side of the handover.
 struct Handover {
     asked: Arc<AtomicBool>,
-    paused: Receiver<()>,
+    paused: Receiver<&'static str>,
     resume: Sender<()>,
 }
 
@@ -263,17 +266,26 @@ const MOST_PAUSE: Duration = Duration::from_secs(1);
 fn write_loop(connection: Connection, queue: Receiver<WriteJob>, limits: Limits, turn: &Turn) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
-        if turn.asked.swap(false, Ordering::AcqRel) {
+        let mode = if turn.asked.swap(false, Ordering::AcqRel) {
             // The checkpointer copied the log back up to its last pass: with no page added
-            // meanwhile, its next checkpoint completes, and this thread's next write starts the
-            // log over.
-            if turn.paused.try_send(()).is_ok() {
+            // meanwhile, its checkpoint completes, and this thread's next write starts the log
+            // over.
+            Some("RESTART")
+        } else if std::fs::metadata(&limits.wal_path).map_or(0, |m| m.len()) > limits.wal / 4 * 3 {
+            // The log outgrew what the handovers keep it under (another process writing, a
+            // reader holding an old snapshot): copy everything back and reset the file.
+            Some("TRUNCATE")
+        } else {
+            None
+        };
+        if let Some(mode) = mode {
+            // Checkpoints run on the checkpointer only: one run here would find its lock taken
+            // by a pass whenever the checkpointer keeps up with a busy writer.
+            // A go-ahead left over from a handover the writer stopped waiting for is stale.
+            while turn.resumed.try_recv().is_ok() {}
+            if turn.paused.try_send(mode).is_ok() {
                 let _ = turn.resumed.recv_timeout(MOST_PAUSE);
             }
-        } else if std::fs::metadata(&limits.wal_path).map_or(0, |m| m.len()) > limits.wal / 4 * 3 {
-            // The log outgrew what the checkpointer keeps it under (another process writing,
-            // a reader holding an old snapshot): copy everything back and reset the file.
-            checkpoint(&connection, "TRUNCATE");
         }
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -321,13 +333,14 @@ fn checkpoint_loop(connection: Connection, stop: Receiver<()>, limit: u64, hando
     loop {
         crossbeam_channel::select! {
             recv(stop) -> _ => return,
-            recv(handover.paused) -> paused => {
-                if paused.is_err() {
+            recv(handover.paused) -> mode => {
+                let Ok(mode) = mode else {
+                    // The writer is gone: so is the store.
                     return;
-                }
+                };
                 // The writer waits: copy everything, wait for readers to leave the log (busy
                 // handler), let the writer go on. Its next write starts the log over.
-                checkpoint(&connection, "RESTART");
+                checkpoint(&connection, mode);
                 let _ = handover.resume.send(());
                 wait = CHECKPOINT_BUSY;
                 continue;
@@ -336,16 +349,14 @@ fn checkpoint_loop(connection: Connection, stop: Receiver<()>, limit: u64, hando
         }
         wait = match checkpoint(&connection, "PASSIVE") {
             Some((_, frames, copied)) => {
+                let moved = (frames, copied) != last;
+                last = (frames, copied);
                 // Ask once per log: a log already handed over starts over with the next write.
-                if u64::try_from(frames).unwrap_or(0) * frame > limit / 2
-                    && (frames, copied) != last
-                {
+                if moved && u64::try_from(frames).unwrap_or(0) * frame > limit / 2 {
                     handover.asked.store(true, Ordering::Release);
                 }
                 // Pages were added since the last pass: the writer is busy, keep up with it.
-                let moving = (frames, copied) != last && frames > 0;
-                last = (frames, copied);
-                if moving {
+                if moved && frames > 0 {
                     CHECKPOINT_BUSY
                 } else {
                     CHECKPOINT_EVERY
