@@ -1,6 +1,6 @@
 //! A soak run of `SqliteStore` at full throughput: creates, reads, updates, rotations, touches
 //! and deletes from many tasks, a purge every 10 s, and every 10 s a line with the WAL size,
-//! database size, RSS, queue depths and p50/p99 per operation over the last 10 s.
+//! database size, RSS (anonymous and file-backed), queue depths and p50/p99 per operation over the last 10 s.
 //!
 //! ```sh
 //! cargo bench -p session-sqlite --bench soak                 # 5 minutes, 16 tasks, 200 B
@@ -48,13 +48,16 @@ fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-fn rss_bytes() -> u64 {
+/// A `/proc/self/status` field in bytes: `RssAnon` is the process's own memory (what a leak
+/// grows); `RssFile` includes the pages of the memory-mapped database, which come and go with
+/// the OS page cache.
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
@@ -192,7 +195,7 @@ fn main() {
             mib(limit),
             EVERY.as_secs()
         );
-        print!("| t (s) | WAL MiB | db MiB | RSS MiB | queued w/r |");
+        print!("| t (s) | WAL MiB | db MiB | RSS anon/file MiB | queued w/r |");
         for op in OPS {
             print!(" {op} n | p50/p99 ms |");
         }
@@ -226,16 +229,17 @@ fn main() {
             record(&latencies, "purge", purge_started.elapsed());
             let interval = std::mem::take(&mut *latencies.lock());
             let (w, r) = store.queued();
-            let rss = rss_bytes();
+            let (rss, mapped) = (status_bytes("RssAnon:"), status_bytes("RssFile:"));
             if started.elapsed() > Duration::from_secs(30) {
                 rss_after_warmup.push(rss);
             }
             print!(
-                "| {:.0} | {} | {} | {} | {w}/{r} |",
+                "| {:.0} | {} | {} | {}/{} | {w}/{r} |",
                 started.elapsed().as_secs_f64(),
                 mib(largest_wal),
                 mib(size(&path)),
-                mib(rss)
+                mib(rss),
+                mib(mapped)
             );
             for op in OPS {
                 match interval.get(op) {
@@ -259,7 +263,7 @@ fn main() {
             (rss_after_warmup.iter().min(), rss_after_warmup.iter().max())
         {
             println!(
-                "\nRSS after warm-up: {} to {} MiB ({:+.1} %)",
+                "\nanonymous RSS after warm-up: {} to {} MiB ({:+.1} %)",
                 mib(*low),
                 mib(*high),
                 (*high as f64 / *low as f64 - 1.0) * 100.0
