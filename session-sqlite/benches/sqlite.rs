@@ -30,6 +30,12 @@ fn fail(e: rusqlite::Error) -> session_core::Error {
 impl RawSqlite {
     fn open(path: &std::path::Path) -> Self {
         let c = Connection::open(path).unwrap();
+        // The store's pragmas, memory-mapped reads included.
+        c.execute_batch(&format!(
+            "PRAGMA mmap_size = {};",
+            session_sqlite::DEFAULT_MMAP_SIZE
+        ))
+        .unwrap();
         c.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE s (key BLOB PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
