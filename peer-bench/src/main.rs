@@ -193,6 +193,9 @@ async fn measure(
                 done += 1;
             }
             let took = started.elapsed();
+            // Every task stops its clock before any cleans up: the untimed deletes below must
+            // not run beside another task's timed operations.
+            barrier.wait().await;
             if op != Op::Delete {
                 for session in &sessions {
                     subject.delete(session).await;
@@ -201,6 +204,8 @@ async fn measure(
             (done, took)
         }));
     }
+    // Start together, then wait for every clock to stop.
+    barrier.wait().await;
     barrier.wait().await;
     let (mut done, mut longest) = (0, Duration::ZERO);
     for handle in handles {
@@ -232,6 +237,10 @@ struct Settings {
     ours_only: bool,
     /// The operations measured (`--op create,save`; default all four).
     ops_measured: Vec<Op>,
+    /// SQLite only (`--scale-base N`): the second column is our own store holding `N` prefilled
+    /// sessions instead of the peer, so the ratio reads "at `--prefill` / at `N`", both sizes
+    /// measured in the same run, interleaved.
+    scale_base: Option<usize>,
 }
 
 fn settings() -> Settings {
@@ -253,6 +262,7 @@ fn settings() -> Settings {
         sqlite_options: String::new(),
         ours_only: false,
         ops_measured: vec![Op::Create, Op::Load, Op::Save, Op::Delete],
+        scale_base: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -272,6 +282,9 @@ fn settings() -> Settings {
                     .collect();
             }
             "--prefill" => settings.prefill = value.parse().expect("--prefill N"),
+            "--scale-base" => {
+                settings.scale_base = Some(value.parse().expect("--scale-base N"));
+            }
             "--sqlite-options" => settings.sqlite_options = value,
             "--op" => {
                 settings.ops_measured = value
@@ -320,16 +333,12 @@ async fn subjects(
             Arc::new(Peer15(tower_sessions::MemoryStore::default())),
         )),
         "sqlite" => {
-            use session_manager::BackendConfig as _;
-            let url = format!(
-                "sqlite://{}?{}",
-                dir.join("ours.sqlite").display(),
-                settings.sqlite_options
-            );
-            let config = session_sqlite::SqliteConfig::from_url(&url).map_err(|e| e.to_string())?;
-            let ours = session_sqlite::SqliteStore::with_config(config)
-                .await
-                .map_err(|e| e.to_string())?;
+            let ours = our_sqlite(&dir.join("ours.sqlite"), settings.prefill, settings).await?;
+            if let Some(base) = settings.scale_base {
+                // The second column: our own store at `base` sessions, same options.
+                let base = our_sqlite(&dir.join("base.sqlite"), base, settings).await?;
+                return Ok((ours, base));
+            }
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(dir.join("peer.sqlite"))
                 .create_if_missing(true)
@@ -339,13 +348,10 @@ async fn subjects(
                 .map_err(|e| e.to_string())?;
             let peer = tower_sessions_sqlx_store::SqliteStore::new(pool);
             peer.migrate().await.map_err(|e| e.to_string())?;
-            if settings.prefill > 0 {
-                prefill_sqlite(dir, settings.prefill, !settings.ours_only)?;
+            if settings.prefill > 0 && !settings.ours_only {
+                prefill_sqlite(&dir.join("peer.sqlite"), settings.prefill, true)?;
             }
-            Ok((
-                Arc::new(Ours(SessionManager::new(Arc::new(ours)))),
-                Arc::new(Peer14(peer)),
-            ))
+            Ok((ours, Arc::new(Peer14(peer))))
         }
         "postgres" => {
             let url = std::env::var("SESSION_TEST_POSTGRES_URL")
@@ -412,61 +418,82 @@ async fn subjects(
 
 /// Writes `n` live sessions of 200 B straight into our table and the peer's (one transaction
 /// each, random keys), so that the measured operations run against a large table.
-fn prefill_sqlite(dir: &std::path::Path, n: usize, peer_too: bool) -> Result<(), String> {
+/// Writes `n` unexpiring sessions of 200 bytes straight into our table in `file` (one
+/// transaction, then a truncating checkpoint), or into the peer's table with `peer`.
+fn prefill_sqlite(file: &std::path::Path, n: usize, peer: bool) -> Result<(), String> {
     use session_sqlite::rusqlite::{Connection, params};
     let started = std::time::Instant::now();
     let now_ms = OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let data = vec![b'x'; 200];
-    let ours = Connection::open(dir.join("ours.sqlite")).map_err(|e| e.to_string())?;
-    ours.execute_batch("BEGIN").map_err(|e| e.to_string())?;
-    {
-        let mut insert = ours
-            .prepare("INSERT INTO sessions (key, expires_at, version, data) VALUES (?1, ?2, 1, ?3)")
-            .map_err(|e| e.to_string())?;
-        for _ in 0..n {
-            let key = SessionId::generate().key();
-            insert
-                .execute(params![&key.as_bytes()[..], now_ms + 3_600_000, &data])
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    ours.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+    let connection = Connection::open(file).map_err(|e| e.to_string())?;
+    connection
+        .execute_batch("BEGIN")
         .map_err(|e| e.to_string())?;
-    if !peer_too {
-        eprintln!(
-            "peer-bench: prefilled {n} sessions into our table in {:.1?}",
-            started.elapsed()
-        );
-        return Ok(());
-    }
-    let peer = Connection::open(dir.join("peer.sqlite")).map_err(|e| e.to_string())?;
-    peer.execute_batch("BEGIN").map_err(|e| e.to_string())?;
     {
-        let mut insert = peer
-            .prepare("INSERT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)")
-            .map_err(|e| e.to_string())?;
+        let sql = if peer {
+            "INSERT INTO tower_sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)"
+        } else {
+            "INSERT INTO sessions (key, expires_at, version, data) VALUES (?1, ?2, 1, ?3)"
+        };
+        let mut insert = connection.prepare(sql).map_err(|e| e.to_string())?;
         for _ in 0..n {
-            let id = SessionId::generate().expose();
-            insert
-                .execute(params![&id[..22], &data, now_ms / 1000 + 3_600])
-                .map_err(|e| e.to_string())?;
+            let inserted = if peer {
+                let id = SessionId::generate().expose();
+                insert.execute(params![&id[..22], &data, now_ms / 1000 + 3_600])
+            } else {
+                let key = SessionId::generate().key();
+                insert.execute(params![&key.as_bytes()[..], now_ms + 3_600_000, &data])
+            };
+            inserted.map_err(|e| e.to_string())?;
         }
     }
-    peer.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+    connection
+        .execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "peer-bench: prefilled {n} sessions into each SQLite table in {:.1?}",
+        "peer-bench: prefilled {n} sessions into {} in {:.1?}",
+        file.display(),
         started.elapsed()
     );
     Ok(())
+}
+
+/// Our SQLite store over `file` with the bench's options, `prefill` sessions written first.
+async fn our_sqlite(
+    file: &std::path::Path,
+    prefill: usize,
+    settings: &Settings,
+) -> Result<Arc<dyn Subject>, String> {
+    use session_manager::BackendConfig as _;
+    let url = format!("sqlite://{}?{}", file.display(), settings.sqlite_options);
+    let config = session_sqlite::SqliteConfig::from_url(&url).map_err(|e| e.to_string())?;
+    let ours = session_sqlite::SqliteStore::with_config(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    if prefill > 0 {
+        prefill_sqlite(file, prefill, false)?;
+    }
+    Ok(Arc::new(Ours(SessionManager::new(Arc::new(ours)))))
 }
 
 #[tokio::main]
 async fn main() {
     let settings = settings();
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let (a, b, ratio) = match settings.scale_base {
+        Some(base) => (
+            format!("ours at {} ops/s", settings.prefill),
+            format!("ours at {base} ops/s"),
+            "ratio",
+        ),
+        None => (
+            "ours ops/s".to_owned(),
+            "peer ops/s".to_owned(),
+            "ours/peer",
+        ),
+    };
     println!(
-        "| backend | op | tasks | payload | ours ops/s | peer ops/s | ours/peer |\n|---|---|---:|---:|---:|---:|---:|"
+        "| backend | op | tasks | payload | {a} | {b} | {ratio} |\n|---|---|---:|---:|---:|---:|---:|"
     );
     for backend in &settings.backends {
         let (ours, peer) = match subjects(backend, dir.path(), &settings).await {

@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench -p session-sqlite --bench soak                 # 5 minutes, 16 tasks, 200 B
 //! SOAK_SECONDS=60 SOAK_TASKS=64 SOAK_PAYLOAD=4096 cargo bench -p session-sqlite --bench soak
+//! SOAK_OPTIONS="mmap_size=0" cargo bench -p session-sqlite --bench soak   # the store's URL query
 //! ```
 
 use std::collections::HashMap;
@@ -15,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use session_core::BackendConfig as _;
 use session_core::Bytes;
 use session_core::time::{Duration as TimeDuration, OffsetDateTime};
 use session_core::{CreateOutcome, SessionId, SessionKey, SessionStore, UpdateOutcome};
-use session_sqlite::SqliteStore;
+use session_sqlite::{SqliteConfig, SqliteStore};
 
 const OPS: [&str; 7] = [
     "create", "read", "update", "rotate", "touch", "delete", "purge",
@@ -187,7 +189,11 @@ fn main() {
     let wal = std::path::PathBuf::from(wal);
     let runtime = session_bench::runtime();
     runtime.block_on(async {
-        let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
+        // `SOAK_OPTIONS`: the query of the store's URL (e.g. `mmap_size=0`).
+        let options = std::env::var("SOAK_OPTIONS").unwrap_or_default();
+        let url = format!("sqlite://{}?{options}", path.display());
+        let config = SqliteConfig::from_url(&url).expect("SOAK_OPTIONS: a valid URL query");
+        let store = Arc::new(SqliteStore::with_config(config).await.expect("open"));
         let limit = store.config().wal_limit;
         println!(
             "soak: {seconds} s, {tasks} tasks, {} B sessions, WAL limit {} MiB, purge every {} s\n",

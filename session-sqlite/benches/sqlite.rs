@@ -30,7 +30,7 @@ fn fail(e: rusqlite::Error) -> session_core::Error {
 impl RawSqlite {
     fn open(path: &std::path::Path) -> Self {
         let c = Connection::open(path).unwrap();
-        // The store's pragmas, memory-mapped reads included.
+        // The store's pragmas, its default `mmap_size` included.
         c.execute_batch(&format!(
             "PRAGMA mmap_size = {};",
             session_sqlite::DEFAULT_MMAP_SIZE

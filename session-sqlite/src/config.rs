@@ -27,8 +27,8 @@ pub enum Durability {
     Full,
 }
 
-/// The default [`SqliteConfig::mmap_size`]: 1 GiB.
-pub const DEFAULT_MMAP_SIZE: u64 = 1 << 30;
+/// The default [`SqliteConfig::mmap_size`]: 0, memory-mapped I/O off (see there why).
+pub const DEFAULT_MMAP_SIZE: u64 = 0;
 
 /// Settings of a [`SqliteStore`](crate::SqliteStore).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,14 +61,16 @@ pub struct SqliteConfig {
     pub create: bool,
     /// Page cache of each connection, in KiB (`PRAGMA cache_size`). URL: `cache_size_kib`.
     pub cache_size_kib: u32,
-    /// Bytes of the database file each connection maps into memory (`PRAGMA mmap_size`; 0
-    /// turns memory-mapped I/O off). Default 1 GiB: readers then take pages straight from the
-    /// OS page cache instead of copying them into a page cache that SQLite empties after every
-    /// write of another connection (at 1M sessions: loads 1.1–1.5× faster; at 10k, 1.5–2× at 16
-    /// tasks). Address space only: the mapping covers at most the file, and its pages are the
-    /// OS's cache. SQLite's caveat applies: an I/O error while reading a mapped page is a
-    /// `SIGBUS`, not an error; set 0 where the disk may fail under the process. URL:
-    /// `mmap_size`.
+    /// Bytes of the database file each connection maps into memory (`PRAGMA mmap_size`; 0, the
+    /// default, turns memory-mapped I/O off). Worth it only for a store that is rarely written:
+    /// at the start of each read transaction after another connection's commit, SQLite drops
+    /// the connection's page cache *and unmaps the whole file* (`pagerBeginReadTransaction`), so
+    /// under interleaved writes every read maps the file again and faults its pages back in.
+    /// Measured (`benches/soak.rs`, 16 tasks, reads and writes mixed): 1 GiB gave 20–35 % less
+    /// throughput and a higher read p99 than 0; a point read right after another connection's
+    /// commit took 31 µs mapped against 11 µs not (30k rows, `benches/scale.rs`). Read-only
+    /// phases gain (loads 1.3–2× faster when nothing writes). SQLite's caveat applies: an I/O
+    /// error while reading a mapped page is a `SIGBUS`, not an error. URL: `mmap_size`.
     pub mmap_size: u64,
     /// The temporary directory of a `sqlite::memory:` URL, removed when the last store and
     /// config sharing it are dropped.
