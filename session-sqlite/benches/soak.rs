@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo bench -p session-sqlite --bench soak                 # 5 minutes, 16 tasks, 200 B
 //! SOAK_SECONDS=60 SOAK_TASKS=64 SOAK_PAYLOAD=4096 cargo bench -p session-sqlite --bench soak
-//! SOAK_OPTIONS="mmap_size=0" cargo bench -p session-sqlite --bench soak   # the store's URL query
+//! SOAK_OPTIONS="mmap_size=1073741824" cargo bench -p session-sqlite --bench soak  # URL query
 //! ```
 
 use std::collections::HashMap;
@@ -189,7 +189,7 @@ fn main() {
     let wal = std::path::PathBuf::from(wal);
     let runtime = session_bench::runtime();
     runtime.block_on(async {
-        // `SOAK_OPTIONS`: the query of the store's URL (e.g. `mmap_size=0`).
+        // `SOAK_OPTIONS`: the query of the store's URL (e.g. `mmap_size=1073741824`).
         let options = std::env::var("SOAK_OPTIONS").unwrap_or_default();
         let url = format!("sqlite://{}?{options}", path.display());
         let config = SqliteConfig::from_url(&url).expect("SOAK_OPTIONS: a valid URL query");
