@@ -23,6 +23,27 @@ fn wal_size(path: &Path) -> u64 {
     std::fs::metadata(wal).map_or(0, |m| m.len())
 }
 
+/// The largest WAL size seen, sampled every `every` for 4 s while `tasks` run; then stops and
+/// joins them.
+async fn largest_wal_under_load(
+    path: &Path,
+    every: Duration,
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> u64 {
+    let started = Instant::now();
+    let mut largest = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        largest = largest.max(wal_size(path));
+        tokio::time::sleep(every).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    largest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
     const LIMIT: u64 = 16 * 1024 * 1024;
@@ -79,16 +100,7 @@ async fn the_wal_stays_under_its_limit_while_readers_keep_up() {
             }
         }));
     }
-    let started = Instant::now();
-    let mut largest = 0;
-    while started.elapsed() < Duration::from_secs(4) {
-        largest = largest.max(wal_size(&path));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let largest = largest_wal_under_load(&path, Duration::from_millis(20), &stop, tasks).await;
     let written = writes.load(Ordering::Relaxed) * 4096;
     assert!(
         written > 2 * LIMIT,
@@ -150,16 +162,7 @@ async fn the_wal_stays_under_its_limit_under_writes_that_never_pause() {
             }
         }));
     }
-    let started = Instant::now();
-    let mut largest = 0;
-    while started.elapsed() < Duration::from_secs(4) {
-        largest = largest.max(wal_size(&path));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let largest = largest_wal_under_load(&path, Duration::from_millis(5), &stop, tasks).await;
     let written = writes.load(Ordering::Relaxed);
     // Each write adds at least one 4 KiB page to the log.
     assert!(
