@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use session_manager::{Error, OwnerIndex, SessionStore};
+use session_core::{Error, SessionStore};
 
 pub mod behaviours;
 mod namespaces;
-mod support;
+mod runner;
+pub mod support;
 
 pub use namespaces::{NamespaceFactory, Namespaces, fresh_namespace};
+pub use runner::{Suite, run_test};
 
 /// Makes fresh, isolated stores for the behaviours.
 ///
@@ -30,22 +32,6 @@ pub trait StoreFactory: Send + Sync {
     async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
         let store = self.store().await?;
         Ok((Arc::clone(&store), store))
-    }
-
-    /// Two instances over one fresh namespace as [`OwnerIndex`]es, for the owner behaviours
-    /// ([`owner_suite!`]); `None` (the default) when the store has no owner index.
-    async fn owner_pair(
-        &self,
-    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
-        Ok(None)
-    }
-
-    /// `true` when the backend may drop expired records by itself, before any `delete_expired`
-    /// (Redis's own expiry, an in-process sweep). `delete_expired` may then count fewer records
-    /// than were expired (it did not find the others), never more; for other stores the count
-    /// must be exact. That expired records are absent and live ones stay is checked either way.
-    fn expires_by_itself(&self) -> bool {
-        false
     }
 
     /// Why this factory cannot make stores here (for example: no server configured), if so.
@@ -88,10 +74,13 @@ where
     }
 }
 
-/// Why a behaviour failed: what was expected, and the store error if one caused it.
+/// Why a behaviour failed: what was expected, and the store error if one caused it. Or, for a
+/// behaviour of an ability the store does not have ([`Failure::not_applicable`]), why it did not
+/// run.
 pub struct Failure {
     message: String,
     error: Option<Error>,
+    not_applicable: bool,
 }
 
 impl Failure {
@@ -100,7 +89,23 @@ impl Failure {
         Self {
             message: message.into(),
             error: None,
+            not_applicable: false,
         }
+    }
+
+    /// Not a failure: the behaviour checks an ability the store's capabilities say it lacks (the
+    /// owner index). The runner reports it as skipped; that the store answers such calls with
+    /// `Unsupported` and changes nothing is a store behaviour of its own.
+    pub fn not_applicable(reason: impl Into<String>) -> Self {
+        Self {
+            not_applicable: true,
+            ..Self::new(reason)
+        }
+    }
+
+    /// Whether this is [`not_applicable`](Self::not_applicable) rather than a failure.
+    pub fn is_not_applicable(&self) -> bool {
+        self.not_applicable
     }
 
     /// The store error that caused the failure, if any.
@@ -114,6 +119,7 @@ impl From<Error> for Failure {
         Self {
             message: "the store returned an error".into(),
             error: Some(error),
+            not_applicable: false,
         }
     }
 }
@@ -145,12 +151,13 @@ pub enum Family {
     /// A check of the front (`SessionManager`) over the store: not a rule of the store
     /// contract, run per backend so the front's promises are seen to hold on it.
     Front,
-    /// A rule of the optional owner index ([`OwnerIndex`]), run on stores that have one.
+    /// A rule of the optional owner index, run on stores whose capabilities say they keep one
+    /// (on the others each is reported as skipped).
     Owner,
 }
 
 impl Family {
-    /// `"store"` or `"front"`.
+    /// `"store"`, `"front"` or `"owner"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Store => "store",
@@ -163,7 +170,7 @@ impl Family {
 /// One named behaviour of the suite.
 #[derive(Clone, Copy)]
 pub struct Behaviour {
-    /// The behaviour's name (also its function's name in [`behaviours`]).
+    /// The behaviour's name (also its function's name).
     pub name: &'static str,
     /// Store rule or front check.
     pub family: Family,
@@ -197,277 +204,51 @@ impl Behaviour {
     }
 }
 
-/// Lists every behaviour name once (store rules, then front checks), and hands the list to a
-/// macro. A `pub async fn` of `behaviours` that is missing here fails the test
-/// `every_behaviour_function_is_registered`.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __with_behaviours {
-    ($callback:ident ! ( $($args:tt)* )) => {
-        $crate::$callback! { ($($args)*)
-            store: [
-                // basic
-                create_read_round_trip,
-                create_on_live_key_is_id_taken,
-                create_over_expired_record,
-                create_always_writes_version_one,
-                read_missing_or_expired_is_none,
-                update_in_place,
-                update_with_stale_version_is_conflict,
-                update_of_absent_previous_is_not_found,
-                absent_previous_is_never_conflict,
-                update_and_rotation_keep_data_exactly,
-                touch_moves_expiry_only,
-                touch_of_absent_creates_nothing,
-                delete_is_idempotent_and_final,
-                keys_are_whole,
-                ten_thousand_sessions,
-                // rotation
-                rotation_moves_the_record,
-                rotation_onto_live_key_is_id_taken,
-                rotation_onto_expired_key,
-                // expiry
-                expires_at_now_is_absent,
-                expiry_in_real_time,
-                millisecond_precision_everywhere,
-                expiry_boundaries_are_exact,
-                delete_expired_purges_only_expired,
-                delete_expired_at_scale_is_exact,
-                // namespaces
-                clear_only_this_namespace,
-                namespaces_are_whole_for_every_operation,
-                clear_is_complete_at_scale,
-                // races
-                race_concurrent_creates,
-                race_creates_over_expired_record,
-                race_concurrent_rotations,
-                race_concurrent_updates,
-                race_cas_counter,
-                race_touch_against_delete,
-                race_touch_against_update,
-                race_crossed_rotations_never_deadlock,
-                readers_never_see_both_or_neither,
-                writes_are_visible_across_instances,
-                // histories
-                histories_are_linearizable,
-            ],
-            front: [
-                manager_retries_then_reports_collisions,
-                manager_cycle_id_keeps_data_and_deadline,
-                manager_rejects_invalid_ids_before_the_store,
-                manager_rejects_oversized_data,
-                manager_never_resurrects,
-            ],
-        }
-    };
+/// Every behaviour of the suite, in order: the store rules, then the owner-index rules. Each
+/// behaviour file registers its own functions next to them (they are private to the file, so one
+/// left out of its file's list is dead code, which the workspace's lints refuse).
+pub fn behaviours() -> Vec<Behaviour> {
+    behaviours::ALL
+        .iter()
+        .flat_map(|file| file.iter().copied())
+        .collect()
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __behaviour_list {
-    (() store: [$($store:ident),* $(,)?], front: [$($front:ident),* $(,)?] $(,)?) => {
-        /// Every behaviour of the suite, in order: the store rules, then the front checks.
-        pub const BEHAVIOURS: &[Behaviour] = &[
-            $(Behaviour {
-                name: stringify!($store),
-                family: Family::Store,
-                run: |factory| Box::pin(behaviours::$store(factory)),
-            },)*
-            $(Behaviour {
-                name: stringify!($front),
-                family: Family::Front,
-                run: |factory| Box::pin(behaviours::$front(factory)),
-            },)*
-        ];
+/// Registers behaviour functions of one family: `register!(Store: a, b, c)` is a
+/// `&[Behaviour]` naming each after its function.
+macro_rules! register {
+    ($family:ident: $($name:ident),* $(,)?) => {
+        &[$($crate::Behaviour {
+            name: stringify!($name),
+            family: $crate::Family::$family,
+            run: |factory| Box::pin($name(factory)),
+        }),*]
     };
 }
-
-__with_behaviours!(__behaviour_list!());
-
-/// Lists every owner-index behaviour once and hands the list to a macro (see
-/// [`OWNER_BEHAVIOURS`] and [`owner_suite!`]).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __with_owner_behaviours {
-    ($callback:ident ! ( $($args:tt)* )) => {
-        $crate::$callback! { ($($args)*)
-            owner: [
-                owner_sessions_are_listed,
-                owner_outcomes_change_nothing_else,
-                owner_follows_rotation_and_touch,
-                owner_listing_hides_ended_sessions,
-                owners_are_whole,
-                owner_revoke_keeps_exactly_except,
-                owner_index_stays_in_its_namespace,
-                owner_race_revoke_against_creates_and_rotations,
-                owner_race_concurrent_revokes,
-                owner_front_login_lists_and_revokes,
-            ],
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __owner_behaviour_list {
-    (() owner: [$($owner:ident),* $(,)?] $(,)?) => {
-        /// The owner-index behaviours ([`Family::Owner`]), for stores that implement
-        /// [`OwnerIndex`](session_manager::OwnerIndex); their factory answers
-        /// [`StoreFactory::owner_pair`].
-        pub const OWNER_BEHAVIOURS: &[Behaviour] = &[
-            $(Behaviour {
-                name: stringify!($owner),
-                family: Family::Owner,
-                run: |factory| Box::pin(behaviours::$owner(factory)),
-            },)*
-        ];
-    };
-}
-
-__with_owner_behaviours!(__owner_behaviour_list!());
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __owner_suite_tests {
-    (($factory:expr) owner: [$($owner:ident),* $(,)?] $(,)?) => {
-        $crate::__suite_tests!(@each ($factory) $($owner,)*);
-    };
-}
-
-/// Expands to one `#[test]` per owner-index behaviour ([`OWNER_BEHAVIOURS`]), like
-/// [`suite!`]; `$factory` must answer [`StoreFactory::owner_pair`].
-///
-/// ```
-/// mod owners {
-///     use conformance_tests::NamespaceFactory;
-///     use session_memory::MemoryConfig;
-///     conformance_tests::owner_suite!(NamespaceFactory::new(MemoryConfig::default()));
-/// }
-/// ```
-#[macro_export]
-macro_rules! owner_suite {
-    ($factory:expr) => {
-        $crate::__with_owner_behaviours!(__owner_suite_tests!($factory));
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __suite_tests {
-    (($factory:expr) store: [$($store:ident),* $(,)?], front: [$($front:ident),* $(,)?] $(,)?) => {
-        $crate::__suite_tests!(@each ($factory) $($store,)* $($front,)*);
-    };
-    (@each ($factory:expr) $($name:ident,)*) => {$(
-        #[test]
-        fn $name() {
-            $crate::run_test(stringify!($name), || $factory, |factory| {
-                ::std::boxed::Box::pin($crate::behaviours::$name(factory))
-            });
-        }
-    )*};
-}
-
-/// Expands to one `#[test]` per behaviour, named after it, each running against stores from
-/// `$factory` (an expression evaluated afresh in every test, whose value implements
-/// [`StoreFactory`]).
-///
-/// ```
-/// mod conformance {
-///     use session_memory::MemoryStore;
-///     conformance_tests::suite!(conformance_tests::factory(|| async { Ok(MemoryStore::new()) }));
-/// }
-/// ```
-#[macro_export]
-macro_rules! suite {
-    ($factory:expr) => {
-        $crate::__with_behaviours!(__suite_tests!($factory));
-    };
-}
-
-/// Runs one behaviour on a fresh multi-threaded runtime and panics with its failure.
-/// Used by [`suite!`]; call it yourself to run a behaviour from a plain `#[test]`.
-pub fn run_test<F, M>(
-    name: &str,
-    make: M,
-    run: for<'a> fn(&'a dyn StoreFactory) -> BoxFuture<'a, CheckResult>,
-) where
-    F: StoreFactory,
-    M: FnOnce() -> F,
-{
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let factory = runtime.block_on(async { make() });
-    if let Some(reason) = factory.unavailable() {
-        // Whether a missing server may be skipped is the test tree's policy, decided where its
-        // factory is made (under CI the workspace's factories fail instead of being unavailable).
-        eprintln!("SKIPPED: behaviour `{name}`: {reason}");
-        return;
-    }
-    let behaviour = Behaviour {
-        name: "",
-        family: Family::Store,
-        run,
-    };
-    let (result, _) = runtime.block_on(async {
-        let outcome = behaviour.check(&factory).await;
-        factory.finish().await;
-        outcome
-    });
-    // Tasks of a broken store may be stuck for good (a deadlock): do not wait for them.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    if let Err(failure) = result {
-        panic!("behaviour `{name}` failed: {failure}");
-    }
-}
+pub(crate) use register;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every `pub async fn name(factory: &dyn StoreFactory) -> CheckResult` of the behaviour files
-    /// is in [`BEHAVIOURS`] (so in [`suite!`] and `sessionctl check`), and every entry is unique.
     #[test]
-    fn every_behaviour_function_is_registered() {
-        let mut found = Vec::new();
-        for (file, source) in behaviours::SOURCES {
-            for item in source.split("\npub async fn ").skip(1) {
-                let (name, rest) = item.split_once('(').expect("a parameter list");
-                let params: String = rest
-                    .split(')')
-                    .next()
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                if params.trim_end_matches(',') == "factory: &dyn StoreFactory" {
-                    found.push((*file, name.to_owned()));
-                }
-            }
-        }
-        assert!(found.len() >= 40, "{found:?}");
-        let all: Vec<&Behaviour> = BEHAVIOURS.iter().chain(OWNER_BEHAVIOURS).collect();
-        for (file, name) in &found {
-            assert!(
-                all.iter().any(|b| b.name == name),
-                "behaviour `{name}` of {file}.rs is not in __with_behaviours! or __with_owner_behaviours!"
-            );
-        }
-        assert_eq!(found.len(), all.len(), "listed but not found: {all:?}");
+    fn names_are_unique_and_families_follow_names() {
+        let all = behaviours();
+        assert!(all.len() >= 45, "{all:?}");
+        let mut names: Vec<&str> = all.iter().map(|b| b.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "duplicate behaviour names");
         for behaviour in all {
-            let front = behaviour.name.starts_with("manager_");
-            assert_eq!(
-                behaviour.family == Family::Front,
-                front,
-                "{}: front checks are the manager_* behaviours",
+            assert_ne!(
+                behaviour.family,
+                Family::Front,
+                "{}: front checks live with the front",
                 behaviour.name
             );
-            let owner = behaviour.name.starts_with("owner");
             assert_eq!(
                 behaviour.family == Family::Owner,
-                owner,
+                behaviour.name.starts_with("owner_") || behaviour.name.starts_with("owners_"),
                 "{}: owner-index rules are the owner* behaviours",
                 behaviour.name
             );

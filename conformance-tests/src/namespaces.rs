@@ -5,9 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use session_core::{
-    BackendConfig, Capabilities, Error, OwnerIndex, Result, SessionStore, StoreAdmin,
-};
+use session_core::{BackendConfig, Error, Result, SessionStore, StoreAdmin};
 
 use crate::StoreFactory;
 
@@ -26,7 +24,6 @@ pub struct NamespaceFactory<C: BackendConfig> {
     base: Option<C>,
     unavailable: Option<String>,
     opened: Mutex<Vec<Arc<C::Store>>>,
-    capabilities: Mutex<Option<Capabilities>>,
 }
 
 impl<C: BackendConfig> fmt::Debug for NamespaceFactory<C> {
@@ -45,7 +42,6 @@ impl<C: BackendConfig> NamespaceFactory<C> {
             base: Some(base),
             unavailable: None,
             opened: Mutex::new(Vec::new()),
-            capabilities: Mutex::new(None),
         }
     }
 
@@ -56,7 +52,6 @@ impl<C: BackendConfig> NamespaceFactory<C> {
             base: None,
             unavailable: Some(reason.into()),
             opened: Mutex::new(Vec::new()),
-            capabilities: Mutex::new(None),
         }
     }
 
@@ -73,7 +68,6 @@ impl<C: BackendConfig> NamespaceFactory<C> {
             base: self.base.clone(),
             unavailable: self.unavailable.clone(),
             opened: Mutex::new(Vec::new()),
-            capabilities: Mutex::new(None),
         }
     }
 
@@ -86,7 +80,6 @@ impl<C: BackendConfig> NamespaceFactory<C> {
             )
         })?;
         let store = Arc::new(base.isolated(namespace)?.open().await?);
-        *self.capabilities.lock().expect("not poisoned") = Some(store.capabilities());
         self.opened
             .lock()
             .expect("not poisoned")
@@ -166,36 +159,6 @@ impl<C: BackendConfig> StoreFactory for NamespaceFactory<C> {
         }
         let second = self.open(&namespace).await?;
         Ok((first, second))
-    }
-
-    async fn owner_pair(
-        &self,
-    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
-        let namespace = fresh_namespace();
-        let Some(first) = self.open(&namespace).await?.owner_index() else {
-            return Ok(None);
-        };
-        let shared = self
-            .capabilities
-            .lock()
-            .expect("not poisoned")
-            .is_some_and(|c| c.shared);
-        if !shared {
-            return Ok(Some((Arc::clone(&first), first)));
-        }
-        let second = self
-            .open(&namespace)
-            .await?
-            .owner_index()
-            .expect("the same backend has an owner index twice");
-        Ok(Some((first, second)))
-    }
-
-    fn expires_by_itself(&self) -> bool {
-        self.capabilities
-            .lock()
-            .expect("not poisoned")
-            .is_some_and(|c| c.expires_by_itself)
     }
 
     fn unavailable(&self) -> Option<String> {

@@ -1,15 +1,14 @@
-//! Helpers shared by the behaviours.
+//! Helpers shared by the behaviours, and by checks of other crates written in their style (the
+//! front's checks in `session-manager`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use session_manager::time::{Duration, OffsetDateTime};
-use session_manager::{
-    Bytes, CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, UpdateOutcome,
-    async_trait, truncate_to_millis,
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{
+    Bytes, CreateOutcome, Record, Result, SessionId, SessionKey, SessionStore, SessionStoreExt,
+    truncate_to_millis,
 };
 
 /// Fails the enclosing behaviour with a formatted message unless `cond` holds.
+#[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
         if !$cond {
@@ -17,9 +16,10 @@ macro_rules! ensure {
         }
     };
 }
-pub(crate) use ensure;
+pub use crate::ensure;
 
 /// Fails the enclosing behaviour unless `left == right`, showing both.
+#[macro_export]
 macro_rules! ensure_eq {
     ($left:expr, $right:expr, $($msg:tt)+) => {{
         let (left, right) = (&$left, &$right);
@@ -30,12 +30,12 @@ macro_rules! ensure_eq {
         }
     }};
 }
-pub(crate) use ensure_eq;
+pub use crate::ensure_eq;
 
 /// A fresh random key. All keys of one run share their first byte (chosen at random once), so
 /// any two of them can be rotated between on a partitioned store too (Redis Cluster keeps a
 /// rotation within one first byte: `SessionStore::can_rotate_between`); the rest is random.
-pub(crate) fn key() -> SessionKey {
+pub fn key() -> SessionKey {
     static FIRST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
     let first = *FIRST.get_or_init(|| SessionId::generate().key().as_bytes()[0]);
     let mut bytes = *SessionId::generate().key().as_bytes();
@@ -44,17 +44,17 @@ pub(crate) fn key() -> SessionKey {
 }
 
 /// `now + seconds`, at the millisecond precision stores keep.
-pub(crate) fn in_secs(seconds: i64) -> OffsetDateTime {
+pub fn in_secs(seconds: i64) -> OffsetDateTime {
     truncate_to_millis(OffsetDateTime::now_utc() + Duration::seconds(seconds))
 }
 
 /// A time that has certainly passed for the store's clock too.
-pub(crate) fn long_ago() -> OffsetDateTime {
+pub fn long_ago() -> OffsetDateTime {
     truncate_to_millis(OffsetDateTime::now_utc() - Duration::hours(1))
 }
 
 /// Writes a record and checks the store said `Created`.
-pub(crate) async fn create(
+pub async fn create(
     store: &dyn SessionStore,
     key: &SessionKey,
     expires_at: OffsetDateTime,
@@ -72,7 +72,7 @@ pub(crate) async fn create(
 
 /// Writes a record that is already expired: some stores refuse to keep it at all, others keep it
 /// invisible; both are fine.
-pub(crate) async fn create_expired(
+pub async fn create_expired(
     store: &dyn SessionStore,
     key: &SessionKey,
     data: &[u8],
@@ -89,7 +89,7 @@ pub(crate) async fn create_expired(
 }
 
 /// The live record at `key`, or a failure saying `missing` when there is none.
-pub(crate) async fn live(
+pub async fn live(
     store: &dyn SessionStore,
     key: &SessionKey,
     missing: &str,
@@ -100,82 +100,9 @@ pub(crate) async fn live(
         .ok_or_else(|| crate::Failure::new(missing))
 }
 
-/// Counts every call that reaches the inner store.
-pub(crate) struct CountingStore {
-    inner: Arc<dyn SessionStore>,
-    calls: AtomicUsize,
-}
-
-impl CountingStore {
-    pub(crate) fn new(inner: Arc<dyn SessionStore>) -> Self {
-        Self {
-            inner,
-            calls: AtomicUsize::new(0),
-        }
-    }
-
-    pub(crate) fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl SessionStore for CountingStore {
-    async fn create(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<CreateOutcome> {
-        self.count();
-        self.inner.create(key, expires_at, data).await
-    }
-    async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.count();
-        self.inner.read(key).await
-    }
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<UpdateOutcome> {
-        self.count();
-        self.inner
-            .update(current, previous, expected_version, expires_at, data)
-            .await
-    }
-    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
-        self.count();
-        self.inner.touch(key, expires_at).await
-    }
-    async fn delete(&self, key: &SessionKey) -> Result<()> {
-        self.count();
-        self.inner.delete(key).await
-    }
-    async fn delete_expired(&self) -> Result<u64> {
-        self.count();
-        self.inner.delete_expired().await
-    }
-    async fn clear(&self) -> Result<()> {
-        self.count();
-        self.inner.clear().await
-    }
-
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
-    }
-}
-
 /// The data every write must keep exactly, on create, update and rotation alike: empty, every
 /// byte value, trailing NULs, trailing spaces, and 1 MiB of pseudo-random bytes.
-pub(crate) fn data_set() -> Vec<Vec<u8>> {
+pub fn data_set() -> Vec<Vec<u8>> {
     let every_byte: Vec<u8> = (0..=255u8).collect();
     let mut big = vec![0u8; 1024 * 1024];
     let mut x: u32 = 0x9e37_79b9;
@@ -197,28 +124,46 @@ pub(crate) fn data_set() -> Vec<Vec<u8>> {
 }
 
 /// A short description of `data` for failure messages.
-pub(crate) fn describe(data: &[u8]) -> String {
+pub fn describe(data: &[u8]) -> String {
     let head: String = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{} bytes ({head}…)", data.len())
 }
 
 /// Waits until the wall clock reaches `at`.
-pub(crate) async fn sleep_until(at: OffsetDateTime) {
+pub async fn sleep_until(at: OffsetDateTime) {
     let left = at - OffsetDateTime::now_utc();
     if left > Duration::ZERO {
         tokio::time::sleep(left.try_into().unwrap_or_default()).await;
     }
 }
 
+/// Checks that the live record at `key` has `version` and `data`.
+pub async fn holds(
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    version: u64,
+    data: &[u8],
+    what: &str,
+) -> crate::CheckResult {
+    let record = live(store, key, &format!("{what}: missing")).await?;
+    ensure_eq!(record.version, version, "{what}: version");
+    ensure!(
+        record.data == data,
+        "{what}: data is {}",
+        describe(&record.data)
+    );
+    Ok(())
+}
+
 /// `key` with byte `index` flipped: a key that differs from it in exactly one byte.
-pub(crate) fn neighbour(key: &SessionKey, index: usize) -> SessionKey {
+pub fn neighbour(key: &SessionKey, index: usize) -> SessionKey {
     let mut bytes = *key.as_bytes();
     bytes[index] ^= 0x01;
     SessionKey::from_bytes(&bytes).expect("32 bytes")
 }
 
 /// Waits for every worker; the first failure (or panic) wins.
-pub(crate) async fn join_workers(
+pub async fn join_workers(
     handles: Vec<tokio::task::JoinHandle<crate::CheckResult>>,
 ) -> crate::CheckResult {
     let mut first = Ok(());

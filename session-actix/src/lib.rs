@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+use session_manager::SessionStoreExt as _;
 use std::collections::HashMap;
 use std::fmt;
 

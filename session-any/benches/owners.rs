@@ -22,9 +22,14 @@ use futures::StreamExt;
 use session_any::{AnyStore, StoreAdmin, StoreConfig};
 use session_manager::time::{Duration as TimeDuration, OffsetDateTime};
 use session_manager::{
-    Bytes, CreateOutcome, Owner, OwnerIndex, Ownership, SessionId, SessionKey, SessionStore,
-    UpdateOutcome,
+    Bytes, CreateOutcome, Owner, OwnerChange, Ownership, SessionId, SessionKey, SessionStore,
+    SessionStoreExt, UpdateOutcome, WriteOptions,
 };
+
+/// The options of a write that gives the session `ownership`.
+fn owned_write(ownership: &Ownership) -> WriteOptions {
+    WriteOptions::new().with_owner(OwnerChange::Set(ownership.clone()))
+}
 
 const OWNER_SIZES: [usize; 3] = [1, 10, 1_000];
 const PREFILL_TASKS: usize = 64;
@@ -63,9 +68,9 @@ async fn create_many(
             async move {
                 let key = SessionId::generate().key();
                 let outcome = store
-                    .create_owned(&key, later(), data(), &owner)
+                    .create_opts(&key, later(), data(), &owned_write(&owner))
                     .await
-                    .expect("create_owned");
+                    .expect("an owned create");
                 assert_eq!(outcome, CreateOutcome::Created);
                 key
             }
@@ -85,7 +90,7 @@ async fn prefill(store: &Arc<AnyStore>, total: usize) -> Duration {
                 let key = SessionId::generate().key();
                 let owner = owned(&format!("bg-{}", i / 2));
                 let outcome = store
-                    .create_owned(&key, later(), data(), &owner)
+                    .create_opts(&key, later(), data(), &owned_write(&owner))
                     .await
                     .expect("prefill");
                 assert_eq!(outcome, CreateOutcome::Created);
@@ -165,7 +170,9 @@ async fn write_overhead(
                     for _ in 0..per_round {
                         let key = SessionId::generate().key();
                         let created = if owned_run {
-                            store.create_owned(&key, later(), data(), &owner).await
+                            store
+                                .create_opts(&key, later(), data(), &owned_write(&owner))
+                                .await
                         } else {
                             store.create(&key, later(), data()).await
                         };
@@ -184,7 +191,9 @@ async fn write_overhead(
                         None => {
                             let key = SessionId::generate().key();
                             let outcome = if owned_run {
-                                store.create_owned(&key, later(), data(), &owner).await
+                                store
+                                    .create_opts(&key, later(), data(), &owned_write(&owner))
+                                    .await
                             } else {
                                 store.create(&key, later(), data()).await
                             };

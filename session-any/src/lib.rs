@@ -7,4 +7,4 @@ pub mod testing;
 
 pub use config::{OptionValue, StoreConfig};
 pub use session_core::{Counts, StoreAdmin};
-pub use store::{AnyStore, SCHEMES, connect, connect_indexed};
+pub use store::{AnyStore, SCHEMES, connect};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use session_core::{
     BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Gauges,
-    OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey, SessionStore,
-    StoreAdmin, UpdateOutcome, async_trait, time::OffsetDateTime,
+    OwnedSession, Owner, Record, Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome,
+    WriteOptions, async_trait, time::OffsetDateTime,
 };
 
 use session_manager::Instrumented;
@@ -176,14 +176,12 @@ pub(crate) fn available_schemes() -> String {
 /// each is also counted and timed through the `metrics` facade (install the recorder before
 /// opening the store). With no subscriber and no metrics the cost is a disabled-span check.
 ///
-/// It is an [`OwnerIndex`] when its backend has one (every backend of this workspace;
-/// [`StoreAdmin::owner_index`] says so); over a store without one, the owner operations are
-/// `Unsupported`.
+/// What it can do is its backend's [`Capabilities`] (every backend of this workspace keeps an
+/// owner index).
 #[derive(Clone)]
 pub struct AnyStore {
     inner: Arc<dyn StoreAdmin>,
     operations: Instrumented<Arc<dyn StoreAdmin>>,
-    owners: Option<Instrumented<Arc<dyn OwnerIndex>>>,
     shown: Arc<str>,
 }
 
@@ -201,24 +199,10 @@ pub async fn connect(url: &str) -> Result<Arc<dyn SessionStore>> {
     StoreConfig::new(url).connect().await
 }
 
-/// Opens the store `url` names as an [`OwnerIndex`] (every backend here keeps one), for a
-/// manager that lists and revokes the sessions of a user:
-/// `SessionManager::indexed(session_any::connect_indexed(url).await?)`.
-pub async fn connect_indexed(url: &str) -> Result<Arc<dyn OwnerIndex>> {
-    StoreConfig::new(url).connect_indexed().await
-}
-
 impl StoreConfig {
     /// Opens the store behind `Arc<dyn SessionStore>`.
     pub async fn connect(&self) -> Result<Arc<dyn SessionStore>> {
         Ok(Arc::new(AnyStore::open(self).await?))
-    }
-
-    /// Opens the store behind `Arc<dyn OwnerIndex>`; `Unsupported` for a backend without one.
-    pub async fn connect_indexed(&self) -> Result<Arc<dyn OwnerIndex>> {
-        let store = Arc::new(AnyStore::open(self).await?);
-        store.owners()?;
-        Ok(store)
     }
 }
 
@@ -248,16 +232,9 @@ impl AnyStore {
         let operations = Instrumented::new(Arc::clone(&inner), inner.backend());
         #[cfg(feature = "metrics")]
         let operations = operations.with_metrics();
-        let owners = Arc::clone(&inner).owner_index().map(|index| {
-            let owners = Instrumented::new(index, inner.backend());
-            #[cfg(feature = "metrics")]
-            let owners = owners.with_metrics();
-            owners
-        });
         Self {
             inner,
             operations,
-            owners,
             shown,
         }
     }
@@ -269,14 +246,11 @@ impl fmt::Debug for AnyStore {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl StoreAdmin for AnyStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
     }
 
     async fn counts(&self) -> Result<Counts> {
@@ -290,127 +264,49 @@ impl StoreAdmin for AnyStore {
     fn gauges(&self) -> Gauges {
         self.inner.gauges()
     }
-
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        if self.owners.is_some() {
-            Some(self)
-        } else {
-            None
-        }
-    }
 }
 
-impl AnyStore {
-    /// The backend's owner index, or `Unsupported`.
-    fn owners(&self) -> Result<&Instrumented<Arc<dyn OwnerIndex>>> {
-        self.owners.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{}: this store keeps no owner index (sessions_of, revoke_owner)",
-                    self.inner.backend()
-                ),
-            )
-        })
-    }
-}
-
-#[async_trait]
-impl OwnerIndex for AnyStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        self.owners()?
-            .create_owned(key, expires_at, data, ownership)
-            .await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        self.owners()?
-            .update_owned(
-                current,
-                previous,
-                expected_version,
-                expires_at,
-                data,
-                ownership,
-            )
-            .await
-    }
-
-    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
-        self.owners()?.sessions_of(owner).await
-    }
-
-    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
-        self.owners()?.revoke_owner(owner, except).await
-    }
-}
-
-#[async_trait]
-impl BackendConfig for StoreConfig {
-    type Store = AnyStore;
-
-    fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
-        let mut config = Self::new(url);
-        for (name, value) in options {
-            config.options.insert(name.clone(), value.as_str().into());
-        }
-        config.check()?;
-        Ok(config)
-    }
-
-    fn isolated(&self, namespace: &str) -> Result<Self> {
-        StoreConfig::isolated(self, namespace)
-    }
-
-    fn existing_only(mut self) -> Self {
-        self.existing = true;
-        self
-    }
-
-    async fn open(self) -> Result<AnyStore> {
-        AnyStore::open(&self).await
-    }
-}
-
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl SessionStore for AnyStore {
-    async fn create(
+    fn capabilities(&self) -> Capabilities {
+        self.operations.capabilities()
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
-        self.operations.create(key, expires_at, data).await
+        self.operations
+            .create_opts(key, expires_at, data, options)
+            .await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.operations.read(key).await
     }
 
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
         self.operations
-            .update(current, previous, expected_version, expires_at, data)
+            .update_opts(
+                current,
+                previous,
+                expected_version,
+                expires_at,
+                data,
+                options,
+            )
             .await
     }
 
@@ -430,8 +326,12 @@ impl SessionStore for AnyStore {
         self.operations.clear().await
     }
 
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.operations.can_rotate_between(previous, current)
+    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+        self.operations.sessions_of(owner).await
+    }
+
+    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+        self.operations.revoke_owner(owner, except).await
     }
 }
 

@@ -4,11 +4,12 @@
 //! names, removed again when the behaviour finishes. Existing sessions are never touched.
 //!
 //! ```no_run
-//! mod conformance {
-//!     conformance_tests::suite!(
+//! // The `main` of a test target with `harness = false`:
+//! conformance_tests::Suite::new()
+//!     .stores("sqlite", || {
 //!         session_any::testing::UrlFactory::new("sqlite::memory:").expect("a valid URL")
-//!     );
-//! }
+//!     })
+//!     .run();
 //! ```
 
 use std::fmt;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 pub use conformance_tests::fresh_namespace;
 use conformance_tests::{Namespaces, StoreFactory};
-use session_core::{Error, ErrorKind, OwnerIndex, Result, SessionStore, StoreAdmin};
+use session_core::{Error, ErrorKind, Result, SessionStore, StoreAdmin};
 
 use crate::StoreConfig;
 
@@ -108,18 +109,6 @@ impl StoreFactory for UrlFactory {
 
     async fn store_pair(&self) -> Result<(Arc<dyn SessionStore>, Arc<dyn SessionStore>), Error> {
         self.inner()?.store_pair().await
-    }
-
-    async fn owner_pair(
-        &self,
-    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
-        self.inner()?.owner_pair().await
-    }
-
-    fn expires_by_itself(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_some_and(|inner| inner.expires_by_itself())
     }
 
     fn unavailable(&self) -> Option<String> {

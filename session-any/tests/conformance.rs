@@ -1,91 +1,40 @@
-//! The whole conformance suite against each backend, every store built from a URL through
-//! `session_any` (so parsing, settings and dispatch are what is tested).
+//! The whole conformance suite and the front's checks against each backend, every store built
+//! from a URL through `session_any` (so parsing, settings and dispatch are what is tested).
 
 use session_any::testing::UrlFactory;
+use session_manager::testing::FRONT_CHECKS;
 
-mod memory {
-    use super::*;
-    conformance_tests::suite!(UrlFactory::new("memory://").expect("a valid URL"));
+/// The factory of the server a variable names, or an unavailable one (a failure under CI).
+fn from_env(variable: &'static str) -> impl Fn() -> UrlFactory + Send + Sync + Clone + 'static {
+    move || session_test_support::from_env(variable, UrlFactory::new, UrlFactory::unavailable)
 }
 
-mod sqlite_temporary {
-    use super::*;
-    conformance_tests::suite!(UrlFactory::new("sqlite::memory:").expect("a valid URL"));
+fn url(url: &'static str) -> impl Fn() -> UrlFactory + Send + Sync + Clone + 'static {
+    move || UrlFactory::new(url).expect("a valid URL")
 }
 
-mod sqlite_full_durability {
-    use super::*;
-    conformance_tests::suite!(
-        UrlFactory::new("sqlite::memory:?durability=full&busy_timeout_ms=5000")
-            .expect("a valid URL")
-    );
-}
+/// Makes the factory of one backend.
+type Make = Box<dyn Fn() -> UrlFactory + Send + Sync>;
 
-mod postgres {
-    use super::*;
-    conformance_tests::suite!(session_test_support::from_env(
-        "SESSION_TEST_POSTGRES_URL",
-        UrlFactory::new,
-        UrlFactory::unavailable
-    ));
-}
-
-mod redis {
-    use super::*;
-    conformance_tests::suite!(session_test_support::from_env(
-        "SESSION_TEST_REDIS_URL",
-        UrlFactory::new,
-        UrlFactory::unavailable
-    ));
-}
-
-mod mysql {
-    use super::*;
-    conformance_tests::suite!(session_test_support::from_env(
-        session_test_support::MYSQL,
-        UrlFactory::new,
-        UrlFactory::unavailable
-    ));
-}
-
-/// The owner-index behaviours on every backend, through `AnyStore`.
-mod owners {
-    use super::*;
-
-    mod memory {
-        use super::*;
-        conformance_tests::owner_suite!(UrlFactory::new("memory://").expect("a valid URL"));
+fn main() {
+    let mut suite = conformance_tests::Suite::new();
+    let groups: Vec<(&str, Make)> = vec![
+        ("memory", Box::new(url("memory://"))),
+        ("sqlite_temporary", Box::new(url("sqlite::memory:"))),
+        (
+            "sqlite_full_durability",
+            Box::new(url("sqlite::memory:?durability=full&busy_timeout_ms=5000")),
+        ),
+        ("postgres", Box::new(from_env("SESSION_TEST_POSTGRES_URL"))),
+        ("redis", Box::new(from_env("SESSION_TEST_REDIS_URL"))),
+        ("mysql", Box::new(from_env(session_test_support::MYSQL))),
+    ];
+    for (name, make) in groups {
+        let make = std::sync::Arc::new(make);
+        let again = std::sync::Arc::clone(&make);
+        suite = suite
+            .stores(name, move || make())
+            .behaviours(name, FRONT_CHECKS, move || again());
     }
-
-    mod sqlite {
-        use super::*;
-        conformance_tests::owner_suite!(UrlFactory::new("sqlite::memory:").expect("a valid URL"));
-    }
-
-    mod postgres {
-        use super::*;
-        conformance_tests::owner_suite!(session_test_support::from_env(
-            "SESSION_TEST_POSTGRES_URL",
-            UrlFactory::new,
-            UrlFactory::unavailable
-        ));
-    }
-
-    mod redis {
-        use super::*;
-        conformance_tests::owner_suite!(session_test_support::from_env(
-            "SESSION_TEST_REDIS_URL",
-            UrlFactory::new,
-            UrlFactory::unavailable
-        ));
-    }
-
-    mod mysql {
-        use super::*;
-        conformance_tests::owner_suite!(session_test_support::from_env(
-            session_test_support::MYSQL,
-            UrlFactory::new,
-            UrlFactory::unavailable
-        ));
-    }
+    suite.run();
 }

@@ -1,6 +1,7 @@
 //! Opening stores from URLs: settings reach the store, namespaces stay apart, bad URLs and
 //! unreachable servers are clear errors without secrets.
 
+use session_core::SessionStoreExt as _;
 use std::time::Duration;
 
 use session_any::{AnyStore, StoreAdmin, StoreConfig, connect};

@@ -7,6 +7,7 @@
 //! update met `Conflict`, a pause inside an update, a reply lost after the write was applied, a
 //! failure before the write reached the store.
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -68,25 +69,27 @@ impl Faulty {
 
 #[async_trait]
 impl SessionStore for Faulty {
-    async fn create(
+    async fn create_opts(
         &self,
         key: &SessionKey,
         at: OffsetDateTime,
         data: Bytes,
+        options: &session_manager::WriteOptions,
     ) -> Result<CreateOutcome> {
         self.before()?;
-        self.after(self.inner.create(key, at, data).await)
+        self.after(self.inner.create_opts(key, at, data, options).await)
     }
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.inner.read(key).await
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         version: u64,
         at: OffsetDateTime,
         data: Bytes,
+        _options: &session_manager::WriteOptions,
     ) -> Result<UpdateOutcome> {
         self.before()?;
         let pause = self.pause.lock().take();
@@ -119,8 +122,8 @@ impl SessionStore for Faulty {
         self.inner.clear().await
     }
 
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
+    fn capabilities(&self) -> session_manager::Capabilities {
+        self.inner.capabilities()
     }
 }
 

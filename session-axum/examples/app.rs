@@ -204,9 +204,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("SESSION_STORE_URL").unwrap_or_else(|_| "sqlite://sessions.sqlite".into());
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let prometheus = prometheus();
-    // Opened as an owner index: the manager lists and revokes a user's sessions through it.
-    let store = session_any::connect_indexed(&url).await?;
-    let manager = Arc::new(SessionManager::indexed(store));
+    // Every backend keeps an owner index: the manager lists and revokes a user's sessions.
+    let store = session_any::connect(&url).await?;
+    let manager = Arc::new(SessionManager::new(store));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(
         "listening on http://{addr} with the store {}",
@@ -221,8 +221,7 @@ mod tests {
     use super::*;
     use session_manager::time::OffsetDateTime;
     use session_manager::{
-        CreateOutcome, Error, ErrorKind, OwnerIndex, Record, SessionKey, SessionStore,
-        UpdateOutcome,
+        CreateOutcome, Error, ErrorKind, Record, SessionKey, SessionStore, UpdateOutcome,
     };
 
     /// The process's one recorder (tests may share a process).
@@ -232,8 +231,8 @@ mod tests {
     }
 
     /// Serves the app over `store`, used as its owner index too.
-    async fn serve(store: Arc<dyn OwnerIndex>) -> String {
-        serve_with(Arc::new(SessionManager::indexed(store))).await
+    async fn serve(store: Arc<dyn SessionStore>) -> String {
+        serve_with(Arc::new(SessionManager::new(store))).await
     }
 
     async fn serve_with(manager: Arc<Manager>) -> String {
@@ -253,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_endpoint_counts_store_operations() {
         let _ = recorder();
-        let base = serve(session_any::connect_indexed("memory://").await.unwrap()).await;
+        let base = serve(session_any::connect("memory://").await.unwrap()).await;
         let client = reqwest::Client::builder()
             .cookie_store(true)
             .build()
@@ -296,12 +295,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_endpoint_shows_the_queue_gauge() {
         let _ = recorder();
-        let base = serve(
-            session_any::connect_indexed("sqlite::memory:")
-                .await
-                .unwrap(),
-        )
-        .await;
+        let base = serve(session_any::connect("sqlite::memory:").await.unwrap()).await;
         let client = reqwest::Client::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
@@ -395,7 +389,7 @@ mod tests {
                     .await
                     .unwrap_or_else(|e| panic!("{url}: {e}")),
             );
-            let base = serve(Arc::clone(&store) as Arc<dyn OwnerIndex>).await;
+            let base = serve(Arc::clone(&store) as Arc<dyn SessionStore>).await;
             let (laptop, phone, other) = (
                 client("Laptop <Firefox>"),
                 client("Phone"),
@@ -490,24 +484,29 @@ mod tests {
 
     #[session_manager::async_trait]
     impl SessionStore for Broken {
-        async fn create(
+        fn capabilities(&self) -> session_manager::Capabilities {
+            session_manager::Capabilities::new()
+        }
+        async fn create_opts(
             &self,
             _: &SessionKey,
             _: OffsetDateTime,
             _: session_manager::Bytes,
+            _options: &session_manager::WriteOptions,
         ) -> session_manager::Result<CreateOutcome> {
             Err(broken())
         }
         async fn read(&self, _: &SessionKey) -> session_manager::Result<Option<Record>> {
             Err(broken())
         }
-        async fn update(
+        async fn update_opts(
             &self,
             _: &SessionKey,
             _: &SessionKey,
             _: u64,
             _: OffsetDateTime,
             _: session_manager::Bytes,
+            _options: &session_manager::WriteOptions,
         ) -> session_manager::Result<UpdateOutcome> {
             Err(broken())
         }

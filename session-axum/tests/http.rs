@@ -419,11 +419,15 @@ async fn a_failing_store_is_a_500_not_a_lost_write() {
     struct Down;
     #[session_manager::async_trait]
     impl SessionStore for Down {
-        async fn create(
+        fn capabilities(&self) -> session_manager::Capabilities {
+            session_manager::Capabilities::new()
+        }
+        async fn create_opts(
             &self,
             _: &session_manager::SessionKey,
             _: session_manager::time::OffsetDateTime,
             _: session_manager::Bytes,
+            _: &session_manager::WriteOptions,
         ) -> session_manager::Result<session_manager::CreateOutcome> {
             Err(
                 session_manager::Error::new(session_manager::ErrorKind::Backend, "down")
@@ -436,13 +440,14 @@ async fn a_failing_store_is_a_500_not_a_lost_write() {
         ) -> session_manager::Result<Option<session_manager::Record>> {
             Ok(None)
         }
-        async fn update(
+        async fn update_opts(
             &self,
             _: &session_manager::SessionKey,
             _: &session_manager::SessionKey,
             _: u64,
             _: session_manager::time::OffsetDateTime,
             _: session_manager::Bytes,
+            _: &session_manager::WriteOptions,
         ) -> session_manager::Result<session_manager::UpdateOutcome> {
             Err(session_manager::Error::new(
                 session_manager::ErrorKind::Backend,

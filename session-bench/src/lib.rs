@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+use session_core::SessionStoreExt as _;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

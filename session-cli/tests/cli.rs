@@ -1,5 +1,6 @@
 //! `sessionctl` end to end, as a process.
 
+use session_manager::SessionStoreExt as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -29,16 +30,12 @@ fn assert_check_passes(output: &Output) {
         output.status,
         stderr(output)
     );
-    let count = |family| {
-        conformance_tests::BEHAVIOURS
-            .iter()
-            .filter(|b| b.family == family)
-            .count()
-    };
-    for behaviour in conformance_tests::BEHAVIOURS
-        .iter()
-        .chain(conformance_tests::OWNER_BEHAVIOURS)
-    {
+    let all: Vec<conformance_tests::Behaviour> = conformance_tests::behaviours()
+        .into_iter()
+        .chain(session_manager::testing::FRONT_CHECKS.iter().copied())
+        .collect();
+    let count = |family| all.iter().filter(|b| b.family == family).count();
+    for behaviour in &all {
         let row = out
             .lines()
             .find(|line| line.split_whitespace().next() == Some(behaviour.name))
@@ -49,7 +46,7 @@ fn assert_check_passes(output: &Output) {
         "store contract: {} passed, 0 failed; front checks: {} passed, 0 failed; owner index: {} passed, 0 failed",
         count(conformance_tests::Family::Store),
         count(conformance_tests::Family::Front),
-        conformance_tests::OWNER_BEHAVIOURS.len()
+        count(conformance_tests::Family::Owner)
     );
     assert!(out.contains(&summary), "{out}");
 }
@@ -133,7 +130,7 @@ fn check_only_filters_behaviours() {
     let output = sessionctl(&["check", "memory://", "--only", "race_"]);
     let out = stdout(&output);
     assert!(output.status.success(), "{out}");
-    let races = conformance_tests::BEHAVIOURS
+    let races = conformance_tests::behaviours()
         .iter()
         .filter(|b| b.name.contains("race_"))
         .count();

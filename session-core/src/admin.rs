@@ -1,5 +1,5 @@
-//! What a backend says about itself, and the operator's view of a store: [`StoreAdmin`], and
-//! [`BackendConfig`], the shape every backend's configuration type has.
+//! The operator's view of a store: [`StoreAdmin`], and [`BackendConfig`], the shape every
+//! backend's configuration type has.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,62 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::owner::OwnerIndex;
 use crate::store::SessionStore;
-
-/// Facts about a backend that callers (tools, test factories, fronts) need and cannot observe
-/// through the contract alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Capabilities {
-    /// The backend drops expired records by itself (a server's key expiry, an in-process
-    /// sweep), so [`SessionStore::delete_expired`] may count fewer records than expired.
-    pub expires_by_itself: bool,
-    /// Two stores opened with the same configuration share their sessions (a server, a file).
-    /// `false` for a store private to its instance (in-process memory).
-    pub shared: bool,
-    /// [`StoreAdmin::counts`] reports expired records still stored.
-    pub counts_expired: bool,
-}
-
-impl Capabilities {
-    /// A shared store that expires nothing by itself and counts expired records: what a SQL
-    /// backend is. Adjust with the setters.
-    pub const fn new() -> Self {
-        Self {
-            expires_by_itself: false,
-            shared: true,
-            counts_expired: true,
-        }
-    }
-
-    /// Sets [`expires_by_itself`](Self::expires_by_itself).
-    #[must_use]
-    pub const fn expires_by_itself(mut self, value: bool) -> Self {
-        self.expires_by_itself = value;
-        self
-    }
-
-    /// Sets [`shared`](Self::shared).
-    #[must_use]
-    pub const fn shared(mut self, value: bool) -> Self {
-        self.shared = value;
-        self
-    }
-
-    /// Sets [`counts_expired`](Self::counts_expired).
-    #[must_use]
-    pub const fn counts_expired(mut self, value: bool) -> Self {
-        self.counts_expired = value;
-        self
-    }
-}
-
-impl Default for Capabilities {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// How many sessions a store's namespace holds, as far as its backend can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +15,7 @@ pub struct Counts {
     /// Sessions that have not expired.
     pub live: u64,
     /// Expired sessions still stored (purged by `delete_expired`); `None` where the backend
-    /// cannot tell ([`Capabilities::counts_expired`] is `false`).
+    /// cannot tell ([`Capabilities::counts_expired`](crate::Capabilities) is `false`).
     pub expired: Option<u64>,
 }
 
@@ -113,9 +58,6 @@ pub trait StoreAdmin: SessionStore {
     /// The backend's short name (`"postgres"`, `"redis"`, …), for messages.
     fn backend(&self) -> &'static str;
 
-    /// What the backend does by itself.
-    fn capabilities(&self) -> Capabilities;
-
     /// Live (and, where the backend can tell, expired) sessions of this store's namespace.
     async fn counts(&self) -> Result<Counts>;
 
@@ -128,24 +70,15 @@ pub trait StoreAdmin: SessionStore {
     fn gauges(&self) -> Gauges {
         Gauges::default()
     }
-
-    /// This store as an [`OwnerIndex`], when it has one (every backend of this workspace does;
-    /// `None` by default): how tools and test factories holding a `dyn StoreAdmin` reach it.
-    /// Implement it as `Some(self)`.
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        None
-    }
 }
 
 macro_rules! forward_admin {
-    ($($ty:ty: $owner_index:ident),*) => {$(
+    ($($ty:ty),*) => {$(
+        #[deny(clippy::missing_trait_methods)]
         #[async_trait]
         impl<S: StoreAdmin + ?Sized> StoreAdmin for $ty {
             fn backend(&self) -> &'static str {
                 (**self).backend()
-            }
-            fn capabilities(&self) -> Capabilities {
-                (**self).capabilities()
             }
             async fn counts(&self) -> Result<Counts> {
                 (**self).counts().await
@@ -156,23 +89,11 @@ macro_rules! forward_admin {
             fn gauges(&self) -> Gauges {
                 (**self).gauges()
             }
-            fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-                $owner_index(self)
-            }
         }
     )*};
 }
 
-fn arc_owner_index<S: StoreAdmin + ?Sized>(this: Arc<Arc<S>>) -> Option<Arc<dyn OwnerIndex>> {
-    S::owner_index(Arc::clone(&*this))
-}
-
-/// An `Arc<Box<S>>` cannot be had as an `Arc<S>`: put the store in an `Arc` instead.
-fn box_owner_index<S: StoreAdmin + ?Sized>(_: Arc<Box<S>>) -> Option<Arc<dyn OwnerIndex>> {
-    None
-}
-
-forward_admin!(Arc<S>: arc_owner_index, Box<S>: box_owner_index);
+forward_admin!(Arc<S>, Box<S>);
 
 /// The shape of a backend's configuration type: parsed from a URL and named options, turned
 /// into a fresh namespace or an open-what-exists mode, and opened. `session-any`, the CLI and the

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod admin;
+mod capabilities;
 #[cfg(feature = "config")]
 pub mod config;
 mod error;
@@ -8,13 +9,14 @@ mod id;
 mod owner;
 mod store;
 
-pub use admin::{BackendConfig, Capabilities, Counts, Gauges, StoreAdmin};
+pub use admin::{BackendConfig, Counts, Gauges, StoreAdmin};
+pub use capabilities::{Capabilities, Rotation};
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ID_BYTES, ID_LEN, SessionId, SessionKey};
-pub use owner::{MAX_LABEL_BYTES, MAX_OWNER_BYTES, OwnedSession, Owner, OwnerIndex, Ownership};
+pub use owner::{MAX_LABEL_BYTES, MAX_OWNER_BYTES, OwnedSession, Owner, OwnerChange, Ownership};
 pub use store::{
-    CreateOutcome, Record, SessionStore, SessionStoreExt, UpdateOutcome, from_unix_millis,
-    truncate_to_millis, unix_millis,
+    CreateOutcome, Record, SessionStore, SessionStoreExt, UpdateOutcome, WriteOptions,
+    from_unix_millis, truncate_to_millis, unix_millis,
 };
 
 /// Re-exported so store implementations use the same `async_trait` as the trait.

@@ -1,17 +1,14 @@
-//! The owner index, an optional ability beside the contract: which sessions belong to whom
-//! ([`OwnerIndex`]), so that an application can list a user's sessions and log them out
-//! everywhere without scanning and decoding every session.
+//! The owner index's vocabulary: which sessions belong to whom ([`Owner`], [`Ownership`],
+//! [`OwnerChange`], [`OwnedSession`]), so that an application can list a user's sessions and log
+//! them out everywhere without scanning and decoding every session.
 
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::SessionKey;
-use crate::store::{CreateOutcome, SessionStore, UpdateOutcome};
 
 /// The longest owner, in bytes (UTF-8). Fits an indexed column of every SQL backend.
 pub const MAX_OWNER_BYTES: usize = 255;
@@ -130,7 +127,7 @@ impl fmt::Debug for Ownership {
     }
 }
 
-/// One live session of an owner, as [`OwnerIndex::sessions_of`] lists it: never its data.
+/// One live session of an owner, as [`SessionStore::sessions_of`](crate::SessionStore::sessions_of) lists it: never its data.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OwnedSession {
     /// The session's key (not its token: a listing cannot be replayed as cookies).
@@ -154,83 +151,38 @@ impl fmt::Debug for OwnedSession {
     }
 }
 
-/// A store that knows the owner of each session: list an owner's live sessions, delete them all
-/// but one. An optional ability of a [`SessionStore`]; every backend of this workspace has it.
+/// What a write does to the record's owner ([`WriteOptions::owner`](crate::WriteOptions)).
 ///
-/// - A record has at most one [`Ownership`], written by [`create_owned`](Self::create_owned)
-///   or [`update_owned`](Self::update_owned) in the same atomic step as the record. A plain
-///   [`SessionStore::create`] writes none; a plain [`SessionStore::update`] keeps the record's
-///   (including through a rotation: the ownership follows the record to its new key);
-///   [`SessionStore::touch`] keeps it.
-/// - [`sessions_of`](Self::sessions_of) lists the live records whose owner is exactly the one
-///   asked: a deleted, rotated-away, expired or re-owned session never appears.
-/// - [`revoke_owner`](Self::revoke_owner) deletes the owner's records except one and counts the
-///   live ones it deleted. **Guarantee**: every record that had this owner when the call started
-///   is gone when it returns (except `except`), whatever ran meanwhile: rotations of those
-///   records, saves, other creates. A record given this owner while the call runs may survive.
-/// - Every outcome of `create_owned`/`update_owned` is the plain operation's outcome: when it is
-///   not `Created`/`Updated`, nothing changed, the ownership included.
-#[async_trait]
-pub trait OwnerIndex: SessionStore {
-    /// [`SessionStore::create`], writing `ownership` with the record.
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome>;
-
-    /// [`SessionStore::update`] (in place or rotating), replacing the record's ownership by
-    /// `ownership` (`None`: the record has no owner afterwards).
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome>;
-
-    /// The live sessions of `owner`, soonest expiry first. Costs in proportion to the owner's
-    /// sessions, not the store's.
-    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>>;
-
-    /// Deletes every session of `owner` except `except` (typically the session making the
-    /// request: "log out my other devices"; `None`: all of them) and returns how many live ones
-    /// it deleted. See the trait's docs for what is guaranteed against concurrent writers.
-    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64>;
+/// The rules of the owner index, for stores whose
+/// [`Capabilities::owner_index`](crate::Capabilities) is `true`:
+///
+/// - A record has at most one [`Ownership`], written in the same atomic step as the record. A
+///   create with [`Keep`](Self::Keep) or [`Clear`](Self::Clear) writes none (a create over an
+///   expired owned record does not inherit its owner); an update with `Keep` keeps the record's
+///   (through a rotation too: the ownership follows the record to its new key); `touch` keeps
+///   it.
+/// - [`sessions_of`](crate::SessionStore::sessions_of) lists the live records whose owner is
+///   exactly the one asked: a deleted, rotated-away, expired or re-owned session never appears.
+/// - [`revoke_owner`](crate::SessionStore::revoke_owner) deletes the owner's records except one
+///   and counts the live ones it deleted (see its docs for the guarantee under concurrency).
+/// - When a write's outcome is not `Created`/`Updated`, nothing changed, the ownership included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OwnerChange {
+    /// Keep the record's owner (a create: none).
+    #[default]
+    Keep,
+    /// Give the record this owner (and label), replacing any other.
+    Set(Ownership),
+    /// The record has no owner afterwards.
+    Clear,
 }
 
-/// The future type of a store method (what `#[async_trait]` makes of `async fn`).
-type Boxed<'a, T> = core::pin::Pin<Box<dyn core::future::Future<Output = Result<T>> + Send + 'a>>;
-
-macro_rules! forward_owner_index {
-    ($($ty:ty),*) => {$(
-        impl<S: OwnerIndex + ?Sized> OwnerIndex for $ty {
-            fn create_owned<'a, 'b, 'c, 'async_trait>(&'a self, key: &'b SessionKey, expires_at: OffsetDateTime, data: Bytes, ownership: &'c Ownership) -> Boxed<'async_trait, CreateOutcome>
-            where 'a: 'async_trait, 'b: 'async_trait, 'c: 'async_trait, Self: 'async_trait {
-                (**self).create_owned(key, expires_at, data, ownership)
-            }
-            #[allow(clippy::too_many_arguments)]
-            fn update_owned<'a, 'b, 'c, 'd, 'async_trait>(&'a self, current: &'b SessionKey, previous: &'c SessionKey, expected_version: u64, expires_at: OffsetDateTime, data: Bytes, ownership: Option<&'d Ownership>) -> Boxed<'async_trait, UpdateOutcome>
-            where 'a: 'async_trait, 'b: 'async_trait, 'c: 'async_trait, 'd: 'async_trait, Self: 'async_trait {
-                (**self).update_owned(current, previous, expected_version, expires_at, data, ownership)
-            }
-            fn sessions_of<'a, 'b, 'async_trait>(&'a self, owner: &'b Owner) -> Boxed<'async_trait, Vec<OwnedSession>>
-            where 'a: 'async_trait, 'b: 'async_trait, Self: 'async_trait {
-                (**self).sessions_of(owner)
-            }
-            fn revoke_owner<'a, 'b, 'c, 'async_trait>(&'a self, owner: &'b Owner, except: Option<&'c SessionKey>) -> Boxed<'async_trait, u64>
-            where 'a: 'async_trait, 'b: 'async_trait, 'c: 'async_trait, Self: 'async_trait {
-                (**self).revoke_owner(owner, except)
-            }
-        }
-    )*};
+impl OwnerChange {
+    /// `Set` for `Some`, `Clear` for `None`.
+    pub fn replace(ownership: Option<Ownership>) -> Self {
+        ownership.map_or(Self::Clear, Self::Set)
+    }
 }
-
-forward_owner_index!(Arc<S>, Box<S>);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,8 @@ use session_core::Result;
 use session_core::SessionKey;
 use session_core::{Bytes, async_trait, time::OffsetDateTime};
 use session_core::{
-    CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, SessionStore, UpdateOutcome,
+    Capabilities, CreateOutcome, OwnedSession, Owner, Record, SessionStore, UpdateOutcome,
+    WriteOptions,
 };
 
 /// What happened to the sessions of an [`Observed`] store. Events carry [`SessionKey`]s (hashes),
@@ -136,15 +137,24 @@ impl<S: SessionStore> Observed<S> {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl<S: SessionStore> SessionStore for Observed<S> {
-    async fn create(
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
-        let outcome = self.inner.create(key, expires_at, data).await?;
+        let outcome = self
+            .inner
+            .create_opts(key, expires_at, data, options)
+            .await?;
         if outcome == CreateOutcome::Created {
             self.publish(SessionEvent::Created { key: *key });
         }
@@ -155,17 +165,25 @@ impl<S: SessionStore> SessionStore for Observed<S> {
         self.inner.read(key).await
     }
 
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
         let outcome = self
             .inner
-            .update(current, previous, expected_version, expires_at, data)
+            .update_opts(
+                current,
+                previous,
+                expected_version,
+                expires_at,
+                data,
+                options,
+            )
             .await?;
         self.published(current, previous, outcome);
         Ok(outcome)
@@ -197,54 +215,6 @@ impl<S: SessionStore> SessionStore for Observed<S> {
         self.inner.clear().await?;
         self.publish(SessionEvent::Cleared);
         Ok(())
-    }
-
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
-    }
-}
-
-#[async_trait]
-impl<S: OwnerIndex> OwnerIndex for Observed<S> {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        let outcome = self
-            .inner
-            .create_owned(key, expires_at, data, ownership)
-            .await?;
-        if outcome == CreateOutcome::Created {
-            self.publish(SessionEvent::Created { key: *key });
-        }
-        Ok(outcome)
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        let outcome = self
-            .inner
-            .update_owned(
-                current,
-                previous,
-                expected_version,
-                expires_at,
-                data,
-                ownership,
-            )
-            .await?;
-        self.published(current, previous, outcome);
-        Ok(outcome)
     }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {

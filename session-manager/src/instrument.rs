@@ -8,8 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use session_core::{
-    Bytes, CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey,
-    SessionStore, UpdateOutcome, async_trait,
+    Bytes, Capabilities, CreateOutcome, OwnedSession, Owner, Record, Result, SessionKey,
+    SessionStore, UpdateOutcome, WriteOptions,
 };
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -28,8 +28,8 @@ use tracing::field::Empty;
 /// `touched`, `deleted`, `purged`, `cleared`, `listed`, `revoked`, and `error` /
 /// `transient_error`.
 ///
-/// Over an [`OwnerIndex`] it is one too: `create_owned` and `update_owned` count as `create`,
-/// `update` or `rotate`; `sessions_of` and `revoke_owner` have operations of their own.
+/// Writes with an owner count as `create`, `update` or `rotate` like the others; `sessions_of`
+/// and `revoke_owner` have operations of their own.
 #[derive(Clone)]
 pub struct Instrumented<S> {
     inner: S,
@@ -251,19 +251,26 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// Each method hands the inner store's future back untouched when nobody listens (no
 /// subscriber at DEBUG, no metrics): no extra allocation, no timing.
+#[deny(clippy::missing_trait_methods)]
 impl<S: SessionStore> SessionStore for Instrumented<S> {
-    fn create<'a, 'b, 'async_trait>(
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn create_opts<'a, 'b, 'c, 'async_trait>(
         &'a self,
         key: &'b SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &'c WriteOptions,
     ) -> Boxed<'async_trait, CreateOutcome>
     where
         'a: 'async_trait,
         'b: 'async_trait,
+        'c: 'async_trait,
         Self: 'async_trait,
     {
-        let call = self.inner.create(key, expires_at, data);
+        let call = self.inner.create_opts(key, expires_at, data, options);
         if self.quiet() {
             return call;
         }
@@ -289,24 +296,31 @@ impl<S: SessionStore> SessionStore for Instrumented<S> {
         Box::pin(self.observe(1, call, |r| if r.is_some() { FOUND } else { ABSENT }))
     }
 
-    fn update<'a, 'b, 'c, 'async_trait>(
+    fn update_opts<'a, 'b, 'c, 'd, 'async_trait>(
         &'a self,
         current: &'b SessionKey,
         previous: &'c SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &'d WriteOptions,
     ) -> Boxed<'async_trait, UpdateOutcome>
     where
         'a: 'async_trait,
         'b: 'async_trait,
         'c: 'async_trait,
+        'd: 'async_trait,
         Self: 'async_trait,
     {
         let operation = if current == previous { 2 } else { 3 };
-        let call = self
-            .inner
-            .update(current, previous, expected_version, expires_at, data);
+        let call = self.inner.update_opts(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            options,
+        );
         if self.quiet() {
             return call;
         }
@@ -367,68 +381,37 @@ impl<S: SessionStore> SessionStore for Instrumented<S> {
         Box::pin(self.observe(7, call, |_| CLEARED))
     }
 
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
-    }
-}
-
-#[async_trait]
-impl<S: OwnerIndex> OwnerIndex for Instrumented<S> {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        let call = self.inner.create_owned(key, expires_at, data, ownership);
-        if self.quiet() {
-            return call.await;
-        }
-        self.observe(0, call, |outcome| match outcome {
-            CreateOutcome::Created => CREATED,
-            CreateOutcome::IdTaken => ID_TAKEN,
-        })
-        .await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        let operation = if current == previous { 2 } else { 3 };
-        let call = self.inner.update_owned(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            ownership,
-        );
-        if self.quiet() {
-            return call.await;
-        }
-        self.observe(operation, call, updated).await
-    }
-
-    async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
+    fn sessions_of<'a, 'b, 'async_trait>(
+        &'a self,
+        owner: &'b Owner,
+    ) -> Boxed<'async_trait, Vec<OwnedSession>>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
         let call = self.inner.sessions_of(owner);
         if self.quiet() {
-            return call.await;
+            return call;
         }
-        self.observe(8, call, |_| LISTED).await
+        Box::pin(self.observe(8, call, |_| LISTED))
     }
 
-    async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionKey>) -> Result<u64> {
+    fn revoke_owner<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        owner: &'b Owner,
+        except: Option<&'c SessionKey>,
+    ) -> Boxed<'async_trait, u64>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
         let call = self.inner.revoke_owner(owner, except);
         if self.quiet() {
-            return call.await;
+            return call;
         }
-        self.observe(9, call, |_| REVOKED).await
+        Box::pin(self.observe(9, call, |_| REVOKED))
     }
 }

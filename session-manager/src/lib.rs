@@ -8,6 +8,8 @@ mod instrument;
 mod loads;
 mod manager;
 mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tiered;
 
 pub use cleanup::{CleanupHandle, spawn_cleanup};

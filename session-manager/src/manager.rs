@@ -7,8 +7,8 @@ use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
 
 use session_core::{
-    CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, SessionStore, UpdateOutcome,
-    from_unix_millis, truncate_to_millis, unix_millis,
+    CreateOutcome, OwnedSession, Owner, OwnerChange, Ownership, Record, SessionStore,
+    UpdateOutcome, WriteOptions, from_unix_millis, truncate_to_millis, unix_millis,
 };
 use session_core::{Error, ErrorKind, Result};
 use session_core::{SessionId, SessionKey};
@@ -244,8 +244,6 @@ pub mod envelope {
 /// and the write may still land later.
 pub struct SessionManager<S> {
     store: S,
-    /// The owner index, when one was given: owned writes, listing and revoking go through it.
-    owners: Option<Arc<dyn OwnerIndex>>,
     generator: Arc<dyn IdGenerator>,
     policy: ExpiryPolicy,
     max_data_size: usize,
@@ -256,7 +254,6 @@ impl<S: Clone> Clone for SessionManager<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            owners: self.owners.clone(),
             generator: Arc::clone(&self.generator),
             policy: self.policy,
             max_data_size: self.max_data_size,
@@ -271,7 +268,6 @@ impl<S> fmt::Debug for SessionManager<S> {
             .field("policy", &self.policy)
             .field("max_data_size", &self.max_data_size)
             .field("id_attempts", &self.id_attempts)
-            .field("owner_index", &self.owners.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -282,22 +278,11 @@ impl<S: SessionStore> SessionManager<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            owners: None,
             generator: Arc::new(OsRngIdGenerator),
             policy: ExpiryPolicy::default(),
             max_data_size: DEFAULT_MAX_DATA_SIZE,
             id_attempts: DEFAULT_ID_ATTEMPTS,
         }
-    }
-
-    /// Uses `index` for the owner operations ([`set_owner`](Self::set_owner),
-    /// [`sessions_of`](Self::sessions_of), [`revoke_owner`](Self::revoke_owner) and owned
-    /// creates and saves of the `Session` handle). It must be the same store as the manager's
-    /// (typically the same `Arc`); [`SessionManager::indexed`] builds both from one.
-    #[must_use]
-    pub fn with_owner_index(mut self, index: Arc<dyn OwnerIndex>) -> Self {
-        self.owners = Some(index);
-        self
     }
 
     /// Sets the expiry policy.
@@ -333,16 +318,6 @@ impl<S: SessionStore> SessionManager<S> {
         &self.store
     }
 
-    /// The owner index, or [`ErrorKind::Unsupported`] when the manager has none.
-    pub fn owner_index(&self) -> Result<&Arc<dyn OwnerIndex>> {
-        self.owners.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "this SessionManager has no owner index: build it with SessionManager::indexed or with_owner_index",
-            )
-        })
-    }
-
     /// The expiry policy.
     pub fn policy(&self) -> ExpiryPolicy {
         self.policy
@@ -372,7 +347,8 @@ impl<S: SessionStore> SessionManager<S> {
     /// On [`CreateOutcome::IdTaken`] another fresh id is tried, up to the configured number of
     /// attempts; then [`ErrorKind::IdCollision`]. An existing session is never overwritten.
     pub async fn create(&self, data: impl Into<Bytes>) -> Result<SessionState> {
-        self.create_with(data.into(), None, None).await
+        self.create_with(data.into(), None, &WriteOptions::new())
+            .await
     }
 
     /// [`create`](Self::create), the session owned by `ownership` (listed by
@@ -382,7 +358,8 @@ impl<S: SessionStore> SessionManager<S> {
         data: impl Into<Bytes>,
         ownership: &Ownership,
     ) -> Result<SessionState> {
-        self.create_with(data.into(), None, Some(ownership)).await
+        let options = WriteOptions::new().with_owner(OwnerChange::Set(ownership.clone()));
+        self.create_with(data.into(), None, &options).await
     }
 
     /// [`create`](Self::create) with an expiry chosen by the caller (still capped by the
@@ -391,13 +368,10 @@ impl<S: SessionStore> SessionManager<S> {
         &self,
         data: Bytes,
         requested: Option<OffsetDateTime>,
-        ownership: Option<&Ownership>,
+        options: &WriteOptions,
     ) -> Result<SessionState> {
         self.check_size(&data)?;
-        let owners = match ownership {
-            Some(_) => Some(self.owner_index()?),
-            None => None,
-        };
+        options.check(&self.store.capabilities())?;
         let now = OffsetDateTime::now_utc();
         let absolute_deadline = self
             .policy
@@ -408,14 +382,10 @@ impl<S: SessionStore> SessionManager<S> {
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
             let key = id.key();
-            let written = match (owners, ownership) {
-                (Some(owners), Some(ownership)) => {
-                    owners
-                        .create_owned(&key, expires_at, stored.clone(), ownership)
-                        .await
-                }
-                _ => self.store.create(&key, expires_at, stored.clone()).await,
-            };
+            let written = self
+                .store
+                .create_opts(&key, expires_at, stored.clone(), options)
+                .await;
             let outcome = match written {
                 Ok(outcome) => outcome,
                 Err(e) if self.landed(&e, &key, 1, expires_at, &stored).await => {
@@ -442,13 +412,15 @@ impl<S: SessionStore> SessionManager<S> {
     }
 
     /// A fresh id (and its key) the store can rotate `previous` to in one atomic update (see
-    /// [`SessionStore::can_rotate_between`]): the generator's first id for most stores; for a
+    /// [`Capabilities::can_rotate_between`](session_core::Capabilities::can_rotate_between)):
+    /// the generator's first id for most stores; for a
     /// partitioned store (Redis Cluster) ids are drawn until one falls in `previous`'s partition.
     fn rotation_target(&self, previous: &SessionKey) -> Result<(SessionId, SessionKey)> {
+        let capabilities = self.store.capabilities();
         for _ in 0..MAX_ROTATION_DRAWS {
             let id = self.generator.generate();
             let key = id.key();
-            if self.store.can_rotate_between(previous, &key) {
+            if capabilities.can_rotate_between(previous, &key) {
                 return Ok((id, key));
             }
         }
@@ -554,7 +526,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// [`ErrorKind::NotFound`]: the session is gone (expired, destroyed, rotated away); it is
     /// never recreated.
     pub async fn save(&self, state: &mut SessionState) -> Result<()> {
-        self.save_with(state, None, None).await
+        self.save_with(state, None, &WriteOptions::new()).await
     }
 
     /// Gives the session `ownership` (`None`: no owner), saving its data with the same
@@ -566,58 +538,25 @@ impl<S: SessionStore> SessionManager<S> {
         ownership: Option<&Ownership>,
         rotate: bool,
     ) -> Result<()> {
+        let options = WriteOptions::new().with_owner(OwnerChange::replace(ownership.cloned()));
         if rotate {
-            self.cycle_id_with(state, None, Some(ownership)).await
+            self.cycle_id_with(state, None, &options).await
         } else {
-            self.save_with(state, None, Some(ownership)).await
+            self.save_with(state, None, &options).await
         }
     }
 
     /// The live sessions of `owner` (keys, expiry, version, label; never data or tokens).
     pub async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
-        self.owner_index()?.sessions_of(owner).await
+        self.store.sessions_of(owner).await
     }
 
     /// Deletes every session of `owner` except `except` (the caller's own session, for "log out
     /// my other devices") and returns how many live ones were deleted. Every session the owner
-    /// had when this started is gone when it returns (see [`OwnerIndex`]).
+    /// had when this started is gone when it returns (see [`SessionStore::revoke_owner`]).
     pub async fn revoke_owner(&self, owner: &Owner, except: Option<&SessionId>) -> Result<u64> {
         let except = except.map(SessionId::key);
-        self.owner_index()?
-            .revoke_owner(owner, except.as_ref())
-            .await
-    }
-
-    /// The store write of a save or rotation: plain, or owned when `ownership` is given.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<Option<&Ownership>>,
-    ) -> Result<UpdateOutcome> {
-        match ownership {
-            None => {
-                self.store
-                    .update(current, previous, expected_version, expires_at, data)
-                    .await
-            }
-            Some(ownership) => {
-                self.owner_index()?
-                    .update_owned(
-                        current,
-                        previous,
-                        expected_version,
-                        expires_at,
-                        data,
-                        ownership,
-                    )
-                    .await
-            }
-        }
+        self.store.revoke_owner(owner, except.as_ref()).await
     }
 
     /// [`save`](Self::save) with a caller-chosen expiry (capped by the absolute deadline).
@@ -625,20 +564,21 @@ impl<S: SessionStore> SessionManager<S> {
         &self,
         state: &mut SessionState,
         requested: Option<OffsetDateTime>,
-        ownership: Option<Option<&Ownership>>,
+        options: &WriteOptions,
     ) -> Result<()> {
         self.check_size(&state.data)?;
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
         let stored = Bytes::from(envelope::encode(state.absolute_deadline, &state.data));
         let key = state.id.key();
         let outcome = match self
-            .write_update(
+            .store
+            .update_opts(
                 &key,
                 &key,
                 state.version,
                 expires_at,
                 stored.clone(),
-                ownership,
+                options,
             )
             .await
         {
@@ -674,7 +614,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// Moves the session to a fresh id in one atomic store update, keeping its data and absolute
     /// deadline (and saving `state`'s current data). The old id stops working at once.
     pub async fn cycle_id(&self, state: &mut SessionState) -> Result<()> {
-        self.cycle_id_with(state, None, None).await
+        self.cycle_id_with(state, None, &WriteOptions::new()).await
     }
 
     /// [`cycle_id`](Self::cycle_id) with a caller-chosen expiry (capped by the absolute
@@ -683,7 +623,7 @@ impl<S: SessionStore> SessionManager<S> {
         &self,
         state: &mut SessionState,
         requested: Option<OffsetDateTime>,
-        ownership: Option<Option<&Ownership>>,
+        options: &WriteOptions,
     ) -> Result<()> {
         self.check_size(&state.data)?;
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
@@ -692,13 +632,14 @@ impl<S: SessionStore> SessionManager<S> {
         for _ in 0..self.id_attempts {
             let (id, current) = self.rotation_target(&previous)?;
             let outcome = match self
-                .write_update(
+                .store
+                .update_opts(
                     &current,
                     &previous,
                     state.version,
                     expires_at,
                     stored.clone(),
-                    ownership,
+                    options,
                 )
                 .await
             {
@@ -771,16 +712,6 @@ impl<S: SessionStore> SessionManager<S> {
     /// Deletes the session `id` (idempotent).
     pub async fn destroy(&self, id: &SessionId) -> Result<()> {
         self.store.delete(&id.key()).await
-    }
-}
-
-impl SessionManager<Arc<dyn SessionStore>> {
-    /// A manager over `store` that also uses it as its owner index (what the `Session` handle's
-    /// manager type needs): `SessionManager::new(store as Arc<dyn SessionStore>)` plus
-    /// [`with_owner_index(store)`](Self::with_owner_index).
-    pub fn indexed(store: Arc<dyn OwnerIndex>) -> Self {
-        let plain: Arc<dyn SessionStore> = Arc::clone(&store) as Arc<dyn SessionStore>;
-        Self::new(plain).with_owner_index(store)
     }
 }
 

@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use crate::manager::{SessionManager, SessionState};
 use session_core::SessionStore;
 use session_core::{Error, ErrorKind, Result};
-use session_core::{OwnedSession, Owner, Ownership, SessionId};
+use session_core::{OwnedSession, Owner, OwnerChange, Ownership, SessionId, WriteOptions};
 
 /// How many times [`Session::save`] reloads and replays its changes after a `Conflict` before
 /// giving up with [`ErrorKind::Conflict`]. Every round of concurrent saves lets at least one
@@ -279,15 +279,10 @@ struct Attempt {
     dirty: bool,
     expiry: Option<Expiry>,
     expiry_changed: bool,
-    /// The ownership to write (`Some(None)`: remove the owner), when it changed.
-    owner: Option<Option<Ownership>>,
+    /// What the write carries beside the data (the owner, when it changed).
+    options: WriteOptions,
     /// Changes with a smaller sequence number are carried by this attempt.
     upto: u64,
-}
-
-/// The ownership an attempt writes, as the manager takes it.
-fn ownership(owner: &Option<Option<Ownership>>) -> Option<Option<&Ownership>> {
-    owner.as_ref().map(Option::as_ref)
 }
 
 impl Session {
@@ -584,10 +579,10 @@ impl Session {
     fn attempt(&self) -> Result<Attempt> {
         let state = self.state.lock();
         let owner = match &state.owner_changed {
-            None => None,
-            Some((_, None)) => Some(None),
+            None => OwnerChange::Keep,
+            Some((_, None)) => OwnerChange::Clear,
             Some((_, Some((owner, label)))) => {
-                Some(Some(Ownership::new(Owner::new(owner)?, label)?))
+                OwnerChange::Set(Ownership::new(Owner::new(owner)?, label)?)
             }
         };
         Ok(Attempt {
@@ -598,7 +593,7 @@ impl Session {
             dirty: state.dirty(),
             expiry: state.expiry,
             expiry_changed: state.expiry_changed.is_some(),
-            owner,
+            options: WriteOptions::new().with_owner(owner),
             upto: state.seq,
         })
     }
@@ -641,14 +636,14 @@ impl Session {
             let requested = requested_expiry(attempt.expiry, now);
             let Some(mut session) = stored_session(attempt.id, attempt.stored, &attempt.data)?
             else {
-                let owned = ownership(&attempt.owner).flatten();
-                if attempt.data.is_empty() && owned.is_none() {
+                let owned = matches!(attempt.options.owner, OwnerChange::Set(_));
+                if attempt.data.is_empty() && !owned {
                     return Ok(());
                 }
                 let bytes = encode_map(&attempt.data)?;
                 let created = self
                     .manager
-                    .create_with(bytes.into(), requested, owned)
+                    .create_with(bytes.into(), requested, &attempt.options)
                     .await?;
                 self.committed(&created, attempt.upto);
                 self.state.lock().modified = true;
@@ -662,7 +657,7 @@ impl Session {
                     .inspect_err(|e| self.forget_if_gone(e, &id));
             }
             if !attempt.expiry_changed
-                && attempt.owner.is_none()
+                && attempt.options.owner == OwnerChange::Keep
                 && attempt.base.as_ref() == Some(&session.data)
             {
                 // Only values equal to the stored ones were written: if nobody saved since the
@@ -691,7 +686,7 @@ impl Session {
             }
             match self
                 .manager
-                .save_with(&mut session, requested, ownership(&attempt.owner))
+                .save_with(&mut session, requested, &attempt.options)
                 .await
             {
                 Ok(()) => {
@@ -818,8 +813,10 @@ impl Session {
     /// [`save`](Self::save) or [`cycle_id`](Self::cycle_id) in the same atomic step as the
     /// data. At login, call it with [`cycle_id`](Self::cycle_id): the new id and the owner are
     /// one store write. A new session with an owner is created by the next save even without
-    /// data. The manager needs an owner index ([`SessionManager::indexed`]); the save is
-    /// [`ErrorKind::Unsupported`] otherwise.
+    /// data. The store needs an owner index ([`Capabilities::owner_index`]); the save is
+    /// [`ErrorKind::Unsupported`] otherwise and writes nothing.
+    ///
+    /// [`Capabilities::owner_index`]: session_core::Capabilities::owner_index
     pub fn set_owner(&self, ownership: Option<&Ownership>) {
         let mut state = self.state.lock();
         let seq = state.next_seq();
@@ -870,7 +867,7 @@ impl Session {
             let requested = requested_expiry(attempt.expiry, OffsetDateTime::now_utc());
             match self
                 .manager
-                .cycle_id_with(&mut session, requested, ownership(&attempt.owner))
+                .cycle_id_with(&mut session, requested, &attempt.options)
                 .await
             {
                 Ok(()) => {

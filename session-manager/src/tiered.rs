@@ -10,8 +10,8 @@ use tokio::sync::{RwLock, RwLockWriteGuard};
 use session_core::SessionKey;
 use session_core::{Bytes, async_trait, time::OffsetDateTime};
 use session_core::{
-    CreateOutcome, OwnedSession, Owner, OwnerIndex, Ownership, Record, SessionStore, UpdateOutcome,
-    from_unix_millis, truncate_to_millis, unix_millis,
+    Capabilities, CreateOutcome, OwnedSession, Owner, Record, SessionStore, SessionStoreExt,
+    UpdateOutcome, WriteOptions, from_unix_millis, truncate_to_millis, unix_millis,
 };
 use session_core::{Error, ErrorKind, Result};
 
@@ -259,80 +259,42 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
     }
 }
 
-impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
-    /// A create whose back write is `back` (a plain or an owned create of `key`).
-    async fn create_via(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        back: impl std::future::Future<Output = Result<CreateOutcome>>,
-    ) -> Result<CreateOutcome> {
-        let _guards = self.lock(&[key]).await;
-        {
-            let outcome = self.unless_failed(back.await, &[key]).await?;
-            match outcome {
-                CreateOutcome::Created => {
-                    let record = Record {
-                        data,
-                        expires_at: truncate_to_millis(expires_at),
-                        version: 1,
-                    };
-                    self.put_front(key, &record).await?;
-                }
-                CreateOutcome::IdTaken => self.invalidate(key).await?,
-            }
-            Ok(outcome)
-        }
-    }
-
-    /// An update whose back write is `back` (a plain or an owned update).
-    async fn update_via(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        back: impl std::future::Future<Output = Result<UpdateOutcome>>,
-    ) -> Result<UpdateOutcome> {
-        let _guards = self.lock(&[current, previous]).await;
-        {
-            let outcome = self.unless_failed(back.await, &[current, previous]).await?;
-            match outcome {
-                UpdateOutcome::Updated { version } => {
-                    if current != previous {
-                        self.invalidate(previous).await?;
-                    }
-                    let record = Record {
-                        data,
-                        expires_at: truncate_to_millis(expires_at),
-                        version,
-                    };
-                    self.put_front(current, &record).await?;
-                }
-                UpdateOutcome::NotFound | UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
-                    // The front disagreed with the back (or may): ask the back next time.
-                    self.invalidate(previous).await?;
-                    if current != previous {
-                        self.invalidate(current).await?;
-                    }
-                }
-            }
-            Ok(outcome)
-        }
-    }
-}
-
+/// The back's capabilities and owner index: the front holds whatever the back holds. Writes
+/// with an owner take the same path as the others; `revoke_owner` empties this instance's front
+/// (other instances' fronts keep serving what they hold for at most their time to live, as for
+/// any delete).
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
-    async fn create(
+    fn capabilities(&self) -> Capabilities {
+        self.back.capabilities()
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
-        let back = self.back.create(key, expires_at, data.clone());
-        self.create_via(key, expires_at, data, back).await
+        let _guards = self.lock(&[key]).await;
+        let written = self
+            .back
+            .create_opts(key, expires_at, data.clone(), options)
+            .await;
+        let outcome = self.unless_failed(written, &[key]).await?;
+        match outcome {
+            CreateOutcome::Created => {
+                let record = Record {
+                    data,
+                    expires_at: truncate_to_millis(expires_at),
+                    version: 1,
+                };
+                self.put_front(key, &record).await?;
+            }
+            CreateOutcome::IdTaken => self.invalidate(key).await?,
+        }
+        Ok(outcome)
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -355,23 +317,49 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         Ok(record)
     }
 
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
-        let back = self.back.update(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data.clone(),
-        );
-        self.update_via(current, previous, expires_at, data, back)
-            .await
+        let _guards = self.lock(&[current, previous]).await;
+        let written = self
+            .back
+            .update_opts(
+                current,
+                previous,
+                expected_version,
+                expires_at,
+                data.clone(),
+                options,
+            )
+            .await;
+        let outcome = self.unless_failed(written, &[current, previous]).await?;
+        match outcome {
+            UpdateOutcome::Updated { version } => {
+                if current != previous {
+                    self.invalidate(previous).await?;
+                }
+                let record = Record {
+                    data,
+                    expires_at: truncate_to_millis(expires_at),
+                    version,
+                };
+                self.put_front(current, &record).await?;
+            }
+            UpdateOutcome::NotFound | UpdateOutcome::Conflict | UpdateOutcome::IdTaken => {
+                // The front disagreed with the back (or may): ask the back next time.
+                self.invalidate(previous).await?;
+                if current != previous {
+                    self.invalidate(current).await?;
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
@@ -404,51 +392,6 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         self.back.clear().await?;
         *self.keys.lock() = FrontKeys::default();
         self.front.clear().await
-    }
-
-    /// The back's rule: the front holds whatever the back holds.
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.back.can_rotate_between(previous, current)
-    }
-}
-
-/// The back's owner index. Owned creates and updates take the same path as plain ones;
-/// `revoke_owner` empties this instance's front (other instances' fronts keep serving what they
-/// hold for at most their time to live, as for any delete).
-#[async_trait]
-impl<F: SessionStore, B: OwnerIndex> OwnerIndex for Tiered<F, B> {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        let back = self
-            .back
-            .create_owned(key, expires_at, data.clone(), ownership);
-        self.create_via(key, expires_at, data, back).await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        let back = self.back.update_owned(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data.clone(),
-            ownership,
-        );
-        self.update_via(current, previous, expires_at, data, back)
-            .await
     }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {

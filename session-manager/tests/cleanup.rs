@@ -1,12 +1,13 @@
 //! `spawn_cleanup`: purges periodically, survives failures, stops when dropped.
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use session_manager::Bytes;
 use session_manager::time::OffsetDateTime;
-use session_manager::{CreateOutcome, SessionId, SessionStore, spawn_cleanup};
+use session_manager::{CreateOutcome, SessionId, spawn_cleanup};
 use session_memory::MemoryStore;
 
 mod common;

@@ -1,5 +1,6 @@
 //! `Observed`: events after successful writes, in order, keys only; slow subscribers lag.
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! `Instrumented`: the whole suite through it, its spans (fields and outcomes, never a key or
+//! `Instrumented`: its spans (the whole suite runs through it in tests/conformance.rs) (fields and outcomes, never a key or
 //! data), and its metrics (feature `metrics`).
 
+use session_core::SessionStoreExt as _;
 use std::sync::{Arc, Mutex};
 
 use session_manager::time::{Duration, OffsetDateTime};
@@ -9,17 +10,6 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
-
-mod suite {
-    use super::*;
-
-    conformance_tests::suite!(conformance_tests::factory(|| async {
-        Ok(Instrumented::new(
-            session_memory::MemoryStore::new(),
-            "memory",
-        ))
-    }));
-}
 
 /// One span's fields, as text (the first is its id).
 type Fields0 = Vec<(String, String)>;

@@ -1,5 +1,7 @@
-//! `Tiered`: the whole conformance suite, and two instances (two app servers) over one back.
+//! `Tiered`: two instances (two app servers) over one back (the whole conformance suite runs
+//! over it in tests/conformance.rs).
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,13 +17,6 @@ mod common;
 use common::Flaky;
 
 type Instance = Tiered<MemoryStore, Arc<MemoryStore>>;
-
-mod conformance {
-    use super::*;
-    conformance_tests::suite!(conformance_tests::factory(|| async {
-        Ok(Tiered::new(MemoryStore::new(), MemoryStore::new()))
-    }));
-}
 
 fn two_servers(ttl: Duration) -> (Arc<MemoryStore>, Arc<Instance>, Arc<Instance>) {
     let back = Arc::new(MemoryStore::new());

@@ -93,11 +93,15 @@ macro_rules! baseline {
 
         #[async_trait]
         impl SessionStore for $name {
-            async fn create(
+            fn capabilities(&self) -> session_core::Capabilities {
+                session_core::Capabilities::new()
+            }
+            async fn create_opts(
                 &self,
                 key: &SessionKey,
                 expires_at: OffsetDateTime,
                 data: Bytes,
+                _options: &session_core::WriteOptions,
             ) -> Result<CreateOutcome> {
                 let $s = self;
                 Ok(create(&mut *$lock, key, expires_at, data))
@@ -106,13 +110,14 @@ macro_rules! baseline {
                 let $s = self;
                 Ok(read(&*$lock, key))
             }
-            async fn update(
+            async fn update_opts(
                 &self,
                 current: &SessionKey,
                 previous: &SessionKey,
                 expected: u64,
                 expires_at: OffsetDateTime,
                 data: Bytes,
+                _options: &session_core::WriteOptions,
             ) -> Result<UpdateOutcome> {
                 let $s = self;
                 Ok(update(

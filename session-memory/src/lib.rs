@@ -7,8 +7,8 @@ use parking_lot::{Mutex, MutexGuard};
 use session_core::time::OffsetDateTime;
 use session_core::{
     BackendConfig, Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, Options,
-    OwnedSession, Owner, OwnerIndex, Ownership, Record, Result, SessionKey, SessionStore,
-    StoreAdmin, UpdateOutcome, async_trait, truncate_to_millis,
+    OwnedSession, Owner, OwnerChange, Ownership, Record, Result, SessionKey, SessionStore,
+    StoreAdmin, UpdateOutcome, WriteOptions, async_trait, truncate_to_millis,
 };
 
 /// Number of shards when none is given: enough that 64 busy tasks rarely meet on one lock.
@@ -29,7 +29,7 @@ const DEFAULT_SHARDS: usize = 64;
 /// Each `MemoryStore` is its own namespace: `clear` empties this instance only. Clone it (it is
 /// not `Clone`) by sharing an `Arc<MemoryStore>`.
 ///
-/// **Owner index** ([`OwnerIndex`]): a map owner → keys beside the shards, behind one mutex
+/// **Owner index** ([`SessionStore::sessions_of`], [`SessionStore::revoke_owner`]): a map owner → keys beside the shards, behind one mutex
 /// taken only by operations on owned records, always after the record's shard lock. A record
 /// with an owner is live only while its key is in its owner's set: `revoke_owner` takes the
 /// owner's keys out of the map in one step and then deletes the records, and a rotation or
@@ -266,22 +266,13 @@ impl MemoryStore {
     }
 }
 
-/// What a write does to the record's ownership.
-#[derive(Clone, Copy)]
-enum OwnerWrite<'a> {
-    /// Plain `create`/`update`: none for a new record, the record's own otherwise.
-    Keep,
-    /// `create_owned`/`update_owned`.
-    Set(Option<&'a Ownership>),
-}
-
 impl MemoryStore {
     fn create_entry(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: OwnerWrite<'_>,
+        owner: &OwnerChange,
     ) -> CreateOutcome {
         let now = OffsetDateTime::now_utc();
         let mut shard = self.shard(key);
@@ -290,8 +281,8 @@ impl MemoryStore {
         }
         let expires_at = truncate_to_millis(expires_at);
         let owner = match owner {
-            OwnerWrite::Keep | OwnerWrite::Set(None) => None,
-            OwnerWrite::Set(Some(ownership)) => {
+            OwnerChange::Keep | OwnerChange::Clear => None,
+            OwnerChange::Set(ownership) => {
                 index_key(&mut self.owners.lock(), ownership.owner(), *key, expires_at);
                 Some(Box::new(ownership.clone()))
             }
@@ -307,7 +298,7 @@ impl MemoryStore {
     }
 
     /// Moves `entry`'s ownership from `previous` to `current` (and to the new owner, for
-    /// [`OwnerWrite::Set`]) in the owner index. `false` when a `revoke_owner` took `previous`
+    /// [`OwnerChange::Set`]) in the owner index. `false` when a `revoke_owner` took `previous`
     /// out of its owner's set meanwhile: the session is revoked and must not be written.
     /// Called with the record's shard lock(s) held.
     fn reindex(
@@ -316,11 +307,12 @@ impl MemoryStore {
         previous: &SessionKey,
         current: &SessionKey,
         expires_at: OffsetDateTime,
-        owner: OwnerWrite<'_>,
+        owner: &OwnerChange,
     ) -> bool {
         let next = match owner {
-            OwnerWrite::Keep => entry.owner.as_deref(),
-            OwnerWrite::Set(next) => next,
+            OwnerChange::Keep => entry.owner.as_deref(),
+            OwnerChange::Set(next) => Some(next),
+            OwnerChange::Clear => None,
         };
         if entry.owner.is_none() && next.is_none() {
             return true;
@@ -335,8 +327,10 @@ impl MemoryStore {
             index_key(&mut owners, next.owner(), *current, expires_at);
         }
         drop(owners);
-        if let OwnerWrite::Set(next) = owner {
-            entry.owner = next.map(|next| Box::new(next.clone()));
+        match owner {
+            OwnerChange::Keep => {}
+            OwnerChange::Set(next) => entry.owner = Some(Box::new(next.clone())),
+            OwnerChange::Clear => entry.owner = None,
         }
         true
     }
@@ -348,7 +342,7 @@ impl MemoryStore {
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: OwnerWrite<'_>,
+        owner: &OwnerChange,
     ) -> UpdateOutcome {
         let now = OffsetDateTime::now_utc();
         let expires_at = truncate_to_millis(expires_at);
@@ -401,13 +395,22 @@ impl MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(
+    /// Private to the instance; its amortised sweep drops expired records by itself.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .shared(false)
+            .expires_by_itself(true)
+            .owner_index(true)
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
-        Ok(self.create_entry(key, expires_at, data, OwnerWrite::Keep))
+        Ok(self.create_entry(key, expires_at, data, &options.owner))
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -420,13 +423,14 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
         Ok(self.update_entry(
             current,
@@ -434,7 +438,7 @@ impl SessionStore for MemoryStore {
             expected_version,
             expires_at,
             data,
-            OwnerWrite::Keep,
+            &options.owner,
         ))
     }
 
@@ -493,38 +497,6 @@ impl SessionStore for MemoryStore {
         }
         *self.owners.lock() = Owners::default();
         Ok(())
-    }
-}
-
-#[async_trait]
-impl OwnerIndex for MemoryStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        Ok(self.create_entry(key, expires_at, data, OwnerWrite::Set(Some(ownership))))
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        Ok(self.update_entry(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            OwnerWrite::Set(ownership),
-        ))
     }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
@@ -596,11 +568,6 @@ impl StoreAdmin for MemoryStore {
         "memory"
     }
 
-    /// Private to the instance; its amortised sweep drops expired records by itself.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new().shared(false).expires_by_itself(true)
-    }
-
     async fn counts(&self) -> Result<Counts> {
         let (stored, live) = (self.stored_records() as u64, self.live_records() as u64);
         Ok(Counts {
@@ -611,10 +578,6 @@ impl StoreAdmin for MemoryStore {
 
     async fn drop_namespace(&self) -> Result<()> {
         self.clear().await
-    }
-
-    fn owner_index(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn OwnerIndex>> {
-        Some(self)
     }
 }
 

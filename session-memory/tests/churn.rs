@@ -2,6 +2,7 @@
 //! `delete_expired`.
 
 use session_core::Bytes;
+use session_core::SessionStoreExt as _;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{SessionId, SessionStore, truncate_to_millis};
 use session_memory::MemoryStore;

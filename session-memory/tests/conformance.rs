@@ -3,13 +3,13 @@
 //!
 //! The store sweeps a shard's expired records on its own once the shard has doubled (and holds at
 //! least 64 records). With 64 shards the suite's namespaces never reach that, so the sharded
-//! factory is held to exact purge counts; the single-shard one sweeps during the suite's larger
-//! behaviours and says `expires_by_itself` (counts checked as an upper bound).
+//! factory's purge counts are exact in practice; the store says `expires_by_itself` in its
+//! capabilities, so the suite checks counts as an upper bound for both.
 
 use std::sync::Arc;
 
-use conformance_tests::StoreFactory;
-use session_core::{Error, OwnerIndex, SessionStore};
+use conformance_tests::{StoreFactory, Suite};
+use session_core::{Error, SessionStore};
 use session_memory::MemoryStore;
 
 /// Fresh memory stores with `shards` shards.
@@ -25,36 +25,11 @@ impl StoreFactory for Memory {
             None => MemoryStore::new(),
         }))
     }
-
-    async fn owner_pair(
-        &self,
-    ) -> Result<Option<(Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>)>, Error> {
-        let store: Arc<dyn OwnerIndex> = Arc::new(match self.shards {
-            Some(shards) => MemoryStore::with_shards(shards),
-            None => MemoryStore::new(),
-        });
-        Ok(Some((Arc::clone(&store), store)))
-    }
-
-    fn expires_by_itself(&self) -> bool {
-        self.shards == Some(1)
-    }
 }
 
-mod sharded {
-    use super::*;
-    conformance_tests::suite!(Memory { shards: None });
-    mod owners {
-        use super::*;
-        conformance_tests::owner_suite!(Memory { shards: None });
-    }
-}
-
-mod single_shard {
-    use super::*;
-    conformance_tests::suite!(Memory { shards: Some(1) });
-    mod owners {
-        use super::*;
-        conformance_tests::owner_suite!(Memory { shards: Some(1) });
-    }
+fn main() {
+    Suite::new()
+        .stores("sharded", || Memory { shards: None })
+        .stores("single_shard", || Memory { shards: Some(1) })
+        .run();
 }

@@ -29,11 +29,15 @@ fn fail(e: sqlx::Error) -> session_core::Error {
 
 #[async_trait]
 impl SessionStore for RawMysql {
-    async fn create(
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+    }
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<CreateOutcome> {
         let sql = format!(
             "INSERT INTO {} (k, expires_at, version, data) VALUES (?, ?, 1, ?) ON DUPLICATE KEY UPDATE \
@@ -71,13 +75,14 @@ impl SessionStore for RawMysql {
             data: Bytes::from(r.get::<Vec<u8>, _>(2)),
         }))
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<UpdateOutcome> {
         let sql = format!(
             "UPDATE {} SET k = ?, expires_at = ?, version = version + 1, data = ? WHERE k = ? AND version = ? AND expires_at > {NOW}",

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex,
-    Ownership, Record, Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, async_trait,
+    Bytes, Capabilities, Counts, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerChange,
+    Record, Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, WriteOptions, async_trait,
     from_unix_millis, redact_url, unix_millis,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -227,7 +227,7 @@ where
     }
 }
 
-/// What a write does to the record's owner, as the statements' four owner parameters.
+/// An [`OwnerChange`] as the statements' four owner parameters.
 #[derive(Clone, Copy)]
 struct OwnerArgs<'a> {
     /// Write `owner` and `label` (else keep the row's).
@@ -237,15 +237,14 @@ struct OwnerArgs<'a> {
 }
 
 impl<'a> OwnerArgs<'a> {
-    const KEEP: Self = Self {
-        set: false,
-        owner: None,
-        label: None,
-    };
-
-    fn set(ownership: Option<&'a Ownership>) -> Self {
+    fn of(change: &'a OwnerChange) -> Self {
+        let (set, ownership) = match change {
+            OwnerChange::Keep => (false, None),
+            OwnerChange::Clear => (true, None),
+            OwnerChange::Set(ownership) => (true, Some(ownership)),
+        };
         Self {
-            set: true,
+            set,
             owner: ownership.map(|o| o.owner().as_str().as_bytes()),
             label: ownership.map(|o| o.label().as_bytes()),
         }
@@ -639,14 +638,27 @@ impl MysqlStore {
     }
 }
 
-impl MysqlStore {
-    async fn create_with(
+/// The owner index: `owner`/`label` columns (bytes, compared exactly) with an index on
+/// `owner`. `revoke_owner` is one `REPEATABLE READ` transaction whose locking read takes the
+/// owner's whole index range (gaps included): a rotation of one of its sessions waits for it
+/// or has committed before it, so none escapes. Deadlocks with racing rotations are retried.
+#[async_trait]
+impl SessionStore for MysqlStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().owner_index(true)
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: Option<&Ownership>,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
+        let owner = match &options.owner {
+            OwnerChange::Set(ownership) => Some(ownership),
+            OwnerChange::Keep | OwnerChange::Clear => None,
+        };
         self.bounded("creating a session", async {
             let done = retry_locks("creating a session", || {
                 sqlx::query(&self.sql.create)
@@ -669,15 +681,16 @@ impl MysqlStore {
         .await
     }
 
-    async fn update_with(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: OwnerArgs<'_>,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
+        let owner = OwnerArgs::of(&options.owner);
         self.bounded("updating a session", async {
             if expected_version >= i64::MAX as u64 {
                 // No stored version is that high (they are BIGINT), except i64::MAX itself,
@@ -719,18 +732,6 @@ impl MysqlStore {
         })
         .await
     }
-}
-
-#[async_trait]
-impl SessionStore for MysqlStore {
-    async fn create(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, None).await
-    }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.bounded("reading a session", async {
@@ -749,25 +750,6 @@ impl SessionStore for MysqlStore {
                 version: decode_version(version)?,
             }))
         })
-        .await
-    }
-
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            OwnerArgs::KEEP,
-        )
         .await
     }
 
@@ -830,97 +812,6 @@ impl SessionStore for MysqlStore {
         })
         .await
     }
-}
-
-#[async_trait]
-impl StoreAdmin for MysqlStore {
-    fn backend(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-
-    async fn counts(&self) -> Result<Counts> {
-        let (live, expired) = MysqlStore::counts(self).await?;
-        Ok(Counts {
-            live,
-            expired: Some(expired),
-        })
-    }
-
-    /// Drops this store's table. Not through `bounded`, which would first create the table
-    /// it is about to drop.
-    async fn drop_namespace(&self) -> Result<()> {
-        tokio::time::timeout(self.config.operation_timeout, async {
-            self.pool
-                .execute(self.sql.drop.as_str())
-                .await
-                .map(drop)
-                .map_err(my("dropping the table"))
-        })
-        .await
-        .map_err(|elapsed| {
-            Error::with_source(
-                ErrorKind::Backend,
-                "mysql: dropping the table: no answer",
-                elapsed,
-            )
-            .transient(true)
-        })?
-    }
-
-    fn gauges(&self) -> session_core::Gauges {
-        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
-    }
-
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        Some(self)
-    }
-}
-
-fn decode_label(label: Option<Vec<u8>>) -> Result<String> {
-    String::from_utf8(label.unwrap_or_default())
-        .map_err(|e| Error::with_source(ErrorKind::Decode, "mysql: a stored label is not UTF-8", e))
-}
-
-/// The owner index: `owner`/`label` columns (bytes, compared exactly) with an index on
-/// `owner`. `revoke_owner` is one `REPEATABLE READ` transaction whose locking read takes the
-/// owner's whole index range (gaps included): a rotation of one of its sessions waits for it
-/// or has committed before it, so none escapes. Deadlocks with racing rotations are retried.
-#[async_trait]
-impl OwnerIndex for MysqlStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, Some(ownership))
-            .await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            OwnerArgs::set(ownership),
-        )
-        .await
-    }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
         self.bounded("listing an owner's sessions", async {
@@ -976,4 +867,49 @@ impl OwnerIndex for MysqlStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl StoreAdmin for MysqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        let (live, expired) = MysqlStore::counts(self).await?;
+        Ok(Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    /// Drops this store's table. Not through `bounded`, which would first create the table
+    /// it is about to drop.
+    async fn drop_namespace(&self) -> Result<()> {
+        tokio::time::timeout(self.config.operation_timeout, async {
+            self.pool
+                .execute(self.sql.drop.as_str())
+                .await
+                .map(drop)
+                .map_err(my("dropping the table"))
+        })
+        .await
+        .map_err(|elapsed| {
+            Error::with_source(
+                ErrorKind::Backend,
+                "mysql: dropping the table: no answer",
+                elapsed,
+            )
+            .transient(true)
+        })?
+    }
+
+    fn gauges(&self) -> session_core::Gauges {
+        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
+}
+
+fn decode_label(label: Option<Vec<u8>>) -> Result<String> {
+    String::from_utf8(label.unwrap_or_default())
+        .map_err(|e| Error::with_source(ErrorKind::Decode, "mysql: a stored label is not UTF-8", e))
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -344,7 +345,7 @@ async fn corrupt_versions_are_decode_errors_and_nothing_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_from_before_the_owner_index_is_migrated() {
-    use session_core::{Owner, OwnerIndex, Ownership};
+    use session_core::{Owner, OwnerChange, Ownership, WriteOptions};
     with_factory(|factory| async move {
         let table = conformance_tests::fresh_namespace();
         let base = factory.base().unwrap().clone();
@@ -385,13 +386,15 @@ async fn a_table_from_before_the_owner_index_is_migrated() {
         let alice = Owner::new("alice").unwrap();
         assert!(store.sessions_of(&alice).await.unwrap().is_empty());
         let outcome = store
-            .update_owned(
+            .update_opts(
                 &key,
                 &key,
                 3,
                 later(),
                 Bytes::from_static(b"x"),
-                Some(&Ownership::new(alice.clone(), "migrated").unwrap()),
+                &WriteOptions::new().with_owner(OwnerChange::Set(
+                    Ownership::new(alice.clone(), "migrated").unwrap(),
+                )),
             )
             .await
             .unwrap();

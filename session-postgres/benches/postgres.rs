@@ -27,11 +27,15 @@ fn fail(e: sqlx::Error) -> session_core::Error {
 
 #[async_trait]
 impl SessionStore for RawPg {
-    async fn create(
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+    }
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<CreateOutcome> {
         let sql = format!(
             "INSERT INTO {} AS s (key, expires_at, version, data) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data WHERE s.expires_at <= now()",
@@ -66,13 +70,14 @@ impl SessionStore for RawPg {
             data: Bytes::from(r.get::<Vec<u8>, _>(2)),
         }))
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<UpdateOutcome> {
         let sql = format!(
             "UPDATE {} SET key = $1, expires_at = $3, version = $4 + 1, data = $5 WHERE key = $2 AND version = $4 AND expires_at > now()",

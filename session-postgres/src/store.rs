@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
-    Result, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis, redact_url,
-    truncate_to_millis,
+    Bytes, Capabilities, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerChange, Record,
+    Result, SessionKey, SessionStore, UpdateOutcome, WriteOptions, async_trait, from_unix_millis,
+    redact_url, truncate_to_millis,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, Row};
@@ -495,13 +495,64 @@ impl PostgresStore {
         .await
     }
 
-    async fn create_with(
+    /// Runs an update or rotation statement and reads its verdict; `None` when the verdict
+    /// contradicts itself (checks passed, nothing written: nothing changed, run it again).
+    async fn run_update(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        expected: u64,
+    ) -> Result<Option<UpdateOutcome>> {
+        let row = match query.fetch_one(&self.pool).await {
+            Ok(row) => row,
+            // A live record appeared at `current` after our snapshot: the key is taken.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
+                return Ok(Some(UpdateOutcome::IdTaken));
+            }
+            Err(e) => return Err(map_sqlx_error("updating a session", e)),
+        };
+        let found: Option<i64> = row
+            .try_get("found")
+            .map_err(pg("reading the update's outcome"))?;
+        let taken: bool = row
+            .try_get("taken")
+            .map_err(pg("reading the update's outcome"))?;
+        let written: Option<i64> = row
+            .try_get("written")
+            .map_err(pg("reading the update's outcome"))?;
+        Ok(Some(
+            match (found.map(decode_version).transpose()?, taken, written) {
+                (None, _, _) => UpdateOutcome::NotFound,
+                (Some(v), _, _) if v != expected => UpdateOutcome::Conflict,
+                (Some(_), true, _) => UpdateOutcome::IdTaken,
+                (Some(_), false, Some(version)) => UpdateOutcome::Updated {
+                    version: decode_version(version)?,
+                },
+                (Some(_), false, None) => return Ok(None),
+            },
+        ))
+    }
+}
+
+/// The owner index is an `owner` column with a partial index; `sessions_of` is one indexed
+/// `SELECT`, `revoke_owner` one `DELETE` (atomic; in `READ COMMITTED` a row moved by a
+/// concurrent rotation is re-checked on its new version and deleted too).
+#[async_trait]
+impl SessionStore for PostgresStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().owner_index(true)
+    }
+
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: Option<&Ownership>,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
+        let owner = match &options.owner {
+            OwnerChange::Set(ownership) => Some(ownership),
+            OwnerChange::Keep | OwnerChange::Clear => None,
+        };
         self.bounded("creating a session", async {
             let done = sqlx::query(&self.sql.create)
                 .bind(&key.as_bytes()[..])
@@ -521,22 +572,20 @@ impl PostgresStore {
         .await
     }
 
-    /// `update`, writing the owner as `owner` says: `None` keeps it, `Some(None)` removes it,
-    /// `Some(Some(_))` sets it.
-    async fn update_with(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: Option<Option<&Ownership>>,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
-        let (set_owner, owner_name, label) = (
-            owner.is_some(),
-            owner.flatten().map(|o| o.owner().as_str()),
-            owner.flatten().map(|o| o.label()),
-        );
+        let (set_owner, owner_name, label) = match &options.owner {
+            OwnerChange::Keep => (false, None, None),
+            OwnerChange::Clear => (true, None, None),
+            OwnerChange::Set(o) => (true, Some(o.owner().as_str()), Some(o.label())),
+        };
         self.bounded("updating a session", async {
             if expected_version >= i64::MAX as u64 {
                 // No stored version is that high (they are BIGINT), except i64::MAX itself, whose
@@ -610,55 +659,6 @@ impl PostgresStore {
         .await
     }
 
-    /// Runs an update or rotation statement and reads its verdict; `None` when the verdict
-    /// contradicts itself (checks passed, nothing written: nothing changed, run it again).
-    async fn run_update(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-        expected: u64,
-    ) -> Result<Option<UpdateOutcome>> {
-        let row = match query.fetch_one(&self.pool).await {
-            Ok(row) => row,
-            // A live record appeared at `current` after our snapshot: the key is taken.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNIQUE_VIOLATION) => {
-                return Ok(Some(UpdateOutcome::IdTaken));
-            }
-            Err(e) => return Err(map_sqlx_error("updating a session", e)),
-        };
-        let found: Option<i64> = row
-            .try_get("found")
-            .map_err(pg("reading the update's outcome"))?;
-        let taken: bool = row
-            .try_get("taken")
-            .map_err(pg("reading the update's outcome"))?;
-        let written: Option<i64> = row
-            .try_get("written")
-            .map_err(pg("reading the update's outcome"))?;
-        Ok(Some(
-            match (found.map(decode_version).transpose()?, taken, written) {
-                (None, _, _) => UpdateOutcome::NotFound,
-                (Some(v), _, _) if v != expected => UpdateOutcome::Conflict,
-                (Some(_), true, _) => UpdateOutcome::IdTaken,
-                (Some(_), false, Some(version)) => UpdateOutcome::Updated {
-                    version: decode_version(version)?,
-                },
-                (Some(_), false, None) => return Ok(None),
-            },
-        ))
-    }
-}
-
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn create(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, None).await
-    }
-
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.bounded("reading a session", async {
             let row = sqlx::query(&self.sql.read)
@@ -683,18 +683,6 @@ impl SessionStore for PostgresStore {
             }))
         })
         .await
-    }
-
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(current, previous, expected_version, expires_at, data, None)
-            .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
@@ -741,89 +729,6 @@ impl SessionStore for PostgresStore {
                 .map_err(pg("clearing the table"))?;
             Ok(())
         })
-        .await
-    }
-}
-
-#[async_trait]
-impl session_core::StoreAdmin for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn capabilities(&self) -> session_core::Capabilities {
-        session_core::Capabilities::new()
-    }
-
-    async fn counts(&self) -> Result<session_core::Counts> {
-        let (live, expired) = PostgresStore::counts(self).await?;
-        Ok(session_core::Counts {
-            live,
-            expired: Some(expired),
-        })
-    }
-
-    /// Drops this store's table (and its index).
-    async fn drop_namespace(&self) -> Result<()> {
-        let statement = format!(
-            "DROP TABLE IF EXISTS \"{}\".\"{}\"",
-            self.config.schema, self.config.table
-        );
-        // Not through `bounded`, which would first create the table it is about to drop.
-        let drop_table = sqlx::raw_sql(&statement).execute(&self.pool);
-        match tokio::time::timeout(self.config.operation_timeout, drop_table).await {
-            Ok(done) => done.map(drop).map_err(pg("dropping the table")),
-            Err(elapsed) => Err(Error::with_source(
-                ErrorKind::Backend,
-                "postgres: dropping the table: no answer within the deadline",
-                elapsed,
-            )
-            .transient(true)),
-        }
-    }
-
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        Some(self)
-    }
-
-    fn gauges(&self) -> session_core::Gauges {
-        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
-    }
-}
-
-/// The owner index: an `owner` column with a partial index; `sessions_of` is one indexed
-/// `SELECT`, `revoke_owner` one `DELETE` (atomic; in `READ COMMITTED` a row moved by a
-/// concurrent rotation is re-checked on its new version and deleted too).
-#[async_trait]
-impl OwnerIndex for PostgresStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, Some(ownership))
-            .await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            Some(ownership),
-        )
         .await
     }
 
@@ -873,5 +778,43 @@ impl OwnerIndex for PostgresStore {
             Ok(live as u64)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl session_core::StoreAdmin for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        let (live, expired) = PostgresStore::counts(self).await?;
+        Ok(session_core::Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    /// Drops this store's table (and its index).
+    async fn drop_namespace(&self) -> Result<()> {
+        let statement = format!(
+            "DROP TABLE IF EXISTS \"{}\".\"{}\"",
+            self.config.schema, self.config.table
+        );
+        // Not through `bounded`, which would first create the table it is about to drop.
+        let drop_table = sqlx::raw_sql(&statement).execute(&self.pool);
+        match tokio::time::timeout(self.config.operation_timeout, drop_table).await {
+            Ok(done) => done.map(drop).map_err(pg("dropping the table")),
+            Err(elapsed) => Err(Error::with_source(
+                ErrorKind::Backend,
+                "postgres: dropping the table: no answer within the deadline",
+                elapsed,
+            )
+            .transient(true)),
+        }
+    }
+
+    fn gauges(&self) -> session_core::Gauges {
+        session_core::Gauges::pool(u64::from(self.pool.size()), self.pool.num_idle() as u64)
     }
 }

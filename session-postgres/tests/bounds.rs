@@ -5,6 +5,7 @@
 
 mod common;
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -430,7 +431,7 @@ async fn racing_writers_get_conflict_whatever_the_default_isolation() {
                 inner: PgFactory::from_env(),
                 url: as_role(factory.url(), role),
             };
-            for behaviour in conformance_tests::BEHAVIOURS
+            for behaviour in conformance_tests::behaviours()
                 .iter()
                 .filter(|b| b.name.starts_with("race_") || b.name.starts_with("histories"))
             {

@@ -2,6 +2,7 @@
 
 mod common;
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -326,7 +327,7 @@ async fn concurrent_migrations_and_a_foreign_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_from_before_the_owner_index_is_migrated() {
-    use session_core::{Owner, OwnerIndex, Ownership};
+    use session_core::{Owner, OwnerChange, Ownership, WriteOptions};
     with_factory(|factory| async move {
         let config = factory.fresh_config();
         let admin = sqlx::PgPool::connect(factory.url()).await.unwrap();
@@ -359,13 +360,15 @@ async fn a_table_from_before_the_owner_index_is_migrated() {
         let alice = Owner::new("alice").unwrap();
         assert!(store.sessions_of(&alice).await.unwrap().is_empty());
         let outcome = store
-            .update_owned(
+            .update_opts(
                 &key,
                 &key,
                 3,
                 OffsetDateTime::now_utc() + TimeDuration::hours(1),
                 Bytes::from_static(b"x"),
-                Some(&Ownership::new(alice.clone(), "migrated").unwrap()),
+                &WriteOptions::new().with_owner(OwnerChange::Set(
+                    Ownership::new(alice.clone(), "migrated").unwrap(),
+                )),
             )
             .await
             .unwrap();

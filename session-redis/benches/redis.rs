@@ -60,11 +60,12 @@ impl<C> SessionStore for RawRedis<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    async fn create(
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<CreateOutcome> {
         let mut value = 1u64.to_be_bytes().to_vec();
         value.extend_from_slice(&data);
@@ -95,13 +96,14 @@ where
             version: 1,
         }))
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<UpdateOutcome> {
         let mut value = (expected + 1).to_be_bytes().to_vec();
         value.extend_from_slice(&data);
@@ -146,8 +148,13 @@ where
     async fn clear(&self) -> Result<()> {
         Ok(())
     }
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        !self.cluster || previous.as_bytes()[0] == current.as_bytes()[0]
+    fn capabilities(&self) -> session_core::Capabilities {
+        let rotation = if self.cluster {
+            session_core::Rotation::WithinPartition { bits: 8 }
+        } else {
+            session_core::Rotation::Anywhere
+        };
+        session_core::Capabilities::new().rotation(rotation)
     }
 }
 

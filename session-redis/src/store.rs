@@ -10,9 +10,9 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
-    Result, SessionId, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis,
-    redact_url, truncate_to_millis, unix_millis,
+    Bytes, Capabilities, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerChange,
+    Ownership, Record, Result, Rotation, SessionId, SessionKey, SessionStore, UpdateOutcome,
+    WriteOptions, async_trait, from_unix_millis, redact_url, truncate_to_millis, unix_millis,
 };
 
 use crate::cluster;
@@ -239,14 +239,6 @@ impl ConnectionLike for Connection {
             Connection::Cluster(c) => c.get_db(),
         }
     }
-}
-
-/// What a write does to the owner record.
-#[derive(Clone, Copy)]
-enum OwnerMode<'a> {
-    Keep,
-    Set(&'a Ownership),
-    Clear,
 }
 
 /// The stored form of an ownership: the owner, a NUL, the label (owners and labels hold no
@@ -732,19 +724,141 @@ impl RedisStore {
         Ok(names)
     }
 
-    /// `update`, with the owner record kept, set or cleared. A plain rotation of an owned
+    /// Adds `key` to `owner`'s index, scored now, before the session is written under it: on
+    /// a single server the `ZADD` is returned, to go first in the write's own pipeline (one
+    /// round trip for both; a connection runs a pipeline in order); in a cluster (another
+    /// slot, maybe another node) it is sent now.
+    async fn index_member(&self, owner: &Owner, key: &SessionKey) -> Result<Vec<Cmd>> {
+        let mut command = redis::cmd("ZADD");
+        command
+            .arg(self.owner_set_key(owner))
+            .arg(unix_millis(OffsetDateTime::now_utc()))
+            .arg(key.to_hex());
+        if !self.config.cluster {
+            return Ok(vec![command]);
+        }
+        let _: i64 = self.write(command, "indexing a session's owner").await?;
+        Ok(Vec::new())
+    }
+
+    /// The members of `owner`'s index with their scores.
+    async fn members(&self, owner: &Owner) -> Result<Vec<(String, i64)>> {
+        let mut command = redis::cmd("ZRANGE");
+        command
+            .arg(self.owner_set_key(owner))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let pairs: Vec<(String, f64)> = command
+            .query_async(&mut self.connection())
+            .await
+            .map_err(rd("reading an owner's index"))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(member, score)| (member, score as i64))
+            .collect())
+    }
+
+    /// Removes `members` from `owner`'s index.
+    async fn unindex(&self, owner: &Owner, members: &[String]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut command = redis::cmd("ZREM");
+        command.arg(self.owner_set_key(owner)).arg(members);
+        let _: i64 = self.write(command, "pruning an owner's index").await?;
+        Ok(())
+    }
+
+    /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
+    pub async fn count(&self) -> Result<u64> {
+        Ok(self.scan().await?.len() as u64)
+    }
+}
+
+/// The owner index is a sorted set per owner (session keys in hex, scored by when they were
+/// added), an owner record beside each owned session (`key:o`, the same deadline) and, after a
+/// rotation of an owned session, a forward marker at the old key (`key:f`). See the crate docs
+/// for what is atomic: every session's own change is one script (session, owner record and
+/// forward marker share its hash slot); the owner's set is another key (another slot in a
+/// cluster), so it is updated before (members added) and after (stale members removed) and a
+/// listing checks every member against its session.
+#[async_trait]
+impl SessionStore for RedisStore {
+    /// Redis expires keys by itself, and keeps no expired ones to count. Redis Cluster runs a
+    /// script on one hash slot, and a key's slot is its first byte's: a rotation must keep the
+    /// key's first byte. A single server takes any pair.
+    fn capabilities(&self) -> Capabilities {
+        let rotation = if self.config.cluster {
+            Rotation::WithinPartition { bits: 8 }
+        } else {
+            Rotation::Anywhere
+        };
+        Capabilities::new()
+            .expires_by_itself(true)
+            .counts_expired(false)
+            .owner_index(true)
+            .rotation(rotation)
+    }
+
+    /// A plain create is one `SET NX PXAT`; a create with an owner is a script that writes the
+    /// owner record beside the session, after the owner's index got its member.
+    async fn create_opts(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        options: &WriteOptions,
+    ) -> Result<CreateOutcome> {
+        let expires_at = truncate_to_millis(expires_at);
+        if let OwnerChange::Set(ownership) = &options.owner {
+            let before = self.index_member(ownership.owner(), key).await?;
+            let mut invocation = self.create_owned.key(self.key(key));
+            invocation
+                .key(self.owner_record_key(key))
+                .arg(encode(1, expires_at, &data))
+                .arg(deadline(expires_at))
+                .arg(owner_record(ownership));
+            let created: i64 = self
+                .write_script(before, &invocation, "creating a session")
+                .await?;
+            return Ok(if created == 1 {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::IdTaken
+            });
+        }
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.key(key))
+            .arg(encode(1, expires_at, &data))
+            .arg("NX")
+            .arg("PXAT")
+            .arg(deadline(expires_at));
+        let reply: Option<String> = self.write(command, "creating a session").await?;
+        match reply.as_deref() {
+            Some("OK") => Ok(CreateOutcome::Created),
+            None => Ok(CreateOutcome::IdTaken),
+            Some(_) => Err(Error::new(
+                ErrorKind::Backend,
+                "redis: unexpected reply to SET NX",
+            )),
+        }
+    }
+
+    /// The owner record is kept, set or cleared in the same script. A plain rotation of an owned
     /// session first learns its owner from the script (nothing changed), adds `current` to that
     /// owner's index, and runs again.
-    async fn update_with(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: OwnerMode<'_>,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
-        if !self.can_rotate_between(previous, current) {
+        if !self.capabilities().can_rotate_between(previous, current) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "redis cluster: a rotation must keep the first byte of the session key (its hash slot): one script cannot reach two slots; nothing was changed",
@@ -763,15 +877,15 @@ impl RedisStore {
                 Some(_) => Ok(UpdateOutcome::Conflict),
             };
         };
-        let (mode, record) = match owner {
-            OwnerMode::Keep => ("k", Vec::new()),
-            OwnerMode::Set(ownership) => ("s", owner_record(ownership)),
-            OwnerMode::Clear => ("c", Vec::new()),
+        let (mode, record) = match &options.owner {
+            OwnerChange::Keep => ("k", Vec::new()),
+            OwnerChange::Set(ownership) => ("s", owner_record(ownership)),
+            OwnerChange::Clear => ("c", Vec::new()),
         };
         // The owner whose index lists `current` already.
         let mut indexed: Option<Owner> = None;
         let mut before = Vec::new();
-        if let OwnerMode::Set(ownership) = owner {
+        if let OwnerChange::Set(ownership) = &options.owner {
             before = self.index_member(ownership.owner(), current).await?;
             indexed = Some(ownership.owner().clone());
         }
@@ -879,85 +993,6 @@ impl RedisStore {
         ))
     }
 
-    /// Adds `key` to `owner`'s index, scored now, before the session is written under it: on
-    /// a single server the `ZADD` is returned, to go first in the write's own pipeline (one
-    /// round trip for both; a connection runs a pipeline in order); in a cluster (another
-    /// slot, maybe another node) it is sent now.
-    async fn index_member(&self, owner: &Owner, key: &SessionKey) -> Result<Vec<Cmd>> {
-        let mut command = redis::cmd("ZADD");
-        command
-            .arg(self.owner_set_key(owner))
-            .arg(unix_millis(OffsetDateTime::now_utc()))
-            .arg(key.to_hex());
-        if !self.config.cluster {
-            return Ok(vec![command]);
-        }
-        let _: i64 = self.write(command, "indexing a session's owner").await?;
-        Ok(Vec::new())
-    }
-
-    /// The members of `owner`'s index with their scores.
-    async fn members(&self, owner: &Owner) -> Result<Vec<(String, i64)>> {
-        let mut command = redis::cmd("ZRANGE");
-        command
-            .arg(self.owner_set_key(owner))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES");
-        let pairs: Vec<(String, f64)> = command
-            .query_async(&mut self.connection())
-            .await
-            .map_err(rd("reading an owner's index"))?;
-        Ok(pairs
-            .into_iter()
-            .map(|(member, score)| (member, score as i64))
-            .collect())
-    }
-
-    /// Removes `members` from `owner`'s index.
-    async fn unindex(&self, owner: &Owner, members: &[String]) -> Result<()> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mut command = redis::cmd("ZREM");
-        command.arg(self.owner_set_key(owner)).arg(members);
-        let _: i64 = self.write(command, "pruning an owner's index").await?;
-        Ok(())
-    }
-
-    /// Number of live sessions of this namespace (a `SCAN`; expired keys are gone already).
-    pub async fn count(&self) -> Result<u64> {
-        Ok(self.scan().await?.len() as u64)
-    }
-}
-
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn create(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<CreateOutcome> {
-        let expires_at = truncate_to_millis(expires_at);
-        let mut command = redis::cmd("SET");
-        command
-            .arg(self.key(key))
-            .arg(encode(1, expires_at, &data))
-            .arg("NX")
-            .arg("PXAT")
-            .arg(deadline(expires_at));
-        let reply: Option<String> = self.write(command, "creating a session").await?;
-        match reply.as_deref() {
-            Some("OK") => Ok(CreateOutcome::Created),
-            None => Ok(CreateOutcome::IdTaken),
-            Some(_) => Err(Error::new(
-                ErrorKind::Backend,
-                "redis: unexpected reply to SET NX",
-            )),
-        }
-    }
-
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         let value: Option<Vec<u8>> = self
             .connection()
@@ -965,25 +1000,6 @@ impl SessionStore for RedisStore {
             .await
             .map_err(rd("reading a session"))?;
         value.map(decode).transpose()
-    }
-
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            OwnerMode::Keep,
-        )
-        .await
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<bool> {
@@ -1030,91 +1046,6 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(())
-    }
-
-    /// Redis Cluster runs a script on one hash slot, and a key's slot is its first byte's: a
-    /// rotation must keep the key's first byte. A single server takes any pair.
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        !self.config.cluster || previous.as_bytes()[0] == current.as_bytes()[0]
-    }
-}
-
-#[async_trait]
-impl session_core::StoreAdmin for RedisStore {
-    fn backend(&self) -> &'static str {
-        "redis"
-    }
-
-    /// Redis expires keys by itself, and keeps no expired ones to count.
-    fn capabilities(&self) -> session_core::Capabilities {
-        session_core::Capabilities::new()
-            .expires_by_itself(true)
-            .counts_expired(false)
-    }
-
-    async fn counts(&self) -> Result<session_core::Counts> {
-        Ok(session_core::Counts {
-            live: self.count().await?,
-            expired: None,
-        })
-    }
-
-    /// Deletes the namespace's keys (exactly those `clear` deletes).
-    async fn drop_namespace(&self) -> Result<()> {
-        self.clear().await
-    }
-
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        Some(self)
-    }
-}
-
-/// The owner index: a sorted set per owner (session keys in hex, scored by when they were
-/// added), an owner record beside each owned session (`key:o`, the same deadline) and, after a
-/// rotation of an owned session, a forward marker at the old key (`key:f`). See the crate docs
-/// for what is atomic: every session's own change is one script (session, owner record and
-/// forward marker share its hash slot); the owner's set is another key (another slot in a
-/// cluster), so it is updated before (members added) and after (stale members removed) and a
-/// listing checks every member against its session.
-#[async_trait]
-impl OwnerIndex for RedisStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        let expires_at = truncate_to_millis(expires_at);
-        let before = self.index_member(ownership.owner(), key).await?;
-        let mut invocation = self.create_owned.key(self.key(key));
-        invocation
-            .key(self.owner_record_key(key))
-            .arg(encode(1, expires_at, &data))
-            .arg(deadline(expires_at))
-            .arg(owner_record(ownership));
-        let created: i64 = self
-            .write_script(before, &invocation, "creating a session")
-            .await?;
-        Ok(if created == 1 {
-            CreateOutcome::Created
-        } else {
-            CreateOutcome::IdTaken
-        })
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        let mode = ownership.map_or(OwnerMode::Clear, OwnerMode::Set);
-        self.update_with(current, previous, expected_version, expires_at, data, mode)
-            .await
     }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
@@ -1224,6 +1155,25 @@ impl OwnerIndex for RedisStore {
             tracing::debug!(error = %e, "could not prune an owner's index");
         }
         Ok(revoked.iter().filter(|deleted| **deleted == 1).count() as u64)
+    }
+}
+
+#[async_trait]
+impl session_core::StoreAdmin for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        Ok(session_core::Counts {
+            live: self.count().await?,
+            expired: None,
+        })
+    }
+
+    /// Deletes the namespace's keys (exactly those `clear` deletes).
+    async fn drop_namespace(&self) -> Result<()> {
+        self.clear().await
     }
 }
 

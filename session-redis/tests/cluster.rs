@@ -1,10 +1,12 @@
 //! Cluster mode against a real Redis Cluster (`SESSION_TEST_REDIS_CLUSTER_URL`; scripts/test
-//! starts a private one: 3 masters, 3 replicas): the whole conformance suite, how sessions
+//! starts a private one: 3 masters, 3 replicas; the conformance suite runs on it in
+//! tests/conformance.rs): how sessions
 //! spread over the masters, rotation kept within a slot, cross-slot rotations refused, counts
 //! and clear over every master.
 
 mod common;
 
+use session_core::SessionStoreExt as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,15 +17,6 @@ use session_core::{
     StoreAdmin, UpdateOutcome,
 };
 use session_redis::{RedisConfig, RedisStore};
-
-mod suite {
-    conformance_tests::suite!(super::common::cluster_factory());
-}
-
-/// The owner-index behaviours on the cluster: owner sets live in other slots than the sessions.
-mod owners {
-    conformance_tests::owner_suite!(super::common::cluster_factory());
-}
 
 fn later() -> OffsetDateTime {
     OffsetDateTime::now_utc() + TimeDuration::hours(1)
@@ -340,7 +333,7 @@ async fn writes_wait_for_replicas_when_asked() {
 /// slot and cleared with the namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owners_sessions_over_many_slots_are_listed_and_revoked() {
-    use session_core::{Owner, OwnerIndex, Ownership};
+    use session_core::{Owner, OwnerChange, Ownership, WriteOptions};
     let Some((store, _url)) = store().await else {
         return;
     };
@@ -351,7 +344,12 @@ async fn an_owners_sessions_over_many_slots_are_listed_and_revoked() {
         let key = SessionId::generate().key();
         assert_eq!(
             store
-                .create_owned(&key, later(), Bytes::from_static(b"x"), &owned)
+                .create_opts(
+                    &key,
+                    later(),
+                    Bytes::from_static(b"x"),
+                    &WriteOptions::new().with_owner(OwnerChange::Set(owned.clone()))
+                )
                 .await
                 .unwrap(),
             CreateOutcome::Created

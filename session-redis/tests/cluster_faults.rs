@@ -4,6 +4,7 @@
 //! `wait_replicas=1` no acknowledged write is lost, nothing deleted comes back, no rotation
 //! forks), and slots resharded under load (only transient errors, nothing lost).
 
+use session_core::SessionStoreExt as _;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,18 +1,20 @@
 //! The whole conformance suite against a real Redis (`SESSION_TEST_REDIS_URL`), each store under
-//! its own random key prefix; the races run across two independent clients.
+//! its own random key prefix; the races run across two independent clients. Then with one store's
+//! commands spread over four connections (every rule still holds), and against the test Redis
+//! Cluster (`SESSION_TEST_REDIS_CLUSTER_URL`), where owner sets live in other slots than the
+//! sessions.
 
 mod common;
 
-mod one_connection {
-    conformance_tests::suite!(super::common::factory());
-}
-
-/// Commands of one store spread over four connections: every rule still holds.
-mod four_connections {
-    conformance_tests::suite!(super::common::with_connections(4));
-}
-
-/// The owner-index behaviours.
-mod owners {
-    conformance_tests::owner_suite!(super::common::factory());
+fn main() {
+    conformance_tests::Suite::new()
+        .stores("one_connection", common::factory)
+        .stores("four_connections", || common::with_connections(4))
+        .stores("cluster", common::cluster_factory)
+        .behaviours(
+            "cluster",
+            session_manager::testing::FRONT_CHECKS,
+            common::cluster_factory,
+        )
+        .run();
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use session_core::SessionStoreExt as _;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -602,7 +603,7 @@ async fn large_updates_leave_no_staging_keys() {
 /// as sessions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_follows_rotations_the_index_does_not_show_yet() {
-    use session_core::{Owner, OwnerIndex, Ownership, StoreAdmin};
+    use session_core::{Owner, OwnerChange, Ownership, StoreAdmin, WriteOptions};
     let factory = common::factory();
     let Some(base) = factory.base() else {
         return;
@@ -619,7 +620,12 @@ async fn revoke_follows_rotations_the_index_does_not_show_yet() {
     let first = SessionId::generate().key();
     assert_eq!(
         store
-            .create_owned(&first, later(), Bytes::from_static(b"a"), &owned)
+            .create_opts(
+                &first,
+                later(),
+                Bytes::from_static(b"a"),
+                &WriteOptions::new().with_owner(OwnerChange::Set(owned.clone()))
+            )
             .await
             .unwrap(),
         CreateOutcome::Created
@@ -674,7 +680,12 @@ async fn revoke_follows_rotations_the_index_does_not_show_yet() {
     // Owner keys are cleared with the namespace and never counted as sessions.
     let other = SessionId::generate().key();
     let _ = store
-        .create_owned(&other, later(), Bytes::from_static(b"c"), &owned)
+        .create_opts(
+            &other,
+            later(),
+            Bytes::from_static(b"c"),
+            &WriteOptions::new().with_owner(OwnerChange::Set(owned.clone())),
+        )
         .await
         .unwrap();
     assert_eq!(store.counts().await.unwrap().live, 1);

@@ -8,6 +8,7 @@
 //! cargo bench -p session-sqlite --bench purge
 //! ```
 
+use session_core::SessionStoreExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

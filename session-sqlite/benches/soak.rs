@@ -8,6 +8,7 @@
 //! SOAK_OPTIONS="mmap_size=1073741824" cargo bench -p session-sqlite --bench soak  # URL query
 //! ```
 
+use session_core::SessionStoreExt as _;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

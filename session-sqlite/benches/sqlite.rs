@@ -48,11 +48,15 @@ impl RawSqlite {
 
 #[async_trait]
 impl SessionStore for RawSqlite {
-    async fn create(
+    fn capabilities(&self) -> session_core::Capabilities {
+        session_core::Capabilities::new()
+    }
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<CreateOutcome> {
         let c = self.0.lock();
         let n = c
@@ -84,13 +88,14 @@ impl SessionStore for RawSqlite {
             version: v as u64,
         }))
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
+        _options: &session_core::WriteOptions,
     ) -> Result<UpdateOutcome> {
         let c = self.0.lock();
         let n = c

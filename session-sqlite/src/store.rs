@@ -7,8 +7,9 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerIndex, Ownership, Record,
-    Result, SessionKey, SessionStore, UpdateOutcome, async_trait, from_unix_millis, unix_millis,
+    Bytes, Capabilities, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerChange, Record,
+    Result, SessionKey, SessionStore, UpdateOutcome, WriteOptions, async_trait, from_unix_millis,
+    unix_millis,
 };
 
 use crate::config::{Durability, SqliteConfig};
@@ -486,18 +487,25 @@ fn live_version(c: &Connection, sql: &Sql, key: &[u8; 32], now: i64) -> Result<O
     version.map(decode_version).transpose()
 }
 
-/// What a write does to the record's owner: `None` keeps it (plain `update`), `Some(None)`
-/// removes it, `Some(Some(_))` sets it.
-type OwnerWrite = Option<Option<Ownership>>;
+/// The owner index is an `owner` column with a partial index. `revoke_owner` is one write
+/// transaction (count, then delete), so it is atomic against every other writer of the file.
+#[async_trait]
+impl SessionStore for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().owner_index(true)
+    }
 
-impl SqliteStore {
-    async fn create_with(
+    async fn create_opts(
         &self,
         key: &SessionKey,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: Option<Ownership>,
+        options: &WriteOptions,
     ) -> Result<CreateOutcome> {
+        let owner = match &options.owner {
+            OwnerChange::Set(ownership) => Some(ownership.clone()),
+            OwnerChange::Keep | OwnerChange::Clear => None,
+        };
         let (sql, key, expires, data) = (
             Arc::clone(&self.sql),
             *key.as_bytes(),
@@ -528,15 +536,16 @@ impl SqliteStore {
             .await
     }
 
-    async fn update_with(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         expected_version: u64,
         expires_at: OffsetDateTime,
         data: Bytes,
-        owner: OwnerWrite,
+        options: &WriteOptions,
     ) -> Result<UpdateOutcome> {
+        let owner = options.owner.clone();
         let (sql, current, previous) = (
             Arc::clone(&self.sql),
             *current.as_bytes(),
@@ -545,7 +554,7 @@ impl SqliteStore {
         let (expires, data) = (unix_millis(expires_at), data.to_vec());
         // The common save (same id, owner kept, versions that fit the column): one statement.
         if current == previous
-            && owner.is_none()
+            && owner == OwnerChange::Keep
             && let (Ok(expected), Some(Ok(stored))) = (
                 i64::try_from(expected_version),
                 expected_version.checked_add(1).map(encode_version),
@@ -586,25 +595,27 @@ impl SqliteStore {
                 // The stored version matched, so it fits an i64; only its successor may not.
                 let version = expected_version.checked_add(1).ok_or_else(at_maximum)?;
                 let stored_version = encode_version(version).map_err(|_| at_maximum())?;
-                let owner_name = owner
-                    .as_ref()
-                    .and_then(|o| o.as_ref().map(|o| o.owner().as_str()));
-                let label = owner.as_ref().and_then(|o| o.as_ref().map(|o| o.label()));
+                let (owner_name, label) = match &owner {
+                    OwnerChange::Set(o) => (Some(o.owner().as_str()), Some(o.label())),
+                    OwnerChange::Keep | OwnerChange::Clear => (None, None),
+                };
                 if current == previous {
                     match &owner {
-                        None => c.prepare_cached(&sql.update).and_then(|mut s| {
+                        OwnerChange::Keep => c.prepare_cached(&sql.update).and_then(|mut s| {
                             s.execute(params![&previous[..], expires, stored_version, data])
                         }),
-                        Some(_) => c.prepare_cached(&sql.update_owned).and_then(|mut s| {
-                            s.execute(params![
-                                &previous[..],
-                                expires,
-                                stored_version,
-                                data,
-                                owner_name,
-                                label
-                            ])
-                        }),
+                        OwnerChange::Set(_) | OwnerChange::Clear => {
+                            c.prepare_cached(&sql.update_owned).and_then(|mut s| {
+                                s.execute(params![
+                                    &previous[..],
+                                    expires,
+                                    stored_version,
+                                    data,
+                                    owner_name,
+                                    label
+                                ])
+                            })
+                        }
                     }
                     .map_err(sqlite("updating a session"))?;
                     return Ok(UpdateOutcome::Updated { version });
@@ -616,7 +627,7 @@ impl SqliteStore {
                     .and_then(|mut s| s.execute(params![&current[..], now]))
                     .map_err(sqlite("removing an expired record"))?;
                 match &owner {
-                    None => c.prepare_cached(&sql.rotate).and_then(|mut s| {
+                    OwnerChange::Keep => c.prepare_cached(&sql.rotate).and_then(|mut s| {
                         s.execute(params![
                             &current[..],
                             &previous[..],
@@ -625,34 +636,24 @@ impl SqliteStore {
                             data
                         ])
                     }),
-                    Some(_) => c.prepare_cached(&sql.rotate_owned).and_then(|mut s| {
-                        s.execute(params![
-                            &current[..],
-                            &previous[..],
-                            expires,
-                            stored_version,
-                            data,
-                            owner_name,
-                            label
-                        ])
-                    }),
+                    OwnerChange::Set(_) | OwnerChange::Clear => {
+                        c.prepare_cached(&sql.rotate_owned).and_then(|mut s| {
+                            s.execute(params![
+                                &current[..],
+                                &previous[..],
+                                expires,
+                                stored_version,
+                                data,
+                                owner_name,
+                                label
+                            ])
+                        })
+                    }
                 }
                 .map_err(sqlite("rotating a session id"))?;
                 Ok(UpdateOutcome::Updated { version })
             })
             .await
-    }
-}
-
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn create(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, None).await
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -677,18 +678,6 @@ impl SessionStore for SqliteStore {
                 })
                 .transpose()
             })
-            .await
-    }
-
-    async fn update(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(current, previous, expected_version, expires_at, data, None)
             .await
     }
 
@@ -756,74 +745,6 @@ impl SessionStore for SqliteStore {
             })
             .await
     }
-}
-
-#[async_trait]
-impl session_core::StoreAdmin for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn capabilities(&self) -> session_core::Capabilities {
-        session_core::Capabilities::new()
-    }
-
-    async fn counts(&self) -> Result<session_core::Counts> {
-        let (live, expired) = SqliteStore::counts(self).await?;
-        Ok(session_core::Counts {
-            live,
-            expired: Some(expired),
-        })
-    }
-
-    async fn drop_namespace(&self) -> Result<()> {
-        self.drop_table().await
-    }
-
-    fn gauges(&self) -> session_core::Gauges {
-        let (writes, reads) = self.workers.queued();
-        session_core::Gauges::queue((writes + reads) as u64)
-    }
-
-    fn owner_index(self: Arc<Self>) -> Option<Arc<dyn OwnerIndex>> {
-        Some(self)
-    }
-}
-
-/// The owner index: an `owner` column with a partial index. `revoke_owner` is one write
-/// transaction (count, then delete), so it is atomic against every other writer of the file.
-#[async_trait]
-impl OwnerIndex for SqliteStore {
-    async fn create_owned(
-        &self,
-        key: &SessionKey,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: &Ownership,
-    ) -> Result<CreateOutcome> {
-        self.create_with(key, expires_at, data, Some(ownership.clone()))
-            .await
-    }
-
-    async fn update_owned(
-        &self,
-        current: &SessionKey,
-        previous: &SessionKey,
-        expected_version: u64,
-        expires_at: OffsetDateTime,
-        data: Bytes,
-        ownership: Option<&Ownership>,
-    ) -> Result<UpdateOutcome> {
-        self.update_with(
-            current,
-            previous,
-            expected_version,
-            expires_at,
-            data,
-            Some(ownership.cloned()),
-        )
-        .await
-    }
 
     async fn sessions_of(&self, owner: &Owner) -> Result<Vec<OwnedSession>> {
         let (sql, owner) = (Arc::clone(&self.sql), owner.clone());
@@ -875,5 +796,29 @@ impl OwnerIndex for SqliteStore {
                 Ok(live as u64)
             })
             .await
+    }
+}
+
+#[async_trait]
+impl session_core::StoreAdmin for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn counts(&self) -> Result<session_core::Counts> {
+        let (live, expired) = SqliteStore::counts(self).await?;
+        Ok(session_core::Counts {
+            live,
+            expired: Some(expired),
+        })
+    }
+
+    async fn drop_namespace(&self) -> Result<()> {
+        self.drop_table().await
+    }
+
+    fn gauges(&self) -> session_core::Gauges {
+        let (writes, reads) = self.workers.queued();
+        session_core::Gauges::queue((writes + reads) as u64)
     }
 }

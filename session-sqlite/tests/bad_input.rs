@@ -1,5 +1,6 @@
 //! Bad files, bad places, bad rows, bad names: a clear error, no panic, nothing else changed.
 
+use session_core::SessionStoreExt as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -304,7 +305,7 @@ async fn a_file_of_the_previous_layout_is_adopted() {
 
 #[tokio::test]
 async fn a_version_1_table_gets_the_owner_index() {
-    use session_core::{Owner, OwnerIndex, Ownership, UpdateOutcome};
+    use session_core::{Owner, OwnerChange, Ownership, UpdateOutcome, WriteOptions};
     // What schema version 1 wrote: the table without owner columns, recorded as version 1.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.sqlite");
@@ -334,13 +335,13 @@ async fn a_version_1_table_gets_the_owner_index() {
     assert!(store.sessions_of(&alice).await.unwrap().is_empty());
     let owned = Ownership::new(alice.clone(), "migrated").unwrap();
     let outcome = store
-        .update_owned(
+        .update_opts(
             &key,
             &key,
             3,
             later(),
             Bytes::from_static(b"x"),
-            Some(&owned),
+            &WriteOptions::new().with_owner(OwnerChange::Set(owned.clone())),
         )
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 //! run in chunks that let other writes through, full queues fail fast, and work whose caller is
 //! gone is never applied.
 
+use session_core::SessionStoreExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

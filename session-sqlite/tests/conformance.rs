@@ -2,9 +2,10 @@
 //! test on a temporary file of its own, each store in a fresh table of it; `store_pair` opens
 //! two independent stores on one table, as two application processes would.
 
-conformance_tests::suite!(session_sqlite::testing::factory().expect("a temporary file"));
-
-/// The owner-index behaviours, on the same kind of factory.
-mod owners {
-    conformance_tests::owner_suite!(session_sqlite::testing::factory().expect("a temporary file"));
+fn main() {
+    conformance_tests::Suite::new()
+        .stores("", || {
+            session_sqlite::testing::factory().expect("a temporary file")
+        })
+        .run();
 }

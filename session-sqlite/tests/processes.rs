@@ -4,6 +4,7 @@
 //! The child processes are this test binary run again on the ignored entry point `child`, with
 //! `SESSION_SQLITE_CHILD` saying what to do.
 
+use session_core::SessionStoreExt as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,7 @@
 //! tower-sessions' own `SessionStore` trait (core 0.15 and 0.14), and one HTTP round through
 //! tower-sessions' `SessionManagerLayer` on axum.
 
+use session_manager::SessionStoreExt as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@ use super::prelude::*;
 
 /// Empty, binary (every byte value), trailing NULs and spaces, and 1 MiB data round-trip exactly; the expiry comes back
 /// truncated to the millisecond; the version is 1.
-pub async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
+async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     // A sub-millisecond part that must be truncated, not rounded.
     let expires_at = (OffsetDateTime::now_utc() + Duration::hours(1))
@@ -39,7 +39,7 @@ pub async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
         );
         ensure_eq!(
             record.expires_at.offset(),
-            session_manager::time::UtcOffset::UTC,
+            session_core::time::UtcOffset::UTC,
             "expiry offset"
         );
         ensure_eq!(record.version, 1, "version after create");
@@ -48,7 +48,7 @@ pub async fn create_read_round_trip(factory: &dyn StoreFactory) -> CheckResult {
 }
 
 /// Create on a live key is `IdTaken` and leaves the original untouched.
-pub async fn create_on_live_key_is_id_taken(factory: &dyn StoreFactory) -> CheckResult {
+async fn create_on_live_key_is_id_taken(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     let expires_at = in_secs(600);
@@ -76,7 +76,7 @@ pub async fn create_on_live_key_is_id_taken(factory: &dyn StoreFactory) -> Check
 }
 
 /// Create over an expired record replaces it, with version 1.
-pub async fn create_over_expired_record(factory: &dyn StoreFactory) -> CheckResult {
+async fn create_over_expired_record(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     create_expired(&*store, &k, b"old").await?;
@@ -96,7 +96,7 @@ pub async fn create_over_expired_record(factory: &dyn StoreFactory) -> CheckResu
 }
 
 /// Reading a missing or an expired key is `None`, and reading creates nothing.
-pub async fn read_missing_or_expired_is_none(factory: &dyn StoreFactory) -> CheckResult {
+async fn read_missing_or_expired_is_none(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let missing = key();
     ensure!(
@@ -121,7 +121,7 @@ pub async fn read_missing_or_expired_is_none(factory: &dyn StoreFactory) -> Chec
 }
 
 /// Update in place with the right version: new data and expiry, version + 1, again and again.
-pub async fn update_in_place(factory: &dyn StoreFactory) -> CheckResult {
+async fn update_in_place(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     create(&*store, &k, in_secs(600), b"v1").await?;
@@ -147,7 +147,7 @@ pub async fn update_in_place(factory: &dyn StoreFactory) -> CheckResult {
 }
 
 /// Update with a stale (or future) version is `Conflict` and changes nothing.
-pub async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -> CheckResult {
+async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     create(&*store, &k, in_secs(600), b"v1").await?;
@@ -191,7 +191,7 @@ pub async fn update_with_stale_version_is_conflict(factory: &dyn StoreFactory) -
 
 /// Update (in place or rotating) of a missing, deleted, expired or rotated-away key is
 /// `NotFound`, and creates nothing: no resurrection.
-pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) -> CheckResult {
+async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let missing = key();
     let deleted = key();
@@ -268,7 +268,7 @@ pub async fn update_of_absent_previous_is_not_found(factory: &dyn StoreFactory) 
 }
 
 /// Touch moves the expiry (later or earlier) and keeps data and version.
-pub async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult {
+async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     create(&*store, &k, in_secs(600), b"data").await?;
@@ -296,7 +296,7 @@ pub async fn touch_moves_expiry_only(factory: &dyn StoreFactory) -> CheckResult 
 }
 
 /// Touch of a missing, expired or deleted key is `false` and creates nothing.
-pub async fn touch_of_absent_creates_nothing(factory: &dyn StoreFactory) -> CheckResult {
+async fn touch_of_absent_creates_nothing(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let missing = key();
     let expired = key();
@@ -322,7 +322,7 @@ pub async fn touch_of_absent_creates_nothing(factory: &dyn StoreFactory) -> Chec
 }
 
 /// Delete is idempotent, and after it update and touch are `NotFound` while create starts afresh.
-pub async fn delete_is_idempotent_and_final(factory: &dyn StoreFactory) -> CheckResult {
+async fn delete_is_idempotent_and_final(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let k = key();
     store.delete(&k).await?;
@@ -359,7 +359,7 @@ pub async fn delete_is_idempotent_and_final(factory: &dyn StoreFactory) -> Check
 
 /// 10,000 sessions created first (16 at a time), *then* every one read back intact: nothing is
 /// evicted.
-pub async fn ten_thousand_sessions(factory: &dyn StoreFactory) -> CheckResult {
+async fn ten_thousand_sessions(factory: &dyn StoreFactory) -> CheckResult {
     const SESSIONS: usize = 10_000;
     const WORKERS: usize = 16;
     let store = factory.store().await?;
@@ -411,7 +411,7 @@ pub async fn ten_thousand_sessions(factory: &dyn StoreFactory) -> CheckResult {
 
 /// Update in place and rotation keep data exactly, with the data set `create` is held to: empty,
 /// every byte value, trailing NULs and spaces, 1 MiB.
-pub async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -> CheckResult {
+async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     for data in data_set() {
         let (a, b) = (key(), key());
@@ -465,7 +465,7 @@ pub async fn update_and_rotation_keep_data_exactly(factory: &dyn StoreFactory) -
 
 /// `create` always writes version 1, also over an expired record that had reached version 5; a
 /// rotation onto such a record writes `expected + 1`, not the old record's version + 1.
-pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> CheckResult {
+async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let (k, source) = (key(), key());
     for round in 0..2 {
@@ -533,7 +533,7 @@ pub async fn create_always_writes_version_one(factory: &dyn StoreFactory) -> Che
 
 /// An expired `previous` is `NotFound` whatever `expected_version` says (matching or not), in
 /// place and rotating; a missing or deleted `previous` is never `Conflict`.
-pub async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> CheckResult {
+async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let expired = key();
     create(&*store, &expired, in_secs(600), b"v1").await?;
@@ -596,7 +596,7 @@ pub async fn absent_previous_is_never_conflict(factory: &dyn StoreFactory) -> Ch
 
 /// Keys that differ in a single byte (the first, a middle one, the last) are independent records
 /// for every operation.
-pub async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
+async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let base = key();
     let neighbours: Vec<SessionKey> = [0, 15, 16, 31]
@@ -687,3 +687,113 @@ pub async fn keys_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     );
     Ok(())
 }
+
+/// What the store's capabilities say about the owner index holds. Without one, a write that
+/// sets an owner, `sessions_of` and `revoke_owner` answer `Unsupported` and change nothing; with
+/// one, they work (an owner nobody has lists nothing and revokes nothing).
+async fn capabilities_match_owner_operations(factory: &dyn StoreFactory) -> CheckResult {
+    use session_core::{Owner, OwnerChange, Ownership, WriteOptions};
+    let store = factory.store().await?;
+    let owner = Owner::new("nobody-yet").expect("a valid owner");
+    let options = WriteOptions::new().with_owner(OwnerChange::Set(Ownership::of(owner.clone())));
+    let k = key();
+    if store.capabilities().owner_index {
+        ensure!(
+            store.sessions_of(&owner).await?.is_empty(),
+            "an owner with no sessions lists some"
+        );
+        ensure_eq!(
+            store.revoke_owner(&owner, None).await?,
+            0,
+            "revoking an owner with no sessions"
+        );
+        ensure_eq!(
+            store
+                .create_opts(&k, in_secs(600), Bytes::from_static(b"owned"), &options)
+                .await?,
+            CreateOutcome::Created,
+            "a create with an owner"
+        );
+        ensure_eq!(
+            store.sessions_of(&owner).await?.len(),
+            1,
+            "the owned session listed"
+        );
+        return Ok(());
+    }
+    let unsupported = |what: &str, answer: Result<(), session_core::Error>| match answer {
+        Err(e) if e.kind() == ErrorKind::Unsupported => Ok(()),
+        other => Err(Failure::new(format!(
+            "{what} on a store without an owner index must be Unsupported, got {other:?}"
+        ))),
+    };
+    unsupported(
+        "a create with an owner",
+        store
+            .create_opts(&k, in_secs(600), Bytes::from_static(b"owned"), &options)
+            .await
+            .map(drop),
+    )?;
+    ensure!(
+        store.read(&k).await?.is_none(),
+        "a refused owned create wrote the record"
+    );
+    create(&*store, &k, in_secs(600), b"plain").await?;
+    unsupported(
+        "an update with an owner",
+        store
+            .update_opts(
+                &k,
+                &k,
+                1,
+                in_secs(600),
+                Bytes::from_static(b"owned"),
+                &options,
+            )
+            .await
+            .map(drop),
+    )?;
+    holds(
+        &*store,
+        &k,
+        1,
+        b"plain",
+        "the record after a refused owned update",
+    )
+    .await?;
+    unsupported("sessions_of", store.sessions_of(&owner).await.map(drop))?;
+    unsupported(
+        "revoke_owner",
+        store.revoke_owner(&owner, None).await.map(drop),
+    )?;
+    holds(
+        &*store,
+        &k,
+        1,
+        b"plain",
+        "the record after refused owner calls",
+    )
+    .await?;
+    Ok(())
+}
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    create_read_round_trip,
+    create_on_live_key_is_id_taken,
+    create_over_expired_record,
+    read_missing_or_expired_is_none,
+    update_in_place,
+    update_with_stale_version_is_conflict,
+    update_of_absent_previous_is_not_found,
+    touch_moves_expiry_only,
+    touch_of_absent_creates_nothing,
+    delete_is_idempotent_and_final,
+    ten_thousand_sessions,
+    update_and_rotation_keep_data_exactly,
+    create_always_writes_version_one,
+    absent_previous_is_never_conflict,
+    keys_are_whole,
+    capabilities_match_owner_operations,
+);

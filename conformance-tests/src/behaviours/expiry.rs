@@ -4,7 +4,7 @@ use super::prelude::*;
 
 /// A record whose expiry is the current millisecond is already absent (`expires_at <= now`), for
 /// create, update and touch alike.
-pub async fn expires_at_now_is_absent(factory: &dyn StoreFactory) -> CheckResult {
+async fn expires_at_now_is_absent(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     for round in 0..20 {
         let k = key();
@@ -48,7 +48,7 @@ pub async fn expires_at_now_is_absent(factory: &dyn StoreFactory) -> CheckResult
 
 /// A record with a short expiry is live, then absent once the time has passed; touch extends it;
 /// create over the expired key succeeds.
-pub async fn expiry_in_real_time(factory: &dyn StoreFactory) -> CheckResult {
+async fn expiry_in_real_time(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let (fading, kept) = (key(), key());
     let soon = truncate_to_millis(OffsetDateTime::now_utc() + Duration::milliseconds(700));
@@ -90,7 +90,7 @@ pub async fn expiry_in_real_time(factory: &dyn StoreFactory) -> CheckResult {
 }
 
 /// `delete_expired` removes only expired records and reports how many.
-pub async fn delete_expired_purges_only_expired(factory: &dyn StoreFactory) -> CheckResult {
+async fn delete_expired_purges_only_expired(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let live: Vec<SessionKey> = (0..3).map(|_| key()).collect();
     for k in &live {
@@ -104,7 +104,7 @@ pub async fn delete_expired_purges_only_expired(factory: &dyn StoreFactory) -> C
     create(&*store, &key(), soon, b"soon").await?;
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     let purged = store.delete_expired().await?;
-    if factory.expires_by_itself() {
+    if store.capabilities().expires_by_itself {
         ensure!(
             purged <= 6,
             "delete_expired reported {purged} purged records, only 6 were expired"
@@ -125,7 +125,7 @@ pub async fn delete_expired_purges_only_expired(factory: &dyn StoreFactory) -> C
 /// Expiries with a sub-millisecond part read back truncated to the millisecond after create,
 /// update in place, rotation and touch, from seconds to more than a year ahead (no TTL cap, no
 /// rounding to seconds).
-pub async fn millisecond_precision_everywhere(factory: &dyn StoreFactory) -> CheckResult {
+async fn millisecond_precision_everywhere(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let offsets = [
         Duration::milliseconds(2_001),
@@ -194,7 +194,7 @@ const PROBE: Duration = Duration::milliseconds(200);
 /// misses at least one probe by 250 ms or more; a correct store whose clock is within 100 ms of
 /// the test's passes every time. A probe whose read started or ended too close to the instant to
 /// judge is repeated with a fresh record (up to 5 times).
-pub async fn expiry_boundaries_are_exact(factory: &dyn StoreFactory) -> CheckResult {
+async fn expiry_boundaries_are_exact(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let tasks: Vec<_> = [250, 500, 750]
         .into_iter()
@@ -263,7 +263,7 @@ async fn boundary_probe(store: &dyn SessionStore, fraction_ms: i64) -> CheckResu
 /// purge right after counts 0, and, for a store that does not drop expired records on its own
 /// ([`StoreFactory::expires_by_itself`] is `false`), the count is exactly 1,000. A store that
 /// drops them lazily may count fewer (it did not find them), never more.
-pub async fn delete_expired_at_scale_is_exact(factory: &dyn StoreFactory) -> CheckResult {
+async fn delete_expired_at_scale_is_exact(factory: &dyn StoreFactory) -> CheckResult {
     const EXPIRED: usize = 1_000;
     const SOON: usize = 20;
     const LIVE: usize = 200;
@@ -304,7 +304,7 @@ pub async fn delete_expired_at_scale_is_exact(factory: &dyn StoreFactory) -> Che
         purged <= EXPIRED as u64,
         "delete_expired reported {purged} purged records, only {EXPIRED} were expired"
     );
-    if factory.expires_by_itself() {
+    if store.capabilities().expires_by_itself {
         eprintln!(
             "note: delete_expired_at_scale_is_exact: this store drops expired records by itself; its purge count ({purged} of {EXPIRED}) is checked as an upper bound only"
         );
@@ -330,3 +330,14 @@ pub async fn delete_expired_at_scale_is_exact(factory: &dyn StoreFactory) -> Che
     ensure_eq!(again, 0, "records counted by a purge right after a purge");
     Ok(())
 }
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    expires_at_now_is_absent,
+    expiry_in_real_time,
+    delete_expired_purges_only_expired,
+    millisecond_precision_everywhere,
+    expiry_boundaries_are_exact,
+    delete_expired_at_scale_is_exact,
+);

@@ -506,7 +506,7 @@ async fn one_history(
                     _ => {}
                 }
             }
-            Ok::<_, session_manager::Error>(())
+            Ok::<_, session_core::Error>(())
         }));
     }
     for handle in handles {
@@ -557,9 +557,15 @@ pub async fn check_histories(factory: &dyn StoreFactory, options: HistoryOptions
 /// three shared keys, four tasks over two instances) are linearizable: every history can be
 /// ordered into a sequence the contract's model allows, respecting real time. Fixed seeds
 /// ([`HistoryOptions::default`]); `sessionctl check --histories N --seed S` runs more.
-pub async fn histories_are_linearizable(factory: &dyn StoreFactory) -> CheckResult {
+async fn histories_are_linearizable(factory: &dyn StoreFactory) -> CheckResult {
     check_histories(factory, HistoryOptions::default()).await
 }
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    histories_are_linearizable,
+);
 
 #[cfg(test)]
 mod tests {

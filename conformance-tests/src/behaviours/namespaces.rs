@@ -3,7 +3,7 @@
 use super::prelude::*;
 
 /// `clear` empties this store's namespace and nothing else; the store stays usable.
-pub async fn clear_only_this_namespace(factory: &dyn StoreFactory) -> CheckResult {
+async fn clear_only_this_namespace(factory: &dyn StoreFactory) -> CheckResult {
     let mine = factory.store().await?;
     let other = factory.store().await?;
     let shared = key();
@@ -33,7 +33,7 @@ pub async fn clear_only_this_namespace(factory: &dyn StoreFactory) -> CheckResul
 /// Namespaces are whole for every operation, not only `clear`: create, read, update, rotation,
 /// touch and delete through one namespace never see or change a record of another namespace
 /// with the same key.
-pub async fn namespaces_are_whole_for_every_operation(factory: &dyn StoreFactory) -> CheckResult {
+async fn namespaces_are_whole_for_every_operation(factory: &dyn StoreFactory) -> CheckResult {
     let a = factory.store().await?;
     let b = factory.store().await?;
     let (k, target) = (key(), key());
@@ -128,7 +128,7 @@ pub async fn namespaces_are_whole_for_every_operation(factory: &dyn StoreFactory
 
 /// `clear` is complete at scale: a namespace holding 3,000 records is empty afterwards, and the
 /// other namespace keeps all of its own.
-pub async fn clear_is_complete_at_scale(factory: &dyn StoreFactory) -> CheckResult {
+async fn clear_is_complete_at_scale(factory: &dyn StoreFactory) -> CheckResult {
     const RECORDS: usize = 3_000;
     const WORKERS: usize = 8;
     let mine = factory.store().await?;
@@ -163,3 +163,11 @@ pub async fn clear_is_complete_at_scale(factory: &dyn StoreFactory) -> CheckResu
     create(&*mine, &keys[0], in_secs(600), b"again").await?;
     Ok(())
 }
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    clear_only_this_namespace,
+    namespaces_are_whole_for_every_operation,
+    clear_is_complete_at_scale,
+);

@@ -1,21 +1,65 @@
-//! The owner index ([`OwnerIndex`]): listing an owner's sessions and revoking them, through
-//! rotations, expiry and concurrent writers.
+//! The owner index ([`SessionStore::sessions_of`], [`SessionStore::revoke_owner`], writes with
+//! [`OwnerChange`]): listing an owner's sessions and revoking them, through rotations, expiry and
+//! concurrent writers.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
 
-use session_manager::{Owner, OwnerIndex, Ownership};
+use session_core::{Owner, OwnerChange, Ownership, SessionId, WriteOptions, async_trait};
 
 use super::prelude::*;
 
-type Pair = (Arc<dyn OwnerIndex>, Arc<dyn OwnerIndex>);
+type Pair = (Arc<dyn SessionStore>, Arc<dyn SessionStore>);
 
+/// Two instances over one fresh namespace, when the store keeps an owner index.
 async fn owner_pair(factory: &dyn StoreFactory) -> Result<Pair, Failure> {
-    factory
-        .owner_pair()
-        .await?
-        .ok_or_else(|| Failure::new("the factory's store has no owner index (owner_pair is None)"))
+    let (a, b) = factory.store_pair().await?;
+    if !a.capabilities().owner_index {
+        return Err(Failure::not_applicable(
+            "the store keeps no owner index (Capabilities::owner_index is false)",
+        ));
+    }
+    Ok((a, b))
 }
+
+/// The owned writes as these behaviours spell them: `create_opts`/`update_opts` with an
+/// [`OwnerChange`] (`None` clears the owner).
+#[async_trait]
+trait Owned: SessionStore {
+    async fn create_owned(
+        &self,
+        key: &SessionKey,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: &Ownership,
+    ) -> session_core::Result<CreateOutcome> {
+        let options = WriteOptions::new().with_owner(OwnerChange::Set(ownership.clone()));
+        self.create_opts(key, expires_at, data, &options).await
+    }
+
+    async fn update_owned(
+        &self,
+        current: &SessionKey,
+        previous: &SessionKey,
+        expected_version: u64,
+        expires_at: OffsetDateTime,
+        data: Bytes,
+        ownership: Option<&Ownership>,
+    ) -> session_core::Result<UpdateOutcome> {
+        let options = WriteOptions::new().with_owner(OwnerChange::replace(ownership.cloned()));
+        self.update_opts(
+            current,
+            previous,
+            expected_version,
+            expires_at,
+            data,
+            &options,
+        )
+        .await
+    }
+}
+
+impl<S: SessionStore + ?Sized> Owned for S {}
 
 /// A key with every byte random: unlike [`key`], keys of a partitioned store land in different
 /// partitions (an owner's sessions spread over a Redis Cluster's slots). For sessions that are
@@ -33,7 +77,7 @@ fn owned(name: &str, label: &str) -> Ownership {
 }
 
 async fn create_owned(
-    store: &dyn OwnerIndex,
+    store: &dyn SessionStore,
     key: &SessionKey,
     expires_at: OffsetDateTime,
     ownership: &Ownership,
@@ -49,7 +93,7 @@ async fn create_owned(
 }
 
 /// The keys `store` lists for `name`, sorted.
-async fn keys_of(store: &dyn OwnerIndex, name: &str) -> Result<BTreeSet<SessionKey>, Failure> {
+async fn keys_of(store: &dyn SessionStore, name: &str) -> Result<BTreeSet<SessionKey>, Failure> {
     Ok(store
         .sessions_of(&owner(name))
         .await?
@@ -60,7 +104,7 @@ async fn keys_of(store: &dyn OwnerIndex, name: &str) -> Result<BTreeSet<SessionK
 
 /// `sessions_of` lists exactly the owner's live sessions with their expiry, version and label,
 /// soonest expiry first, on both instances; other owners and unowned sessions are not listed.
-pub async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     let alice: Vec<SessionKey> = (0..3).map(|_| spread_key()).collect();
     let labels = ["Firefox on Linux", "", "Ünïcødé ☕ phone"];
@@ -79,7 +123,7 @@ pub async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResul
     // A long owner with multi-byte characters and a label at the maximum length.
     let long_name = "é".repeat(127);
     let long = key();
-    let long_label = "l".repeat(session_manager::MAX_LABEL_BYTES);
+    let long_label = "l".repeat(session_core::MAX_LABEL_BYTES);
     create_owned(&*a, &long, in_secs(600), &owned(&long_name, &long_label)).await?;
 
     for store in [&a, &b] {
@@ -123,7 +167,7 @@ pub async fn owner_sessions_are_listed(factory: &dyn StoreFactory) -> CheckResul
 
 /// `create_owned` over a live key and `update_owned` that is `NotFound`, `Conflict` or `IdTaken`
 /// change nothing, the ownership included.
-pub async fn owner_outcomes_change_nothing_else(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_outcomes_change_nothing_else(factory: &dyn StoreFactory) -> CheckResult {
     let (a, _b) = owner_pair(factory).await?;
     let (k, other) = (key(), key());
     create_owned(&*a, &k, in_secs(600), &owned("alice", "first")).await?;
@@ -202,7 +246,7 @@ pub async fn owner_outcomes_change_nothing_else(factory: &dyn StoreFactory) -> C
 /// The ownership follows the record: plain updates and rotations keep it (the listing shows the
 /// new key and version), `touch` keeps it (the listing shows the new expiry), `update_owned`
 /// replaces or removes it, and `create_owned`/`update_owned` write owner and label together.
-pub async fn owner_follows_rotation_and_touch(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_follows_rotation_and_touch(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     let k1 = key();
     create_owned(&*a, &k1, in_secs(600), &owned("alice", "tablet")).await?;
@@ -342,7 +386,7 @@ pub async fn owner_follows_rotation_and_touch(factory: &dyn StoreFactory) -> Che
 
 /// Deleted, rotated-away, expired and purged sessions are never listed; revoking them finds
 /// nothing to count.
-pub async fn owner_listing_hides_ended_sessions(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_listing_hides_ended_sessions(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     let keep = key();
     create_owned(&*a, &keep, in_secs(600), &owned("alice", "kept")).await?;
@@ -407,7 +451,7 @@ pub async fn owner_listing_hides_ended_sessions(factory: &dyn StoreFactory) -> C
 
 /// Owners are compared whole and exactly: a prefix, a different case, a trailing space or SQL
 /// wildcard characters name other owners, for listing and for revoking.
-pub async fn owners_are_whole(factory: &dyn StoreFactory) -> CheckResult {
+async fn owners_are_whole(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     let names = [
         "alice", "ali", "alice2", "Alice", "alice ", " alice", "al%", "al_ce", "a*", "{alice}",
@@ -454,7 +498,7 @@ pub async fn owners_are_whole(factory: &dyn StoreFactory) -> CheckResult {
 
 /// `revoke_owner` with `except` keeps exactly that session (data and version untouched) and
 /// counts the others; without it, it removes all; other owners and unowned sessions stay.
-pub async fn owner_revoke_keeps_exactly_except(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_revoke_keeps_exactly_except(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     let keys: Vec<SessionKey> = (0..5).map(|_| spread_key()).collect();
     for k in &keys {
@@ -537,7 +581,7 @@ pub async fn owner_revoke_keeps_exactly_except(factory: &dyn StoreFactory) -> Ch
 
 /// Two namespaces of one backend keep separate owner indexes: the same owner in both is listed
 /// and revoked per namespace, and `clear` empties its namespace's index only.
-pub async fn owner_index_stays_in_its_namespace(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_index_stays_in_its_namespace(factory: &dyn StoreFactory) -> CheckResult {
     let (one, _) = owner_pair(factory).await?;
     let (two, _) = owner_pair(factory).await?;
     let (k1, k2) = (key(), key());
@@ -583,7 +627,7 @@ pub async fn owner_index_stays_in_its_namespace(factory: &dyn StoreFactory) -> C
 /// existed (its create returned) before the revoke started is gone when it returns, under
 /// whatever key it was rotated to; no rotation or save of one of them succeeds afterwards; and
 /// the count is at least the number of those sessions.
-pub async fn owner_race_revoke_against_creates_and_rotations(
+async fn owner_race_revoke_against_creates_and_rotations(
     factory: &dyn StoreFactory,
 ) -> CheckResult {
     const ROUNDS: usize = 6;
@@ -755,7 +799,7 @@ pub async fn owner_race_revoke_against_creates_and_rotations(
 
 /// Of concurrent `revoke_owner` calls on one owner over two instances, the counts add up to the
 /// owner's sessions exactly: each session is revoked once.
-pub async fn owner_race_concurrent_revokes(factory: &dyn StoreFactory) -> CheckResult {
+async fn owner_race_concurrent_revokes(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = owner_pair(factory).await?;
     for round in 0..4 {
         let name = format!("revoked-{round}");
@@ -803,111 +847,16 @@ pub async fn owner_race_concurrent_revokes(factory: &dyn StoreFactory) -> CheckR
     Ok(())
 }
 
-/// The front over the owner index: a `Session` handle that logs in (`set_owner` with
-/// `cycle_id`, one write) is listed with its label; "log out my other devices" revokes the others
-/// and keeps it; a stale handle of a revoked device never writes again; removing the owner
-/// unlists the session; a manager without an owner index refuses owned writes and writes nothing.
-pub async fn owner_front_login_lists_and_revokes(factory: &dyn StoreFactory) -> CheckResult {
-    use session_manager::Session;
-    let (index, _) = owner_pair(factory).await?;
-    let manager = Arc::new(SessionManager::indexed(Arc::clone(&index)));
-    let alice = owner("alice");
-    // Another device, already logged in.
-    let other = manager
-        .create_owned(&b"{\"user\":\"alice\"}"[..], &owned("alice", "phone"))
-        .await?;
-    let stale = Session::with_manager(Some(other.id().clone()), Arc::clone(&manager), None);
-    ensure!(
-        stale.get::<String>("user").await?.is_some(),
-        "the other device's session loads"
-    );
-    // Login on this device: data, owner and a fresh id in one save.
-    let session = Session::with_manager(None, Arc::clone(&manager), None);
-    session.insert("cart", 3).await?;
-    session.save().await?;
-    let anonymous = session
-        .id()
-        .ok_or_else(|| Failure::new("no id after save"))?;
-    session.insert("user", "alice").await?;
-    session.set_owner(Some(&owned("alice", "laptop")));
-    session.cycle_id().await?;
-    let id = session
-        .id()
-        .ok_or_else(|| Failure::new("no id after login"))?;
-    ensure!(id != anonymous, "login kept the anonymous id");
-    ensure!(
-        index.read(&anonymous.key()).await?.is_none(),
-        "the anonymous id still reads after login"
-    );
-    let listed = manager.sessions_of(&alice).await?;
-    ensure_eq!(listed.len(), 2, "alice's sessions after login");
-    let mine = listed
-        .iter()
-        .find(|s| s.key == id.key())
-        .ok_or_else(|| Failure::new("the logged-in session is not listed"))?;
-    ensure_eq!(mine.label, "laptop", "label of the logged-in session");
-    // Log out the other devices.
-    ensure_eq!(
-        session.revoke_other_sessions(&alice).await?,
-        1,
-        "sessions revoked"
-    );
-    ensure_eq!(
-        keys_of(&*index, "alice").await?,
-        BTreeSet::from([id.key()]),
-        "alice's sessions after logging out the others"
-    );
-    ensure!(
-        manager.load(other.id()).await?.is_none(),
-        "the revoked device's session loads"
-    );
-    stale.insert("late", true).await?;
-    match stale.save().await {
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        other => {
-            return Err(Failure::new(format!(
-                "a save of a revoked session: expected NotFound, got {other:?}"
-            )));
-        }
-    }
-    ensure!(
-        manager.load(other.id()).await?.is_none(),
-        "a stale handle brought a revoked session back"
-    );
-    // This session keeps working and can be unowned.
-    session.insert("cart", 4).await?;
-    session.save().await?;
-    session.set_owner(None);
-    session.save().await?;
-    ensure_eq!(
-        keys_of(&*index, "alice").await?,
-        BTreeSet::new(),
-        "alice's sessions after unowning"
-    );
-    ensure!(
-        manager.load(&id).await?.is_some(),
-        "the unowned session still loads"
-    );
-    // Without an owner index: refused before anything is written.
-    let plain = Arc::new(SessionManager::new(
-        Arc::clone(&index) as Arc<dyn SessionStore>
-    ));
-    let refused = Session::with_manager(None, plain, None);
-    refused.insert("user", "bob").await?;
-    refused.set_owner(Some(&owned("bob", "")));
-    match refused.save().await {
-        Err(e) if e.kind() == ErrorKind::Unsupported => {}
-        other => {
-            return Err(Failure::new(format!(
-                "an owned save without an owner index: expected Unsupported, got {other:?}"
-            )));
-        }
-    }
-    ensure!(refused.id().is_none(), "a refused owned create left an id");
-    ensure_eq!(
-        keys_of(&*index, "bob").await?,
-        BTreeSet::new(),
-        "bob's sessions"
-    );
-    Ok(())
-}
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Owner:
+    owner_sessions_are_listed,
+    owner_outcomes_change_nothing_else,
+    owner_follows_rotation_and_touch,
+    owner_listing_hides_ended_sessions,
+    owners_are_whole,
+    owner_revoke_keeps_exactly_except,
+    owner_index_stays_in_its_namespace,
+    owner_race_revoke_against_creates_and_rotations,
+    owner_race_concurrent_revokes,
+);

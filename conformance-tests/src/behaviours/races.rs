@@ -16,7 +16,7 @@ async fn race<T, F, Fut>(
 where
     T: Send + 'static,
     F: Fn(usize, Arc<dyn SessionStore>) -> Fut,
-    Fut: std::future::Future<Output = Result<T, session_manager::Error>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, session_core::Error>> + Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(RACERS));
     let handles: Vec<_> = (0..RACERS)
@@ -46,7 +46,7 @@ where
 }
 
 /// Of 32 concurrent creates of one key, exactly one wins and the stored data is the winner's.
-pub async fn race_concurrent_creates(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_concurrent_creates(factory: &dyn StoreFactory) -> CheckResult {
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS {
         let k = key();
@@ -83,7 +83,7 @@ pub async fn race_concurrent_creates(factory: &dyn StoreFactory) -> CheckResult 
 
 /// Of 32 concurrent rotations of one key (one expected version, each to its own new key), exactly
 /// one succeeds; exactly one successor is live and the old key is gone.
-pub async fn race_concurrent_rotations(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_concurrent_rotations(factory: &dyn StoreFactory) -> CheckResult {
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS {
         let previous = key();
@@ -150,7 +150,7 @@ pub async fn race_concurrent_rotations(factory: &dyn StoreFactory) -> CheckResul
 
 /// Of 32 concurrent in-place updates with one expected version, exactly one succeeds and its data
 /// is what is stored.
-pub async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult {
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS {
         let k = key();
@@ -196,7 +196,7 @@ pub async fn race_concurrent_updates(factory: &dyn StoreFactory) -> CheckResult 
 
 /// A counter incremented by compare-and-swap (read, update with the read version, retry on
 /// `Conflict`) from 16 tasks × 20 increments ends at exactly 320: no lost update.
-pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
     const TASKS: usize = 16;
     const INCREMENTS: u64 = 20;
     const MAX_ATTEMPTS: usize = 100_000;
@@ -275,7 +275,7 @@ pub async fn race_cas_counter(factory: &dyn StoreFactory) -> CheckResult {
 
 /// While a key is rotated, concurrent readers never see both keys live (reading the new one
 /// first), never neither (reading the old one first), and never a mixed record.
-pub async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> CheckResult {
+async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> CheckResult {
     const READERS: usize = 4;
     let stores = factory.store_pair().await?;
     for round in 0..24 {
@@ -292,7 +292,7 @@ pub async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> Ch
                 let stop = Arc::clone(&stop);
                 tokio::spawn(async move {
                     let check =
-                        |record: &Option<session_manager::Record>, data: &[u8], version: u64| {
+                        |record: &Option<session_core::Record>, data: &[u8], version: u64| {
                             record
                                 .as_ref()
                                 .is_none_or(|r| r.data == data && r.version == version)
@@ -358,7 +358,7 @@ pub async fn readers_never_see_both_or_neither(factory: &dyn StoreFactory) -> Ch
 
 /// `touch` racing `delete` never brings the record back: after 4 deletes and 28 touches at once,
 /// the key is absent.
-pub async fn race_touch_against_delete(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_touch_against_delete(factory: &dyn StoreFactory) -> CheckResult {
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS {
         let k = key();
@@ -384,7 +384,7 @@ pub async fn race_touch_against_delete(factory: &dyn StoreFactory) -> CheckResul
 /// `touch` racing `update` never loses the update: one task updates a record 10 times by
 /// compare-and-swap while 31 others touch it; every update succeeds first time and the last one
 /// is what is stored.
-pub async fn race_touch_against_update(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_touch_against_update(factory: &dyn StoreFactory) -> CheckResult {
     const UPDATES: u64 = 10;
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS / 4 {
@@ -440,7 +440,7 @@ pub async fn race_touch_against_update(factory: &dyn StoreFactory) -> CheckResul
 
 /// Of 32 concurrent creates on a key that holds an *expired* record (version 5), exactly one
 /// wins, with version 1 and its own data.
-pub async fn race_creates_over_expired_record(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_creates_over_expired_record(factory: &dyn StoreFactory) -> CheckResult {
     let stores = factory.store_pair().await?;
     for round in 0..RACE_ROUNDS {
         let k = key();
@@ -500,7 +500,7 @@ pub async fn race_creates_over_expired_record(factory: &dyn StoreFactory) -> Che
 /// writes (create, update, rotation, touch, delete), the other reads right after, even when it
 /// read the key before; and its `delete_expired` respects a touch or update made through the
 /// first instance.
-pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> CheckResult {
+async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> CheckResult {
     let (a, b) = factory.store_pair().await?;
     let (k, moved) = (key(), key());
     ensure!(b.read(&k).await?.is_none(), "a fresh key reads as present");
@@ -613,7 +613,7 @@ pub async fn writes_are_visible_across_instances(factory: &dyn StoreFactory) -> 
 /// Rotations crossing each other (a → b and b → a at once, both keys live) never deadlock and
 /// never move anything: every one is `IdTaken`. 8 pairs, each direction repeating for half a
 /// second (at least 20 times); all must be done within 30 seconds.
-pub async fn race_crossed_rotations_never_deadlock(factory: &dyn StoreFactory) -> CheckResult {
+async fn race_crossed_rotations_never_deadlock(factory: &dyn StoreFactory) -> CheckResult {
     const PAIRS: usize = 8;
     const MIN_ROUNDS: usize = 20;
     const BUSY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -676,3 +676,18 @@ pub async fn race_crossed_rotations_never_deadlock(factory: &dyn StoreFactory) -
     }
     Ok(())
 }
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    race_concurrent_creates,
+    race_concurrent_rotations,
+    race_concurrent_updates,
+    race_cas_counter,
+    readers_never_see_both_or_neither,
+    race_touch_against_delete,
+    race_touch_against_update,
+    race_creates_over_expired_record,
+    writes_are_visible_across_instances,
+    race_crossed_rotations_never_deadlock,
+);

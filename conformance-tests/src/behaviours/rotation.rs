@@ -3,7 +3,7 @@
 use super::prelude::*;
 
 /// Rotation moves the record: the old key is gone, the new one holds the new data, version + 1.
-pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResult {
+async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let (a, b, c) = (key(), key(), key());
     create(&*store, &a, in_secs(600), b"at a").await?;
@@ -45,7 +45,7 @@ pub async fn rotation_moves_the_record(factory: &dyn StoreFactory) -> CheckResul
 }
 
 /// Rotation onto a live key is `IdTaken`, and both records stay as they were.
-pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> CheckResult {
+async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let (a, b) = (key(), key());
     let (ea, eb) = (in_secs(600), in_secs(900));
@@ -74,7 +74,7 @@ pub async fn rotation_onto_live_key_is_id_taken(factory: &dyn StoreFactory) -> C
 }
 
 /// Rotation onto a key holding an expired record succeeds and replaces it.
-pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResult {
+async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResult {
     let store = factory.store().await?;
     let (a, b) = (key(), key());
     create(&*store, &a, in_secs(600), b"a").await?;
@@ -99,3 +99,75 @@ pub async fn rotation_onto_expired_key(factory: &dyn StoreFactory) -> CheckResul
     );
     Ok(())
 }
+
+/// What the store's capabilities say about rotations holds: a store that rotates anywhere moves
+/// a record between keys that differ in their first byte; a partitioned store refuses a pair
+/// across partitions with `Unsupported` and changes nothing (both keys as they were).
+async fn rotation_follows_capabilities(factory: &dyn StoreFactory) -> CheckResult {
+    let store = factory.store().await?;
+    let capabilities = store.capabilities();
+    let previous = key();
+    let mut bytes = *previous.as_bytes();
+    bytes[0] ^= 0x80;
+    let across = SessionKey::from_bytes(&bytes).expect("32 bytes");
+    create(&*store, &previous, in_secs(600), b"rotating").await?;
+    create(
+        &*store,
+        &neighbour(&previous, 1),
+        in_secs(600),
+        b"bystander",
+    )
+    .await?;
+    let answer = store
+        .update(
+            &across,
+            &previous,
+            1,
+            in_secs(600),
+            Bytes::from_static(b"moved"),
+        )
+        .await;
+    if capabilities.can_rotate_between(&previous, &across) {
+        ensure_eq!(
+            answer?,
+            UpdateOutcome::Updated { version: 2 },
+            "a rotation the capabilities allow (first key byte changed)"
+        );
+        ensure!(
+            store.read(&previous).await?.is_none(),
+            "the old key is gone"
+        );
+        holds(&*store, &across, 2, b"moved", "the rotated record").await?;
+    } else {
+        match answer {
+            Err(e) if e.kind() == ErrorKind::Unsupported => {}
+            other => {
+                return Err(Failure::new(format!(
+                    "a rotation across partitions must be refused with Unsupported, got {other:?}"
+                )));
+            }
+        }
+        holds(
+            &*store,
+            &previous,
+            1,
+            b"rotating",
+            "the record of a refused rotation",
+        )
+        .await?;
+        ensure!(
+            store.read(&across).await?.is_none(),
+            "a refused rotation wrote its target"
+        );
+    }
+    Ok(())
+}
+
+/// The behaviours of this file, in order.
+pub(crate) const BEHAVIOURS: &[Behaviour] = register!(
+    Store:
+    rotation_moves_the_record,
+    rotation_onto_live_key_is_id_taken,
+    rotation_onto_expired_key,
+    rotation_follows_capabilities,
+);

@@ -3,8 +3,9 @@
 //! timed loops (after a warm-up), in nanoseconds per call.
 
 use serde_json::{Map, Value};
+use session_manager::SessionStoreExt as _;
 use session_manager::{
-    Bytes, SessionId, SessionStore,
+    Bytes, SessionId,
     time::{Duration, OffsetDateTime},
 };
 use std::collections::HashMap;

@@ -53,30 +53,32 @@ impl<S> Flaky<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for Flaky<S> {
-    async fn create(
+    async fn create_opts(
         &self,
         key: &SessionKey,
         at: OffsetDateTime,
         data: Bytes,
+        options: &session_manager::WriteOptions,
     ) -> Result<CreateOutcome> {
         self.check()?;
-        self.reply(self.inner.create(key, at, data).await)
+        self.reply(self.inner.create_opts(key, at, data, options).await)
     }
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
         self.inner.read(key).await
     }
-    async fn update(
+    async fn update_opts(
         &self,
         current: &SessionKey,
         previous: &SessionKey,
         version: u64,
         at: OffsetDateTime,
         data: Bytes,
+        options: &session_manager::WriteOptions,
     ) -> Result<UpdateOutcome> {
         self.check()?;
         self.reply(
             self.inner
-                .update(current, previous, version, at, data)
+                .update_opts(current, previous, version, at, data, options)
                 .await,
         )
     }
@@ -103,7 +105,7 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         self.inner.clear().await
     }
 
-    fn can_rotate_between(&self, previous: &SessionKey, current: &SessionKey) -> bool {
-        self.inner.can_rotate_between(previous, current)
+    fn capabilities(&self) -> session_manager::Capabilities {
+        self.inner.capabilities()
     }
 }
