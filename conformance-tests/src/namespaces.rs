@@ -18,7 +18,8 @@ use crate::StoreFactory;
 /// use conformance_tests::NamespaceFactory;
 /// use session_memory::MemoryConfig;
 ///
-/// conformance_tests::suite!(NamespaceFactory::new(MemoryConfig::default()));
+/// let suite = conformance_tests::Suite::new()
+///     .stores("memory", || NamespaceFactory::new(MemoryConfig::default()));
 /// ```
 pub struct NamespaceFactory<C: BackendConfig> {
     base: Option<C>,
