@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use session_core::{ErrorKind, Result, SessionKey, SessionStore, StoreAdmin};
+use session_core::{ErrorKind, Result, SessionKey, SessionStore, SessionStoreExt, StoreAdmin};
 use time::{Duration, OffsetDateTime};
 
 /// The runtime every async target runs on (multi-threaded: the SQL drivers and the Redis
