@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use session_core::{CreateOutcome, ErrorKind, SessionId, SessionStoreExt};
+use session_core::{CreateOutcome, ErrorKind, SessionId, SessionStore, SessionStoreExt};
 use session_fuzz::block_on;
 use session_manager::{Session, SessionManager, envelope};
 use session_memory::MemoryStore;

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use session_core::{CreateOutcome, SessionId, SessionStoreExt};
+use session_core::{CreateOutcome, SessionId, SessionStore, SessionStoreExt};
 use session_fuzz::block_on;
 use session_manager::Tiered;
 use session_memory::MemoryStore;
