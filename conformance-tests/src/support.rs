@@ -178,3 +178,26 @@ pub async fn join_workers(
     }
     first
 }
+
+/// The owner `name` (a valid one: the helpers' names are).
+pub fn owner(name: &str) -> session_core::Owner {
+    session_core::Owner::new(name).expect("a valid owner")
+}
+
+/// `name`'s ownership with `label`.
+pub fn owned(name: &str, label: &str) -> session_core::Ownership {
+    session_core::Ownership::new(owner(name), label).expect("a valid label")
+}
+
+/// The keys `store` lists for the owner `name`, sorted.
+pub async fn keys_of(
+    store: &dyn SessionStore,
+    name: &str,
+) -> Result<std::collections::BTreeSet<SessionKey>, crate::Failure> {
+    Ok(store
+        .sessions_of(&owner(name))
+        .await?
+        .into_iter()
+        .map(|s| s.key)
+        .collect())
+}

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use conformance_tests::support::{keys_of, owned, owner};
 use conformance_tests::{Behaviour, CheckResult, Failure, Family, StoreFactory, ensure, ensure_eq};
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
-    Capabilities, CreateOutcome, ErrorKind, OwnedSession, Owner, Ownership, Record, Result,
-    SessionId, SessionKey, SessionStore, UpdateOutcome, WriteOptions,
+    Capabilities, CreateOutcome, ErrorKind, OwnedSession, Owner, Record, Result, SessionId,
+    SessionKey, SessionStore, UpdateOutcome, WriteOptions,
 };
 
 use crate::{ExpiryPolicy, Session, SessionManager};
@@ -428,27 +429,6 @@ async fn manager_login_lists_and_revokes_owners(factory: &dyn StoreFactory) -> C
         "bob's sessions"
     );
     Ok(())
-}
-
-fn owner(name: &str) -> Owner {
-    Owner::new(name).expect("a valid owner")
-}
-
-fn owned(name: &str, label: &str) -> Ownership {
-    Ownership::new(owner(name), label).expect("a valid label")
-}
-
-/// The keys `store` lists for `name`, sorted.
-async fn keys_of(
-    store: &dyn SessionStore,
-    name: &str,
-) -> std::result::Result<BTreeSet<SessionKey>, Failure> {
-    Ok(store
-        .sessions_of(&owner(name))
-        .await?
-        .into_iter()
-        .map(|s| s.key)
-        .collect())
 }
 
 /// Counts every call that reaches the inner store; optionally says it keeps no owner index.

@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
 
-use session_core::{Owner, OwnerChange, Ownership, SessionId, WriteOptions, async_trait};
+use session_core::{OwnerChange, Ownership, SessionId, WriteOptions, async_trait};
 
 use super::prelude::*;
+use crate::support::{keys_of, owned, owner};
 
 type Pair = (Arc<dyn SessionStore>, Arc<dyn SessionStore>);
 
@@ -68,14 +69,6 @@ fn spread_key() -> SessionKey {
     SessionId::generate().key()
 }
 
-fn owner(name: &str) -> Owner {
-    Owner::new(name).expect("a valid owner")
-}
-
-fn owned(name: &str, label: &str) -> Ownership {
-    Ownership::new(owner(name), label).expect("a valid label")
-}
-
 async fn create_owned(
     store: &dyn SessionStore,
     key: &SessionKey,
@@ -90,16 +83,6 @@ async fn create_owned(
         "create_owned on a fresh key"
     );
     Ok(())
-}
-
-/// The keys `store` lists for `name`, sorted.
-async fn keys_of(store: &dyn SessionStore, name: &str) -> Result<BTreeSet<SessionKey>, Failure> {
-    Ok(store
-        .sessions_of(&owner(name))
-        .await?
-        .into_iter()
-        .map(|s| s.key)
-        .collect())
 }
 
 /// `sessions_of` lists exactly the owner's live sessions with their expiry, version and label,
