@@ -437,10 +437,7 @@ mod tests {
             ("memory://?table=x", "unknown option `table`"),
             ("sqlite://s.db?tabel=x", "unknown option `tabel`"),
             ("sqlite://s.db?durability=sometimes", "durability must be"),
-            (
-                "sqlite://s.db?busy_timeout_ms=soon",
-                "must be a whole number",
-            ),
+            ("sqlite://s.db?busy_timeout=soon", "must be a duration"),
             ("memory://somewhere", "just `memory://`"),
         ] {
             let error = StoreConfig::new(url).check().unwrap_err();
@@ -466,7 +463,7 @@ mod tests {
     #[test]
     fn deserializes_from_toml_and_json() {
         let config: StoreConfig = toml::from_str(
-            "url = \"sqlite://s.db\"\ntable = \"web\"\ndurability = \"full\"\nbusy_timeout_ms = 100\ncreate = false\n",
+            "url = \"sqlite://s.db\"\ntable = \"web\"\ndurability = \"full\"\nbusy_timeout = \"100ms\"\ncreate = false\n",
         )
         .unwrap();
         let parsed: session_sqlite::SqliteConfig = parse(&config).unwrap();
@@ -481,6 +478,44 @@ mod tests {
         let typo: StoreConfig =
             serde_json::from_str(r#"{"url":"redis://h","prefix":"x"}"#).unwrap();
         assert!(typo.check().unwrap_err().to_string().contains("`prefix`"));
+    }
+
+    /// A duration setting has one name and one form, in a URL, a configuration file and the
+    /// backend's own serde alike: `2s` and `2000` (milliseconds) mean the same.
+    #[test]
+    fn durations_have_one_name_and_one_form_everywhere() {
+        let two = std::time::Duration::from_secs(2);
+        for url in [
+            "redis://h?response_timeout=2s",
+            "redis://h?response_timeout=2000",
+            "redis://h?response_timeout=2000ms",
+        ] {
+            let parsed: session_redis::RedisConfig = parse(&StoreConfig::new(url)).unwrap();
+            assert_eq!(parsed.response_timeout, two, "{url}");
+        }
+        for file in [
+            "url = \"postgres://h/d\"\nacquire_timeout = \"2s\"\n",
+            "url = \"postgres://h/d\"\nacquire_timeout = 2000\n",
+        ] {
+            let config: StoreConfig = toml::from_str(file).unwrap();
+            let parsed: session_postgres::PostgresConfig = parse(&config).unwrap();
+            assert_eq!(parsed.acquire_timeout, two, "{file}");
+        }
+        for json in [
+            r#"{"url":"redis://h","wait_timeout":"2s"}"#,
+            r#"{"url":"redis://h","wait_timeout":2000}"#,
+        ] {
+            let direct: session_redis::RedisConfig = serde_json::from_str(json).unwrap();
+            assert_eq!(direct.wait_timeout, two, "{json}");
+        }
+        let old = StoreConfig::new("redis://h?response_timeout_ms=2000")
+            .check()
+            .unwrap_err();
+        assert!(old.to_string().contains("`response_timeout_ms`"), "{old}");
+        let bad = StoreConfig::new("mysql://h/d?operation_timeout=1.5s")
+            .check()
+            .unwrap_err();
+        assert!(bad.to_string().contains("must be a duration"), "{bad}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn main() {
         ("sqlite_temporary", Box::new(url("sqlite::memory:"))),
         (
             "sqlite_full_durability",
-            Box::new(url("sqlite::memory:?durability=full&busy_timeout_ms=5000")),
+            Box::new(url("sqlite::memory:?durability=full&busy_timeout=5000")),
         ),
         ("postgres", Box::new(from_env("SESSION_TEST_POSTGRES_URL"))),
         ("redis", Box::new(from_env("SESSION_TEST_REDIS_URL"))),

@@ -120,8 +120,8 @@ async fn bad_urls_are_config_errors() {
 #[tokio::test]
 async fn unreachable_servers_fail_fast_without_secrets() {
     for url in [
-        "postgres://app:hunter2@127.0.0.1:1/app?acquire_timeout_ms=1500",
-        "redis://:hunter2@127.0.0.1:1?connection_timeout_ms=1500&response_timeout_ms=1500",
+        "postgres://app:hunter2@127.0.0.1:1/app?acquire_timeout=1500",
+        "redis://:hunter2@127.0.0.1:1?connection_timeout=1500&response_timeout=1500",
     ] {
         let started = std::time::Instant::now();
         let error = connect(url).await.err().expect("nothing listens on port 1");

@@ -185,7 +185,7 @@ fn usage_errors_exit_2_and_store_errors_exit_3_with_one_line() {
     assert_fatal(
         &[
             "check",
-            "postgres://app:hunter2@127.0.0.1:1/app?acquire_timeout_ms=1000",
+            "postgres://app:hunter2@127.0.0.1:1/app?acquire_timeout=1000",
         ],
         3,
         "Connection refused",
@@ -193,7 +193,7 @@ fn usage_errors_exit_2_and_store_errors_exit_3_with_one_line() {
     assert_fatal(
         &[
             "bench",
-            "redis://:hunter2@127.0.0.1:1?connection_timeout_ms=1000&response_timeout_ms=1000",
+            "redis://:hunter2@127.0.0.1:1?connection_timeout=1000&response_timeout=1000",
         ],
         3,
         "cannot use the store at redis://:***@127.0.0.1:1",

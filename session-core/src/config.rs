@@ -130,11 +130,23 @@ impl Options {
             .transpose()
     }
 
-    /// Takes a duration given in whole milliseconds (settings named `…_ms`).
-    pub fn take_millis(&mut self, name: &'static str) -> Result<Option<Duration>> {
-        Ok(self
-            .take_parsed::<u64>(name, "a whole number of milliseconds")?
-            .map(Duration::from_millis))
+    /// Takes a duration in the one form every setting uses ([`parse_duration`]): `250ms`,
+    /// `5s`, `2m`, `1h`, or a whole number of milliseconds.
+    pub fn take_duration(&mut self, name: &'static str) -> Result<Option<Duration>> {
+        let backend = self.backend;
+        self.take(name)
+            .map(|value| {
+                parse_duration(&value).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{backend}: option `{name}` must be a duration (`250ms`, `5s`, `2m`, `1h`, or whole milliseconds), not {:?}",
+                            value.chars().take(32).collect::<String>()
+                        ),
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// The settings nobody took, in order (for a driver that takes its own parameters).
@@ -260,27 +272,114 @@ pub fn redact_url(url: &str) -> Cow<'static, str> {
     Cow::Owned(parsed.into())
 }
 
-/// `serde` support for `Duration` fields written as integer milliseconds
-/// (`#[serde(with = "session_core::serde_millis")]`).
-pub mod serde_millis {
+/// A duration setting: a whole number with a unit (`ms`, `s`, `m`, `h`) or a whole number of
+/// milliseconds (`250ms`, `5s`, `2m`, `1h`, `250`). The one form of every duration setting, in
+/// URLs and in serde alike; `None` for anything else (no fractions, no negative values).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let number: u64 = number.parse().ok()?;
+    let millis_per = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(millis_per).map(Duration::from_millis)
+}
+
+/// A duration as [`parse_duration`] reads it: in milliseconds, `250ms`.
+pub fn format_duration(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+/// `serde` support for `Duration` settings in the one form of [`parse_duration`] (a string with
+/// a unit, or an integer number of milliseconds); written as `"250ms"`
+/// (`#[serde(with = "session_core::serde_duration")]`).
+pub mod serde_duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
-    /// Reads milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration: `250ms`, `5s`, `2m`, `1h`, or whole milliseconds")
+        }
+
+        fn visit_u64<E: de::Error>(self, millis: u64) -> Result<Duration, E> {
+            Ok(Duration::from_millis(millis))
+        }
+
+        fn visit_i64<E: de::Error>(self, millis: i64) -> Result<Duration, E> {
+            u64::try_from(millis)
+                .map(Duration::from_millis)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(millis), &self))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            super::parse_duration(text)
+                .ok_or_else(|| E::invalid_value(de::Unexpected::Str(text), &self))
+        }
     }
 
-    /// Writes milliseconds.
+    /// Reads a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+
+    /// Writes `"<milliseconds>ms"`.
     pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(duration.as_millis().try_into().unwrap_or(u64::MAX))
+        s.serialize_str(&super::format_duration(*duration))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_have_one_form() {
+        for (text, millis) in [
+            ("250", 250),
+            ("250ms", 250),
+            ("5s", 5_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            (" 7s ", 7_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "ms",
+            "1.5s",
+            "-1",
+            "5 s",
+            "5d",
+            "s5",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let shown = format_duration(Duration::from_millis(1_500));
+        assert_eq!(parse_duration(&shown), Some(Duration::from_millis(1_500)));
+    }
 
     #[test]
     fn options_are_taken_by_name() {
@@ -296,7 +395,7 @@ mod tests {
         assert_eq!(options.take("b").as_deref(), Some("from_map"));
         assert_eq!(options.take_bool("flag").unwrap(), Some(true));
         assert_eq!(
-            options.take_millis("t").unwrap(),
+            options.take_duration("t").unwrap(),
             Some(Duration::from_millis(5))
         );
         assert_eq!(options.take("missing"), None);

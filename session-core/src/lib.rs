@@ -28,5 +28,6 @@ pub use time;
 
 #[cfg(feature = "config")]
 pub use config::{
-    MAX_CONFIG_BYTES, Options, is_secret_parameter, redact_url, serde_millis, validate_identifier,
+    MAX_CONFIG_BYTES, Options, format_duration, is_secret_parameter, parse_duration, redact_url,
+    serde_duration, validate_identifier,
 };

@@ -23,13 +23,13 @@ pub struct MysqlConfig {
     /// Connections kept open while idle.
     pub min_connections: u32,
     /// How long an operation waits for a connection (including connecting) before a transient
-    /// error. URL: `acquire_timeout_ms`.
-    #[serde(with = "session_core::serde_millis")]
+    /// error. URL: `acquire_timeout`.
+    #[serde(with = "session_core::serde_duration")]
     pub acquire_timeout: Duration,
     /// The deadline of every operation, from its call to its answer (waiting for a connection
     /// and retries of deadlocked rotations included), kept by the client. A missed deadline is
-    /// a transient error whose outcome is unknown. URL: `operation_timeout_ms`.
-    #[serde(with = "session_core::serde_millis")]
+    /// a transient error whose outcome is unknown. URL: `operation_timeout`.
+    #[serde(with = "session_core::serde_duration")]
     pub operation_timeout: Duration,
     /// Open without a server: `connect` succeeds at once, operations fail with transient errors
     /// until the server is reachable, and the table is checked (and created if allowed) on the
@@ -147,8 +147,8 @@ impl MysqlConfig {
     }
 
     /// Reads `url` and `extra` (which win over the URL's query): this store's settings
-    /// (`table`, `max_connections`, `min_connections`, `acquire_timeout_ms`,
-    /// `operation_timeout_ms`, `lazy`, `migrate`) become fields, the driver's parameters stay in
+    /// (`table`, `max_connections`, `min_connections`, `acquire_timeout`,
+    /// `operation_timeout`, `lazy`, `migrate`) become fields, the driver's parameters stay in
     /// the URL, anything else is refused.
     pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
         let url = self.url.clone();
@@ -162,10 +162,10 @@ impl MysqlConfig {
         if let Some(min) = options.take_parsed("min_connections", "a whole number")? {
             self.min_connections = min;
         }
-        if let Some(timeout) = options.take_millis("acquire_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("acquire_timeout")? {
             self.acquire_timeout = timeout;
         }
-        if let Some(timeout) = options.take_millis("operation_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("operation_timeout")? {
             self.operation_timeout = timeout;
         }
         if let Some(lazy) = options.take_bool("lazy")? {
@@ -261,7 +261,7 @@ mod tests {
     fn urls() {
         let options = [("table".to_owned(), "from_map".to_owned())];
         let config = MysqlConfig::from_url_with(
-            "mariadb://app:pw@db:3306/app?ssl-mode=disabled&table=s&max_connections=4&operation_timeout_ms=250&lazy=true&migrate=false",
+            "mariadb://app:pw@db:3306/app?ssl-mode=disabled&table=s&max_connections=4&operation_timeout=250&lazy=true&migrate=false",
             &options,
         )
         .unwrap();
@@ -278,7 +278,7 @@ mod tests {
             "mysql://db/app?password=s3cr3t",
             "mysql://db/app?tabel=x",
             "mysql://db/app?lazy=maybe",
-            "mysql://db/app?operation_timeout_ms=0",
+            "mysql://db/app?operation_timeout=0",
             "mysql://db/app?table=a-b",
             "postgres://db/app",
         ] {

@@ -25,13 +25,13 @@ pub struct PostgresConfig {
     pub min_connections: u32,
     /// How long an operation waits for a connection (including connecting) before a transient
     /// error.
-    #[serde(with = "session_core::serde_millis")]
+    #[serde(with = "session_core::serde_duration")]
     pub acquire_timeout: Duration,
     /// The deadline of every operation, from its call to its answer (waiting for a connection
     /// included), enforced by the client (so it holds against a frozen server or network) and
     /// sent to the server as `statement_timeout` (so the server stops work nobody waits for).
-    /// A missed deadline is a transient error whose outcome is unknown. URL: `operation_timeout_ms`.
-    #[serde(with = "session_core::serde_millis")]
+    /// A missed deadline is a transient error whose outcome is unknown. URL: `operation_timeout`.
+    #[serde(with = "session_core::serde_duration")]
     pub operation_timeout: Duration,
     /// Open without a server: `connect` succeeds at once, operations fail with transient errors
     /// until the server is reachable, and the table is checked (and created if allowed) on the
@@ -166,7 +166,7 @@ impl PostgresConfig {
     }
 
     /// Takes this store's settings from `options`: `schema`, `table`, `max_connections`,
-    /// `min_connections`, `acquire_timeout_ms`, `operation_timeout_ms`, `lazy`, `migrate`.
+    /// `min_connections`, `acquire_timeout`, `operation_timeout`, `lazy`, `migrate`.
     fn take_options(&mut self, options: &mut Options) -> Result<()> {
         if let Some(schema) = options.take("schema") {
             self.schema = schema;
@@ -180,10 +180,10 @@ impl PostgresConfig {
         if let Some(min) = options.take_parsed("min_connections", "a whole number")? {
             self.min_connections = min;
         }
-        if let Some(timeout) = options.take_millis("acquire_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("acquire_timeout")? {
             self.acquire_timeout = timeout;
         }
-        if let Some(timeout) = options.take_millis("operation_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("operation_timeout")? {
             self.operation_timeout = timeout;
         }
         if let Some(lazy) = options.take_bool("lazy")? {
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn own_url_parameters_are_taken_off_the_url() {
         let config = PostgresConfig::new(
-            "postgres://app:pw@db/app?sslmode=disable&operation_timeout_ms=250&lazy=true&migrate=false",
+            "postgres://app:pw@db/app?sslmode=disable&operation_timeout=250&lazy=true&migrate=false",
         );
         let (resolved, url) = config.resolved().unwrap();
         assert_eq!(url, "postgres://app:pw@db/app?sslmode=disable");
@@ -302,7 +302,7 @@ mod tests {
         assert!(!plain.lazy && plain.migrate);
         let options = [("table".to_owned(), "from_map".to_owned())];
         let config = PostgresConfig::from_url_with(
-            "postgres://h/d?schema=auth&table=s&max_connections=4&acquire_timeout_ms=9",
+            "postgres://h/d?schema=auth&table=s&max_connections=4&acquire_timeout=9",
             &options,
         )
         .unwrap();
@@ -317,8 +317,8 @@ mod tests {
             "postgres://db/app?sslpassword=s3cr3t",
             "postgres://db/app?tabel=x",
             "postgres://db/app?lazy=maybe",
-            "postgres://db/app?operation_timeout_ms=soon",
-            "postgres://db/app?operation_timeout_ms=0",
+            "postgres://db/app?operation_timeout=soon",
+            "postgres://db/app?operation_timeout=0",
         ] {
             let error = PostgresConfig::new(bad).resolved().unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config, "{bad}: {error}");

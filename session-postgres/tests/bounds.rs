@@ -248,10 +248,10 @@ async fn a_lazy_store_works_once_the_server_comes_up() {
     with_factory(|factory| async move {
         let port = closed_port().await;
         let (target, url) = via_port(factory.url(), port);
-        // Through the URL: `lazy` and `operation_timeout_ms` are the store's, not the driver's.
+        // Through the URL: `lazy` and `operation_timeout` are the store's, not the driver's.
         let config = factory
             .fresh_config()
-            .url(format!("{url}?lazy=true&operation_timeout_ms=2000"))
+            .url(format!("{url}?lazy=true&operation_timeout=2000"))
             .acquire_timeout(Duration::from_millis(500));
         assert!(
             PostgresStore::connect(config.clone().url(url.clone()))

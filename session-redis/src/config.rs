@@ -17,10 +17,10 @@ pub struct RedisConfig {
     /// without spaces or the glob characters `* ? [ ] \`.
     pub key_prefix: String,
     /// Timeout for establishing a connection.
-    #[serde(with = "session_core::serde_millis")]
+    #[serde(with = "session_core::serde_duration")]
     pub connection_timeout: Duration,
     /// Timeout for one command's reply.
-    #[serde(with = "session_core::serde_millis")]
+    #[serde(with = "session_core::serde_duration")]
     pub response_timeout: Duration,
     /// Multiplexed connections the store spreads its commands over (round robin, at least 1).
     /// Single-server mode only: a cluster connection already keeps one per node.
@@ -36,9 +36,9 @@ pub struct RedisConfig {
     /// acknowledged write survives the loss of its master once a replica holding it is promoted.
     /// URL parameter `wait_replicas`.
     pub wait_replicas: u32,
-    /// How long a write waits for `wait_replicas` (URL `wait_timeout_ms`); fewer replicas by
+    /// How long a write waits for `wait_replicas` (URL `wait_timeout`); fewer replicas by
     /// then is an error (the write is on the master, maybe nowhere else: outcome unknown).
-    #[serde(with = "session_core::serde_millis")]
+    #[serde(with = "session_core::serde_duration")]
     pub wait_timeout: Duration,
 }
 
@@ -138,7 +138,7 @@ impl RedisConfig {
     }
 
     /// Reads `url` and `extra` (which win over the URL's query): this store's settings
-    /// (`key_prefix`, `connection_timeout_ms`, `response_timeout_ms`, `connections`, `seed`)
+    /// (`key_prefix`, `connection_timeout`, `response_timeout`, `connections`, `seed`)
     /// become fields, a `+cluster` scheme sets cluster mode; other parameters stay in the URL
     /// for the driver.
     pub(crate) fn parse(mut self, extra: &[(String, String)]) -> Result<Self> {
@@ -156,16 +156,16 @@ impl RedisConfig {
         if let Some(replicas) = options.take_parsed::<u32>("wait_replicas", "a whole number")? {
             self.wait_replicas = replicas;
         }
-        if let Some(timeout) = options.take_millis("wait_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("wait_timeout")? {
             self.wait_timeout = timeout;
         }
         if let Some(prefix) = options.take("key_prefix") {
             self.key_prefix = prefix;
         }
-        if let Some(timeout) = options.take_millis("connection_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("connection_timeout")? {
             self.connection_timeout = timeout;
         }
-        if let Some(timeout) = options.take_millis("response_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("response_timeout")? {
             self.response_timeout = timeout;
         }
         if let Some(connections) = options.take_parsed::<usize>("connections", "a whole number")? {
@@ -217,8 +217,8 @@ impl BackendConfig for RedisConfig {
 
     /// `redis://…` or `rediss://…` (a single server), `redis+cluster://…` or
     /// `rediss+cluster://…` (a Redis Cluster; more seed nodes as `seed=host:port`, repeatable),
-    /// with this store's settings in the query (`key_prefix`, `connection_timeout_ms`,
-    /// `response_timeout_ms`, `connections`); other parameters go to the driver.
+    /// with this store's settings in the query (`key_prefix`, `connection_timeout`,
+    /// `response_timeout`, `connections`); other parameters go to the driver.
     fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
         let config = Self::new(url).parse(options)?;
         if !config.url.contains("://") {
@@ -254,7 +254,7 @@ mod tests {
     fn urls() {
         let options = [("key_prefix".to_owned(), "from_map:".to_owned())];
         let config = RedisConfig::from_url_with(
-            "redis://127.0.0.1:6379/2?key_prefix=web%3A&response_timeout_ms=50&connections=3&protocol=resp3",
+            "redis://127.0.0.1:6379/2?key_prefix=web%3A&response_timeout=50&connections=3&protocol=resp3",
             &options,
         )
         .unwrap();
@@ -271,7 +271,7 @@ mod tests {
         for bad in [
             "redis://h?key_prefix=a*",
             "redis://h?connections=many",
-            "redis://h?response_timeout_ms=soon",
+            "redis://h?response_timeout=soon",
             "redis://h?prefix=x",
         ] {
             let error = RedisConfig::from_url(bad).unwrap_err();
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(config.url, "redis://app:pw@127.0.0.1:7000");
         assert_eq!(config.wait_replicas, 0);
         let waiting =
-            RedisConfig::from_url("redis+cluster://h:7000?wait_replicas=1&wait_timeout_ms=250")
+            RedisConfig::from_url("redis+cluster://h:7000?wait_replicas=1&wait_timeout=250")
                 .unwrap();
         assert_eq!(
             (waiting.wait_replicas, waiting.wait_timeout),

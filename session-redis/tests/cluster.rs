@@ -246,7 +246,7 @@ async fn cluster_urls_reach_the_cluster_and_single_urls_are_told_to_switch() {
     };
     // A second seed given as a parameter, the first one unreachable: the other seeds suffice.
     let with_seeds = format!(
-        "redis+cluster://127.0.0.1:1?seed={}&connection_timeout_ms=500",
+        "redis+cluster://127.0.0.1:1?seed={}&connection_timeout=500",
         url.trim_start_matches("redis+cluster://")
     );
     let store = RedisConfig::from_url(&with_seeds)

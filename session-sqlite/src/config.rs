@@ -45,7 +45,7 @@ pub struct SqliteConfig {
     /// Reader threads, each with its own connection (at least 1).
     pub readers: usize,
     /// How long an operation waits for another process's write lock before failing (transient).
-    #[serde(with = "session_core::serde_millis")]
+    #[serde(with = "session_core::serde_duration")]
     pub busy_timeout: Duration,
     /// The most bytes the write-ahead log may hold: the checkpointer escalates from passive
     /// checkpoints to `TRUNCATE` checkpoints before the WAL reaches it, and SQLite trims the
@@ -266,7 +266,7 @@ impl BackendConfig for SqliteConfig {
 
     /// `sqlite://relative/path`, `sqlite:///absolute/path`, `sqlite:path`, or `sqlite::memory:`
     /// for a temporary file ([`SqliteConfig::temporary`]); settings as query parameters: `table`,
-    /// `durability` (`normal`/`full`), `readers`, `busy_timeout_ms`, `wal_limit` (bytes),
+    /// `durability` (`normal`/`full`), `readers`, `busy_timeout`, `wal_limit` (bytes),
     /// `queue_limit`, `create` (`true`/`false`).
     fn from_url_with(url: &str, options: &[(String, String)]) -> Result<Self> {
         let (base, mut options) = Options::split_url("sqlite", url, options)?;
@@ -300,7 +300,7 @@ impl BackendConfig for SqliteConfig {
         if let Some(readers) = options.take_parsed("readers", "a whole number")? {
             config.readers = readers;
         }
-        if let Some(timeout) = options.take_millis("busy_timeout_ms")? {
+        if let Some(timeout) = options.take_duration("busy_timeout")? {
             config.busy_timeout = timeout;
         }
         if let Some(bytes) = options.take_parsed("wal_limit", "a number of bytes")? {
@@ -359,7 +359,7 @@ mod tests {
             PathBuf::from("s.db")
         );
         let config = SqliteConfig::from_url(
-            "sqlite://s.db?table=web&durability=full&busy_timeout_ms=250&readers=3&create=false",
+            "sqlite://s.db?table=web&durability=full&busy_timeout=250&readers=3&create=false",
         )
         .unwrap();
         assert_eq!(config.table, "web");
@@ -387,10 +387,7 @@ mod tests {
             ("sqlite://", "needs a file path"),
             ("sqlite://s.db?tabel=x", "unknown option `tabel`"),
             ("sqlite://s.db?durability=sometimes", "durability must be"),
-            (
-                "sqlite://s.db?busy_timeout_ms=soon",
-                "must be a whole number",
-            ),
+            ("sqlite://s.db?busy_timeout=soon", "must be a duration"),
             ("sqlite://s.db?table=a-b", "not a plain identifier"),
             ("sqlite://s.db?cache_size_kib=-5", "must be a number of KiB"),
             ("sqlite://s.db?mmap_size=big", "must be a number of bytes"),
