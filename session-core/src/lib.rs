@@ -2,6 +2,7 @@
 
 mod admin;
 mod capabilities;
+pub mod codec;
 #[cfg(feature = "config")]
 pub mod config;
 mod error;

@@ -18,9 +18,12 @@ pub use instrument::Instrumented;
 pub use loads::{DEFAULT_TRACKED_LOADS, LoadVersions};
 pub use manager::{
     DEFAULT_ID_ATTEMPTS, DEFAULT_MAX_DATA_SIZE, ExpiryPolicy, IdGenerator, OsRngIdGenerator,
-    SessionManager, SessionState, envelope,
+    SessionManager, SessionState,
 };
 pub use session::{DEFAULT_CONFLICT_RETRIES, Expiry, Session, SessionSnapshot};
+/// The stored form of a session's data ([`session_core::codec::envelope`]), for adapters that
+/// write the same stores.
+pub use session_core::codec::envelope;
 pub use tiered::{DEFAULT_FRONT_CAPACITY, DEFAULT_FRONT_TTL, Tiered};
 
 /// Re-exported: the JSON values of a [`Session`].

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
 
+use session_core::codec::envelope;
 use session_core::{
     CreateOutcome, OwnedSession, Owner, OwnerChange, Ownership, Record, SessionStore,
-    UpdateOutcome, WriteOptions, from_unix_millis, truncate_to_millis, unix_millis,
+    UpdateOutcome, WriteOptions, truncate_to_millis,
 };
 use session_core::{Error, ErrorKind, Result};
 use session_core::{SessionId, SessionKey};
@@ -169,65 +170,6 @@ impl fmt::Debug for SessionState {
             .field("expires_at", &self.expires_at)
             .field("absolute_deadline", &self.absolute_deadline)
             .finish()
-    }
-}
-
-/// The bytes the front stores for a session: `[format = 1][absolute deadline, i64 big-endian
-/// ms or i64::MIN for none][data…]`. Public so that adapters writing the same store (the
-/// tower-sessions adapter) store sessions in the same shape.
-pub mod envelope {
-    use super::*;
-
-    const FORMAT: u8 = 1;
-    const NO_DEADLINE: i64 = i64::MIN;
-    /// Bytes before the data.
-    pub const HEADER: usize = 9;
-
-    /// [`ErrorKind::TooLarge`] when `data` is larger than `limit` bytes (the check every
-    /// writer of sessions applies before storing: [`SessionManager::with_max_data_size`]).
-    pub fn check_size(data: &[u8], limit: usize) -> Result<()> {
-        if data.len() > limit {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("session data is {} bytes, the limit is {limit}", data.len()),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The stored form of `data` with `absolute_deadline`.
-    pub fn encode(absolute_deadline: Option<OffsetDateTime>, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER + data.len());
-        out.push(FORMAT);
-        out.extend_from_slice(
-            &absolute_deadline
-                .map_or(NO_DEADLINE, unix_millis)
-                .to_be_bytes(),
-        );
-        out.extend_from_slice(data);
-        out
-    }
-
-    /// The absolute deadline and the data of a stored session; [`ErrorKind::Decode`] when the
-    /// bytes are not in this format.
-    pub fn decode(stored: Bytes) -> Result<(Option<OffsetDateTime>, Bytes)> {
-        if stored.len() < HEADER || stored[0] != FORMAT {
-            return Err(Error::new(
-                ErrorKind::Decode,
-                "stored session is not in the session envelope format",
-            ));
-        }
-        let millis = i64::from_be_bytes(stored[1..HEADER].try_into().expect("8 bytes"));
-        let deadline = match millis {
-            NO_DEADLINE => None,
-            millis => Some(from_unix_millis(millis).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Decode,
-                    "stored absolute deadline is out of range",
-                )
-            })?),
-        };
-        Ok((deadline, stored.slice(HEADER..)))
     }
 }
 
@@ -736,27 +678,5 @@ mod tests {
                 .expires_at(now, Some(now + Duration::hours(1))),
             now + Duration::hours(1)
         );
-    }
-
-    #[test]
-    fn envelope_round_trips_and_rejects_garbage() {
-        let deadline = Some(truncate_to_millis(OffsetDateTime::now_utc()));
-        for (abs, data) in [(None, b"".to_vec()), (deadline, vec![0, 255, 7])] {
-            let stored = envelope::encode(abs, &data);
-            assert_eq!(
-                envelope::decode(stored.into()).unwrap(),
-                (abs, Bytes::from(data))
-            );
-        }
-        for garbage in [vec![], vec![1, 2, 3], vec![9; 20], {
-            let mut v = vec![1];
-            v.extend_from_slice(&i64::MAX.to_be_bytes());
-            v
-        }] {
-            assert_eq!(
-                envelope::decode(garbage.into()).unwrap_err().kind(),
-                ErrorKind::Decode
-            );
-        }
     }
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockWriteGuard};
 
+use session_core::Result;
 use session_core::SessionKey;
+use session_core::codec::record;
 use session_core::{Bytes, async_trait, time::OffsetDateTime};
 use session_core::{
     Capabilities, CreateOutcome, OwnedSession, Owner, Record, SessionStore, SessionStoreExt,
-    UpdateOutcome, WriteOptions, from_unix_millis, truncate_to_millis, unix_millis,
+    UpdateOutcome, WriteOptions, truncate_to_millis,
 };
-use session_core::{Error, ErrorKind, Result};
 
 /// Default longest time a front entry serves reads before the back is asked again.
 pub const DEFAULT_FRONT_TTL: Duration = Duration::from_secs(5);
@@ -79,37 +80,6 @@ fn shard(key: &SessionKey) -> usize {
     usize::from(key.as_bytes()[0]) % SHARDS
 }
 
-/// Front value: `[back version u64 BE][back expiry ms i64 BE][data]`.
-const HEADER: usize = 16;
-
-fn encode(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + data.len());
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&unix_millis(expires_at).to_be_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
-fn decode(record: Record) -> Result<Record> {
-    let corrupt = || {
-        Error::new(
-            ErrorKind::Decode,
-            "tiered: front record is not a tiered entry",
-        )
-    };
-    if record.data.len() < HEADER {
-        return Err(corrupt());
-    }
-    let version = u64::from_be_bytes(record.data[..8].try_into().expect("8 bytes"));
-    let millis = i64::from_be_bytes(record.data[8..HEADER].try_into().expect("8 bytes"));
-    let expires_at = from_unix_millis(millis).ok_or_else(corrupt)?;
-    Ok(Record {
-        data: record.data.slice(HEADER..),
-        expires_at,
-        version,
-    })
-}
-
 impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
     /// `front` over `back`, with [`DEFAULT_FRONT_TTL`] and [`DEFAULT_FRONT_CAPACITY`].
     pub fn new(front: F, back: B) -> Self {
@@ -165,7 +135,7 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
             self.forget(key);
             return Ok(());
         }
-        let value = encode(record.version, record.expires_at, &record.data);
+        let value = record::encode(record.version, record.expires_at, &record.data);
         if self.front.create(key, until, value.into()).await? == CreateOutcome::IdTaken {
             // Another task of this instance filled it between our delete and create; which of
             // the two is newer is unknown, so keep neither.
@@ -219,7 +189,7 @@ impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
         let Some(record) = self.front.read(key).await? else {
             return Ok(None);
         };
-        match decode(record) {
+        match record::decode(record.data) {
             Ok(record) => Ok(Some(record)),
             Err(error) => {
                 tracing::warn!(%error, "dropping a front entry that is not a tiered entry");

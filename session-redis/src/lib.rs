@@ -3,6 +3,7 @@
 mod cluster;
 mod config;
 mod error;
+mod scripts;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -12,197 +12,33 @@ use session_core::time::OffsetDateTime;
 use session_core::{
     Bytes, Capabilities, CreateOutcome, Error, ErrorKind, OwnedSession, Owner, OwnerChange,
     Ownership, Record, Result, Rotation, SessionId, SessionKey, SessionStore, UpdateOutcome,
-    WriteOptions, async_trait, from_unix_millis, redact_url, truncate_to_millis, unix_millis,
+    WriteOptions, async_trait, redact_url, truncate_to_millis, unix_millis,
 };
+
+use session_core::codec::record;
 
 use crate::cluster;
 use crate::config::RedisConfig;
 use crate::error::map_redis_error;
+use crate::scripts::{self, update};
 
-/// Bytes before the data in a stored value: version (u64) and expiry in ms (i64), big-endian.
-const HEADER: usize = 16;
+/// Bytes before the data in a stored value ([`record`]'s framing).
+const HEADER: usize = record::HEADER;
 /// Keys unlinked per `UNLINK` by `clear`.
 const CLEAR_BATCH: usize = 500;
-
-// The update scripts share their key and argument layout:
-// KEYS: 1 current, 2 previous, 3 current's owner record, 4 previous's owner record, 5 previous's
-//       forward marker, 6 the staging key (staged script only), then (single server only) the
-//       index of the owner in ARGV[6], from which a rotation removes the old key.
-// ARGV: 1 expected version (8 bytes), 2 the new value (inline script only), 3 deadline,
-//       4 owner mode ('k' keep the record's, 's' set ARGV[5], 'c' clear), 5 the new owner
-//       record, 6 the owner whose index already lists `current` ('' none).
-// Replies: 0 not found, 1 updated, 2 conflict, 3 id taken, {4, record} when a rotation of an
-// owned session needs its owner's index to list `current` first (nothing changed).
-
-/// After the checks (`outcome` 1): reads the owner record and asks for the owner's index first
-/// when a plain rotation moves an owned session.
-macro_rules! owner_check {
-    () => {
-        r#"
-local record = false
-if outcome == 1 then
-  record = redis.call('GET', KEYS[4])
-  if record and ARGV[4] == 'k' and KEYS[1] ~= KEYS[2] then
-    local cut = string.find(record, '\0', 1, true)
-    local owner = cut and string.sub(record, 1, cut - 1) or record
-    if owner ~= ARGV[6] then outcome = 4 end
-  end
-end
-"#
-    };
-}
-
-/// After the session is written: the owner record follows it (or is set or cleared), with the
-/// session's deadline; a rotated owned session leaves a forward marker at its old key, which
-/// `revoke_owner` follows.
-macro_rules! owner_write {
-    () => {
-        r#"
-local newrec = record
-if ARGV[4] == 's' then newrec = ARGV[5] elseif ARGV[4] == 'c' then newrec = false end
-if record and KEYS[3] ~= KEYS[4] then redis.call('UNLINK', KEYS[4]) end
-if newrec then
-  redis.call('SET', KEYS[3], newrec, 'PXAT', ARGV[3])
-elseif record then
-  redis.call('UNLINK', KEYS[3])
-end
-if record and KEYS[1] ~= KEYS[2] then
-  redis.call('SET', KEYS[5], string.sub(KEYS[1], -64), 'PXAT', ARGV[3])
-  -- On a single server the index of the owner in ARGV[6] comes along: the old key leaves it.
-  if index then
-    local cut = string.find(record, '\0', 1, true)
-    local owner = cut and string.sub(record, 1, cut - 1) or record
-    if owner == ARGV[6] then redis.call('ZREM', index, string.sub(KEYS[2], -64)) end
-  end
-end
-return 1
-"#
-    };
-}
-
-/// Replaces the record at KEYS[2] by ARGV[2] at KEYS[1] if its version is ARGV[1] and (when
-/// rotating) KEYS[1] is free. Only the 16-byte header of the old value enters Lua
-/// (`GETRANGE`), whatever the session's size.
-const UPDATE_SCRIPT: &str = concat!(
-    r#"
-local head = redis.call('GETRANGE', KEYS[2], 0, 15)
-local outcome = 1
-if string.len(head) < 16 then
-  if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-  return redis.error_reply('CORRUPT stored session is shorter than its header')
-end
-if string.sub(head, 1, 8) ~= ARGV[1] then return 2 end
-if KEYS[1] ~= KEYS[2] and redis.call('EXISTS', KEYS[1]) == 1 then return 3 end
-"#,
-    owner_check!(),
-    r#"
-if outcome == 4 then return {4, record} end
-if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-local index = KEYS[6]
-"#,
-    owner_write!()
-);
-
-/// [`UPDATE_SCRIPT`] for large values: the new value waits under the staging key KEYS[6] (a
-/// plain `SET` pipelined just before this script) and is renamed into place, so it never passes
-/// through Lua (Redis copies every script argument into Lua and back: measured, a 64 KiB
-/// argument makes `EVALSHA` of a bare `SET` 6x slower than the `SET` itself). The staging key
-/// is removed whatever the outcome.
-const STAGED_UPDATE_SCRIPT: &str = concat!(
-    r#"
-local head = redis.call('GETRANGE', KEYS[2], 0, 15)
-local outcome = 1
-if string.len(head) < 16 then
-  if head == '' and redis.call('EXISTS', KEYS[2]) == 0 then
-    outcome = 0
-  else
-    redis.call('UNLINK', KEYS[6])
-    return redis.error_reply('CORRUPT stored session is shorter than its header')
-  end
-elseif string.sub(head, 1, 8) ~= ARGV[1] then
-  outcome = 2
-elseif KEYS[1] ~= KEYS[2] and redis.call('EXISTS', KEYS[1]) == 1 then
-  outcome = 3
-elseif redis.call('EXISTS', KEYS[6]) == 0 then
-  return redis.error_reply('STAGED the staged value is gone; nothing was changed')
-end
-"#,
-    owner_check!(),
-    r#"
-if outcome ~= 1 then
-  redis.call('UNLINK', KEYS[6])
-  if outcome == 4 then return {4, record} end
-  return outcome
-end
-if KEYS[1] ~= KEYS[2] then redis.call('UNLINK', KEYS[2]) end
-redis.call('RENAME', KEYS[6], KEYS[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-local index = KEYS[7]
-"#,
-    owner_write!()
-);
-
-/// Creates an owned session: KEYS 1 session, 2 its owner record; ARGV 1 value, 2 deadline,
-/// 3 owner record. 1 created, 0 id taken.
-const CREATE_OWNED_SCRIPT: &str = r#"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[2])
-  return 1
-end
-return 0
-"#;
-
-/// Deletes the session an owner index member names, following forward markers to where it was
-/// rotated (a rotation stays in its hash slot, so every hop is in this script's slot), if its
-/// owner is ARGV[1] and it is not ARGV[2] (hex, or ''). KEYS 1 session, 2 owner record,
-/// 3 forward marker of the member; ARGV 3 the key names' base (prefix, and hash tag in cluster
-/// mode). 1 when a live session was deleted.
-const REVOKE_ONE_SCRIPT: &str = r#"
-local s, r, f = KEYS[1], KEYS[2], KEYS[3]
-local hops = 0
-while redis.call('EXISTS', s) == 0 do
-  local nxt = redis.call('GET', f)
-  if not nxt or hops >= 64 then return 0 end
-  s = ARGV[3] .. nxt
-  r = s .. ':o'
-  f = s .. ':f'
-  hops = hops + 1
-end
-if string.sub(s, -64) == ARGV[2] then return 0 end
-local record = redis.call('GET', r)
-if not record then return 0 end
-local cut = string.find(record, '\0', 1, true)
-local owner = cut and string.sub(record, 1, cut - 1) or record
-if owner ~= ARGV[1] then return 0 end
-redis.call('UNLINK', s, r)
-return 1
-"#;
 
 /// How long an owner index member may name no session of its owner before a listing or a
 /// revoke removes it: a `create_owned` or rotation adds the member just before it writes the
 /// session, so a young member may be one in flight.
 const STALE_MEMBER_MS: i64 = 60_000;
 
-/// Values of at least this many bytes take the staged path ([`STAGED_UPDATE_SCRIPT`]): at 4 KiB
+/// Values of at least this many bytes take the staged path ([`scripts::STAGED_UPDATE`]): at 4 KiB
 /// staged saves ran 0.81–0.99x of a blind SET against 0.71–0.94x inline (peer-bench, two runs
 /// each); at 200 B one command is cheaper than two.
 const STAGE_FROM: usize = 1024;
 /// How long a staged value may wait for its script (it is renamed or removed at once; this only
 /// bounds what a client dying in between leaves behind).
 const STAGE_TTL_MS: u64 = 60_000;
-
-/// Moves the expiry of KEYS[1] (in the value, ARGV[1], and the key's deadline, ARGV[2]) and
-/// of its owner record KEYS[2] if it exists. Returns 1 when touched, 0 when absent.
-const TOUCH_SCRIPT: &str = r#"
-local len = redis.call('STRLEN', KEYS[1])
-if len == 0 then return 0 end
-if len < 16 then return redis.error_reply('CORRUPT stored session is shorter than its header') end
-redis.call('SETRANGE', KEYS[1], 8, ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-return 1
-"#;
 
 /// One multiplexed connection: to a single server, or to a whole Redis Cluster (one connection
 /// per node behind it; commands go to the node owning their key's slot, `MOVED`/`ASK` and
@@ -326,8 +162,7 @@ impl redis::ToRedisArgs for Stored<'_> {
         use std::io::Write as _;
         let mut arg = out.writer_for_next_arg();
         // Writing into the command's own buffer cannot fail.
-        arg.write_all(&self.version.to_be_bytes())
-            .and_then(|()| arg.write_all(&unix_millis(self.expires_at).to_be_bytes()))
+        arg.write_all(&record::header(self.version, self.expires_at))
             .and_then(|()| arg.write_all(self.data))
             .expect("writing into a Vec");
     }
@@ -335,22 +170,22 @@ impl redis::ToRedisArgs for Stored<'_> {
 
 impl redis::ToSingleRedisArg for Stored<'_> {}
 
+/// A reply no script gives: a server that runs other scripts under our names, or a bug.
+fn unexpected(script: &str) -> Error {
+    Error::new(
+        ErrorKind::Backend,
+        format!("redis: unexpected reply from {script}"),
+    )
+}
+
+/// A stored value as a record; a value that is not one is a `Decode` error naming Redis.
 fn decode(value: Vec<u8>) -> Result<Record> {
-    if value.len() < HEADER {
-        return Err(Error::new(
+    record::decode(value).map_err(|e| {
+        Error::with_source(
             ErrorKind::Decode,
             "redis: a value under the store's prefix is not a session",
-        ));
-    }
-    let version = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-    let millis = i64::from_be_bytes(value[8..HEADER].try_into().expect("8 bytes"));
-    let expires_at = from_unix_millis(millis)
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "redis: a stored expiry is out of range"))?;
-    let mut data = Bytes::from(value);
-    Ok(Record {
-        data: data.split_off(HEADER),
-        expires_at,
-        version,
+            e,
+        )
     })
 }
 
@@ -367,11 +202,11 @@ impl RedisStore {
                 connections: vec![connection].into(),
                 next: Arc::new(AtomicUsize::new(0)),
                 config,
-                update: Script::new(UPDATE_SCRIPT),
-                staged_update: Script::new(STAGED_UPDATE_SCRIPT),
-                touch: Script::new(TOUCH_SCRIPT),
-                create_owned: Script::new(CREATE_OWNED_SCRIPT),
-                revoke_one: Script::new(REVOKE_ONE_SCRIPT),
+                update: Script::new(scripts::UPDATE),
+                staged_update: Script::new(scripts::STAGED_UPDATE),
+                touch: Script::new(scripts::TOUCH),
+                create_owned: Script::new(scripts::CREATE_OWNED),
+                revoke_one: Script::new(scripts::REVOKE_ONE),
             });
         }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| {
@@ -413,11 +248,11 @@ impl RedisStore {
             connections,
             next: Arc::new(AtomicUsize::new(0)),
             config,
-            update: Script::new(UPDATE_SCRIPT),
-            staged_update: Script::new(STAGED_UPDATE_SCRIPT),
-            touch: Script::new(TOUCH_SCRIPT),
-            create_owned: Script::new(CREATE_OWNED_SCRIPT),
-            revoke_one: Script::new(REVOKE_ONE_SCRIPT),
+            update: Script::new(scripts::UPDATE),
+            staged_update: Script::new(scripts::STAGED_UPDATE),
+            touch: Script::new(scripts::TOUCH),
+            create_owned: Script::new(scripts::CREATE_OWNED),
+            revoke_one: Script::new(scripts::REVOKE_ONE),
         })
     }
 
@@ -822,11 +657,11 @@ impl SessionStore for RedisStore {
             let created: i64 = self
                 .write_script(before, &invocation, "creating a session")
                 .await?;
-            return Ok(if created == 1 {
-                CreateOutcome::Created
-            } else {
-                CreateOutcome::IdTaken
-            });
+            return match created {
+                scripts::create_owned::CREATED => Ok(CreateOutcome::Created),
+                scripts::create_owned::ID_TAKEN => Ok(CreateOutcome::IdTaken),
+                _ => Err(unexpected("the create script")),
+            };
         }
         let mut command = redis::cmd("SET");
         command
@@ -878,9 +713,9 @@ impl SessionStore for RedisStore {
             };
         };
         let (mode, record) = match &options.owner {
-            OwnerChange::Keep => ("k", Vec::new()),
-            OwnerChange::Set(ownership) => ("s", owner_record(ownership)),
-            OwnerChange::Clear => ("c", Vec::new()),
+            OwnerChange::Keep => (update::KEEP, Vec::new()),
+            OwnerChange::Set(ownership) => (update::SET, owner_record(ownership)),
+            OwnerChange::Clear => (update::CLEAR, Vec::new()),
         };
         // The owner whose index lists `current` already.
         let mut indexed: Option<Owner> = None;
@@ -953,11 +788,11 @@ impl SessionStore for RedisStore {
                 .await?
             };
             let outcome = match reply {
-                Value::Int(0) => UpdateOutcome::NotFound,
-                Value::Int(1) => UpdateOutcome::Updated { version },
-                Value::Int(2) => UpdateOutcome::Conflict,
-                Value::Int(3) => UpdateOutcome::IdTaken,
-                Value::Array(items) if items.first() == Some(&Value::Int(4)) => {
+                Value::Int(update::NOT_FOUND) => UpdateOutcome::NotFound,
+                Value::Int(update::UPDATED) => UpdateOutcome::Updated { version },
+                Value::Int(update::CONFLICT) => UpdateOutcome::Conflict,
+                Value::Int(update::ID_TAKEN) => UpdateOutcome::IdTaken,
+                Value::Array(items) if items.first() == Some(&Value::Int(update::NEEDS_INDEX)) => {
                     let Some(Value::BulkString(stored)) = items.get(1) else {
                         break;
                     };
@@ -987,10 +822,7 @@ impl SessionStore for RedisStore {
             }
             return Ok(outcome);
         }
-        Err(Error::new(
-            ErrorKind::Backend,
-            "redis: unexpected reply from the update script",
-        ))
+        Err(unexpected("the update script"))
     }
 
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -1012,7 +844,11 @@ impl SessionStore for RedisStore {
         let touched: i64 = self
             .write_script(Vec::new(), &invocation, "touching a session")
             .await?;
-        Ok(touched == 1)
+        match touched {
+            scripts::touch::TOUCHED => Ok(true),
+            scripts::touch::ABSENT => Ok(false),
+            _ => Err(unexpected("the touch script")),
+        }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
@@ -1137,8 +973,13 @@ impl SessionStore for RedisStore {
                 .arg(owner.as_str())
                 .arg(&except)
                 .arg(self.base(&key));
-            self.write_script::<i64>(Vec::new(), &invocation, "revoking an owner's sessions")
-                .await
+            let reply = self
+                .write_script::<i64>(Vec::new(), &invocation, "revoking an owner's sessions")
+                .await?;
+            match reply {
+                scripts::revoke_one::REVOKED | scripts::revoke_one::KEPT => Ok(reply),
+                _ => Err(unexpected("the revoke script")),
+            }
         }))
         .await?;
         // Members whose session is gone now (or long stale) leave the index; a young member
@@ -1147,14 +988,18 @@ impl SessionStore for RedisStore {
             .iter()
             .zip(&revoked)
             .filter(|((member, score), deleted)| {
-                **deleted == 1 || (*member != except && *score < now - STALE_MEMBER_MS)
+                **deleted == scripts::revoke_one::REVOKED
+                    || (*member != except && *score < now - STALE_MEMBER_MS)
             })
             .map(|((member, _), _)| member.clone())
             .collect();
         if let Err(e) = self.unindex(owner, &done).await {
             tracing::debug!(error = %e, "could not prune an owner's index");
         }
-        Ok(revoked.iter().filter(|deleted| **deleted == 1).count() as u64)
+        Ok(revoked
+            .iter()
+            .filter(|deleted| **deleted == scripts::revoke_one::REVOKED)
+            .count() as u64)
     }
 }
 
