@@ -1,4 +1,6 @@
-//! The one place where sqlx's MySQL errors become session errors.
+//! The one place where sqlx's MySQL errors become session errors: what the server's error
+//! numbers mean; the rest of the mapping is shared with the other sqlx store
+//! (`session_sqlx::map_error`).
 
 use session_core::{Error, ErrorKind};
 use sqlx::mysql::MySqlDatabaseError;
@@ -29,34 +31,29 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     )
 }
 
+/// What a MySQL/MariaDB error means: transient for what a retry may fix (deadlocks, lock wait
+/// timeouts, too many connections, a killed connection or query, a server shutting down or
+/// gone), `Config` for refused access and unknown databases, `Decode` for values only a stored
+/// one can put out of range.
+pub(crate) fn database_kind(db: &dyn sqlx::error::DatabaseError) -> Option<(ErrorKind, bool)> {
+    let number = db
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)?;
+    match number {
+        // deadlock, lock wait timeout, too many connections, server shutdown, connection or
+        // query killed, server gone away / lost during the query
+        1213 | 1205 | 1040 | 1053 | 1927 | 1317 | 2006 | 2013 => Some((ErrorKind::Backend, true)),
+        // access denied (user, database, table, command), unknown database
+        1045 | 1044 | 1142 | 1143 | 1049 => Some((ErrorKind::Config, false)),
+        // out of range value: only a stored value can cause it (a version at the top of BIGINT
+        // or a negative one taken by LAST_INSERT_ID), since every value bound is checked first
+        1264 | 1690 => Some((ErrorKind::Decode, false)),
+        _ => None,
+    }
+}
+
 /// Maps an sqlx error met while `doing` something to a session [`Error`], keeping it as the
-/// source and marking what a retry may fix (lost connections, pool timeouts, deadlocks, too
-/// many connections, a killed connection or query, a server shutting down) as transient.
+/// source and marking what a retry may fix as transient.
 pub(crate) fn map_sqlx_error(doing: &'static str, error: sqlx::Error) -> Error {
-    use sqlx::Error as E;
-    let (kind, transient) = match &error {
-        E::Database(_) => match error_number(&error) {
-            // deadlock, lock wait timeout, too many connections, server shutdown, connection
-            // or query killed, server gone away / lost during the query
-            Some(1213 | 1205 | 1040 | 1053 | 1927 | 1317 | 2006 | 2013) => {
-                (ErrorKind::Backend, true)
-            }
-            // access denied (user, database, table, command), unknown database
-            Some(1045 | 1044 | 1142 | 1143 | 1049) => (ErrorKind::Config, false),
-            // out of range value: only a stored value can cause it (a version at the top of
-            // BIGINT or a negative one taken by LAST_INSERT_ID), since every value bound is
-            // checked first
-            Some(1264 | 1690) => (ErrorKind::Decode, false),
-            _ => (ErrorKind::Backend, false),
-        },
-        E::Io(_) | E::PoolTimedOut | E::Protocol(_) | E::WorkerCrashed => {
-            (ErrorKind::Backend, true)
-        }
-        E::Configuration(_) | E::Tls(_) => (ErrorKind::Config, false),
-        E::ColumnDecode { .. } | E::Decode(_) | E::TypeNotFound { .. } | E::ColumnNotFound(_) => {
-            (ErrorKind::Decode, false)
-        }
-        _ => (ErrorKind::Backend, false),
-    };
-    Error::with_source(kind, format!("mysql: {doing}"), error).transient(transient)
+    session_sqlx::map_error("mysql", doing, error, database_kind)
 }

@@ -12,26 +12,23 @@ use session_core::{
     Record, Result, SessionKey, SessionStore, StoreAdmin, UpdateOutcome, WriteOptions, async_trait,
     from_unix_millis, redact_url, unix_millis,
 };
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use session_sqlx::Bounds;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, Executor, Row};
-use tokio::sync::OnceCell;
 
 use crate::config::MysqlConfig;
 use crate::error::{
-    DEADLOCK, DUP_ENTRY, LOCK_WAIT_TIMEOUT, error_number, is_retryable, map_sqlx_error,
+    DEADLOCK, DUP_ENTRY, LOCK_WAIT_TIMEOUT, database_kind, error_number, is_retryable,
+    map_sqlx_error,
 };
-
-/// The server's clock in Unix milliseconds. `@@timestamp` is the statement's start time as a
-/// Unix timestamp with microseconds, independent of the session's `time_zone` (which
-/// `UNIX_TIMESTAMP(NOW(3))` is not, around a daylight-saving change).
-const NOW: &str = "CAST(FLOOR(@@timestamp * 1000) AS SIGNED)";
+use crate::sql::Sql;
 
 /// How many times a rotation that met a deadlock, a lock wait timeout or a key taken
 /// meanwhile runs again before the error is returned (always within the operation deadline).
 const ROTATION_ATTEMPTS: u32 = 16;
 
 /// Rows removed per statement by `delete_expired` and `clear` (short transactions and locks).
-const PURGE_CHUNK: u32 = 5000;
+pub(crate) const PURGE_CHUNK: u32 = 5000;
 
 /// A [`SessionStore`] in a MySQL or MariaDB (InnoDB) table.
 ///
@@ -51,8 +48,9 @@ pub struct MysqlStore {
     pool: MySqlPool,
     sql: Arc<Sql>,
     config: MysqlConfig,
-    connect_options: Option<Arc<MySqlConnectOptions>>,
-    ready: Arc<OnceCell<()>>,
+    /// The operations' deadline, the table check before the first, and the reachability
+    /// probe (shared with the other sqlx store).
+    bounds: Bounds<sqlx::MySql>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -63,131 +61,8 @@ impl fmt::Debug for MysqlStore {
     }
 }
 
-struct Sql {
-    table: String,
-    exists: &'static str,
-    layout: String,
-    create: String,
-    read: String,
-    version: String,
-    update: String,
-    rotate: String,
-    lock_pair: String,
-    remove_expired_at: String,
-    move_row: String,
-    touch: String,
-    delete: String,
-    delete_expired: String,
-    clear: String,
-    counts: String,
-    drop: String,
-    owner_layout: String,
-    owner_columns: String,
-    sessions_of: String,
-    count_owned: String,
-    revoke: String,
-}
-
-impl Sql {
-    fn new(table: &str) -> Self {
-        let t = format!("`{table}`");
-        Self {
-            table: format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                     k BINARY(32) NOT NULL PRIMARY KEY, \
-                     expires_at BIGINT NOT NULL, \
-                     version BIGINT NOT NULL, \
-                     data LONGBLOB NOT NULL, \
-                     owner VARBINARY(255) NULL, \
-                     label VARBINARY(255) NULL, \
-                     INDEX `{table}_expires_at` (expires_at), \
-                     INDEX `{table}_owner` (owner)) ENGINE=InnoDB"
-            ),
-            exists: "SELECT COUNT(*) FROM information_schema.tables \
-                     WHERE table_schema = DATABASE() AND table_name = ?",
-            layout: format!("SELECT k, expires_at, version, data FROM {t} LIMIT 0"),
-            // Assignments run left to right and see the values assigned before them: the
-            // expiry, which the conditions read, is assigned last. A live row keeps every
-            // value and calls LAST_INSERT_ID(version), which the OK packet reports (an insert
-            // reports 0): with the FOUND_ROWS flag sqlx sets, an insert and an untouched
-            // duplicate both count 1 row, a replaced expired row 2.
-            create: format!(
-                "INSERT INTO {t} (k, expires_at, version, data, owner, label) VALUES (?, ?, 1, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE \
-                 data = IF(expires_at <= {NOW}, VALUES(data), data), \
-                 owner = IF(expires_at <= {NOW}, VALUES(owner), owner), \
-                 label = IF(expires_at <= {NOW}, VALUES(label), label), \
-                 version = IF(expires_at <= {NOW}, 1, LAST_INSERT_ID(version)), \
-                 expires_at = IF(expires_at <= {NOW}, VALUES(expires_at), expires_at)"
-            ),
-            read: format!(
-                "SELECT expires_at, version, data FROM {t} WHERE k = ? AND expires_at > {NOW}"
-            ),
-            version: format!("SELECT version FROM {t} WHERE k = ? AND expires_at > {NOW}"),
-            // ? expiry, ? data, (? set owner, ? owner, ? set owner, ? label), ? key, ? expected.
-            update: format!(
-                "UPDATE {t} SET expires_at = ?, version = version + 1, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) \
-                 WHERE k = ? AND version = ? AND expires_at > {NOW}"
-            ),
-            // ? current, ? expiry, ? data, (the four owner values), ? previous, ? expected. Any
-            // row at `current`, live or expired, makes it fail on the primary key (then the
-            // locking path decides).
-            rotate: format!(
-                "UPDATE {t} SET k = ?, expires_at = ?, version = version + 1, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) \
-                 WHERE k = ? AND version = ? AND expires_at > {NOW}"
-            ),
-            lock_pair: format!(
-                "SELECT k, version, expires_at > {NOW} AS live FROM {t} \
-                 WHERE k IN (?, ?) ORDER BY k FOR UPDATE"
-            ),
-            remove_expired_at: format!("DELETE FROM {t} WHERE k = ? AND expires_at <= {NOW}"),
-            // ? current, ? expiry, ? version, ? data, (the four owner values), ? previous.
-            move_row: format!(
-                "UPDATE {t} SET k = ?, expires_at = ?, version = ?, data = ?, owner = IF(?, ?, owner), label = IF(?, ?, label) WHERE k = ?"
-            ),
-            touch: format!("UPDATE {t} SET expires_at = ? WHERE k = ? AND expires_at > {NOW}"),
-            delete: format!("DELETE FROM {t} WHERE k = ?"),
-            delete_expired: format!(
-                "DELETE FROM {t} WHERE expires_at <= {NOW} LIMIT {PURGE_CHUNK}"
-            ),
-            clear: format!("DELETE FROM {t} LIMIT {PURGE_CHUNK}"),
-            counts: format!(
-                "SELECT CAST(COALESCE(SUM(expires_at > {NOW}), 0) AS SIGNED), \
-                        CAST(COALESCE(SUM(expires_at <= {NOW}), 0) AS SIGNED) FROM {t}"
-            ),
-            drop: format!("DROP TABLE IF EXISTS {t}"),
-            owner_layout: format!("SELECT owner, label FROM {t} LIMIT 0"),
-            // Tables made before the owner index. Bytes, not text: owners compare exactly
-            // (no collation folds case or trailing spaces).
-            owner_columns: format!(
-                "ALTER TABLE {t} ADD COLUMN owner VARBINARY(255) NULL, \
-                 ADD COLUMN label VARBINARY(255) NULL, ADD INDEX `{table}_owner` (owner)"
-            ),
-            sessions_of: format!(
-                "SELECT k, expires_at, version, label FROM {t} WHERE owner = ? AND expires_at > {NOW} \
-                 ORDER BY expires_at, k"
-            ),
-            // ? owner, ? the key kept (empty: none). A locking read in REPEATABLE READ: the
-            // owner's index range is locked, gaps included, so no row of the owner moves or
-            // arrives until the revoke commits.
-            count_owned: format!(
-                "SELECT CAST(COALESCE(SUM(expires_at > {NOW}), 0) AS SIGNED) FROM {t} \
-                 WHERE owner = ? AND k <> ? FOR UPDATE"
-            ),
-            revoke: format!("DELETE FROM {t} WHERE owner = ? AND k <> ?"),
-        }
-    }
-}
-
 fn my(doing: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |error| map_sqlx_error(doing, error)
-}
-
-/// Whether `error` comes from waiting for a pool connection in vain.
-fn is_pool_timeout(error: &Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<sqlx::Error>())
-        .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
 }
 
 fn decode_version(version: i64) -> Result<u64> {
@@ -286,25 +161,25 @@ impl MysqlStore {
                 e,
             )
         })?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .test_before_acquire(false)
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection
-                        .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await
-                        .map(drop)
-                })
+        let pool = session_sqlx::pool_options::<sqlx::MySql>(
+            config.max_connections,
+            config.min_connections,
+            config.acquire_timeout,
+        )
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection
+                    .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await
+                    .map(drop)
             })
-            .connect_lazy_with(options.clone());
+        })
+        .connect_lazy_with(options.clone());
         let lazy = config.lazy;
         let mut store = Self::with_pool(pool, config)?;
-        store.connect_options = Some(Arc::new(options));
+        store.bounds = store.bounds.with_connect_options(options);
         if !lazy {
-            if let Some(cause) = store.why_unreachable().await {
+            if let Some(cause) = store.bounds.why_unreachable().await {
                 return Err(cause);
             }
             store.bounded("opening the store", async { Ok(()) }).await?;
@@ -318,12 +193,17 @@ impl MysqlStore {
     pub fn with_pool(pool: MySqlPool, config: MysqlConfig) -> Result<Self> {
         config.validate()?;
         let sql = Arc::new(Sql::new(&config.table));
+        let bounds = Bounds::new(
+            "mysql",
+            config.operation_timeout,
+            config.acquire_timeout,
+            database_kind,
+        );
         Ok(Self {
             pool,
             sql,
             config,
-            connect_options: None,
-            ready: Arc::new(OnceCell::new()),
+            bounds,
         })
     }
 
@@ -337,76 +217,28 @@ impl MysqlStore {
         &self.config
     }
 
-    /// Why no connection can be opened, if it cannot (`None` for a pool handed in).
-    async fn why_unreachable(&self) -> Option<Error> {
-        let options = self.connect_options.as_ref()?;
-        match tokio::time::timeout(
-            self.config.acquire_timeout,
-            MySqlConnection::connect_with(options),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => {
-                let _ = connection.close().await;
-                None
-            }
-            Ok(Err(e)) => Some(map_sqlx_error("connecting", e)),
-            Err(elapsed) => Some(
-                Error::with_source(
-                    ErrorKind::Backend,
-                    format!(
-                        "mysql: connecting: no answer within {} ms",
-                        self.config.acquire_timeout.as_millis()
-                    ),
-                    elapsed,
-                )
-                .transient(true),
-            ),
-        }
-    }
-
-    /// Runs `op` after making sure the table is there, within the operation deadline.
+    /// Runs `op` after making sure the table is there, within the operation deadline (see
+    /// [`Bounds::run`]).
     async fn bounded<T>(
         &self,
         doing: &'static str,
         op: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let work = async {
-            self.ready
-                .get_or_try_init(|| self.check_or_create_table())
-                .await?;
-            op.await
-        };
-        let deadline = self.config.operation_timeout;
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Err(error)) if is_pool_timeout(&error) => {
-                Err(self.why_unreachable().await.map_or(error, |cause| {
-                    Error::with_source(
-                        ErrorKind::Backend,
-                        format!("mysql: {doing}: no connection could be opened"),
-                        cause,
-                    )
-                    .transient(true)
-                }))
-            }
-            Ok(result) => result,
-            Err(elapsed) => Err(Error::with_source(
-                ErrorKind::Backend,
-                format!(
-                    "mysql: {doing}: no answer within the {} ms deadline; the outcome is unknown",
-                    deadline.as_millis()
-                ),
-                elapsed,
+        self.bounds
+            .run(
+                doing,
+                || self.pool.size(),
+                || self.check_or_create_table(),
+                op,
             )
-            .transient(true)),
-        }
+            .await
     }
 
     /// Checks that the table exists with the right layout; creates it when missing and allowed
     /// ([`MysqlConfig::migrate`]). Runs no DDL when it exists.
     pub async fn migrate(&self) -> Result<()> {
         self.check_or_create_table().await?;
-        let _ = self.ready.set(());
+        self.bounds.set_ready();
         Ok(())
     }
 

@@ -11,12 +11,13 @@ use session_core::{
     Result, SessionKey, SessionStore, UpdateOutcome, WriteOptions, async_trait, from_unix_millis,
     redact_url, truncate_to_millis,
 };
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor, Row};
-use tokio::sync::OnceCell;
+use session_sqlx::Bounds;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{Executor, Row};
 
 use crate::config::PostgresConfig;
-use crate::error::{UNIQUE_VIOLATION, map_sqlx_error};
+use crate::error::{UNIQUE_VIOLATION, database_kind, map_sqlx_error};
+use crate::sql::Sql;
 
 /// How many times an update statement whose verdict contradicts itself runs (see `update_with`).
 const INCONSISTENT_RETRIES: usize = 3;
@@ -45,11 +46,9 @@ pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Sql>,
     config: PostgresConfig,
-    /// How to open a connection of our own, to find why the pool cannot connect (`None` for a
-    /// pool handed in by the application).
-    connect_options: Option<Arc<PgConnectOptions>>,
-    /// Set once the table is known to be there (checked, or created).
-    ready: Arc<OnceCell<()>>,
+    /// The operations' deadline, the table check before the first, and the reachability
+    /// probe (shared with the other sqlx store).
+    bounds: Bounds<sqlx::Postgres>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -60,137 +59,8 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-struct Sql {
-    table: String,
-    owner_columns: String,
-    index: String,
-    owner_index: String,
-    sessions_of: String,
-    revoke: String,
-    schema: String,
-    create: String,
-    read: String,
-    update_fast: String,
-    rotate_fast: String,
-    update: String,
-    rotate: String,
-    touch: String,
-    delete: String,
-    delete_expired: String,
-    clear: String,
-    counts: String,
-}
-
-impl Sql {
-    fn new(schema: &str, table: &str) -> Self {
-        let t = format!("\"{schema}\".\"{table}\"");
-        Self {
-            table: format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                     key bytea PRIMARY KEY, \
-                     expires_at timestamptz NOT NULL, \
-                     version bigint NOT NULL, \
-                     data bytea NOT NULL, \
-                     owner text, \
-                     label text)"
-            ),
-            // Tables made before the owner index get its columns (NULL: no owner).
-            owner_columns: format!(
-                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner text, ADD COLUMN IF NOT EXISTS label text"
-            ),
-            index: format!("CREATE INDEX IF NOT EXISTS \"{table}_expires_at\" ON {t} (expires_at)"),
-            // Partial: sessions without an owner cost the index nothing.
-            owner_index: format!(
-                "CREATE INDEX IF NOT EXISTS \"{table}_owner\" ON {t} (owner, expires_at) WHERE owner IS NOT NULL"
-            ),
-            // No ORDER BY (sorted by the client): ordering by expiry tempted the planner into
-            // walking the expiry index over every live session (measured: 29 ms at 1M
-            // sessions whatever the owner's count, 0.5 ms through the owner index).
-            sessions_of: format!(
-                "SELECT key, CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, \
-                 version, label FROM {t} WHERE owner = $1 AND expires_at > now()"
-            ),
-            // $1 owner, $2 the key kept (NULL: none). READ COMMITTED: a row that a concurrent
-            // rotation moves is re-checked on its new version (same owner), so it is deleted too.
-            revoke: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE owner = $1 AND key IS DISTINCT FROM $2::bytea \
-                 RETURNING expires_at > now() AS live) SELECT count(*) FILTER (WHERE live) FROM gone"
-            ),
-            schema: format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
-            create: format!(
-                "INSERT INTO {t} AS s (key, expires_at, version, data, owner, label) VALUES ($1, $2, 1, $3, $4, $5) \
-                 ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at, version = 1, data = EXCLUDED.data, \
-                 owner = EXCLUDED.owner, label = EXCLUDED.label \
-                 WHERE s.expires_at <= now()"
-            ),
-            // Expiry travels as epoch milliseconds: the driver panics on decoding `infinity` into
-            // a date, and a NULL here (a non-finite stored value) is a clean decode error instead.
-            read: format!(
-                "SELECT CASE WHEN isfinite(expires_at) THEN (extract(epoch FROM expires_at) * 1000)::bigint END, version, data \
-                 FROM {t} WHERE key = $1 AND expires_at > now()"
-            ),
-            // The common case in one plain statement: $1 key, $2 expected, $3 expiry, $4 data.
-            update_fast: format!(
-                "UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4, \
-                 owner = CASE WHEN $5 THEN $6 ELSE owner END, label = CASE WHEN $5 THEN $7 ELSE label END \
-                 WHERE key = $1 AND version = $2 AND expires_at > now()"
-            ),
-            // $1 current, $2 previous, $3 expected, $4 expiry, $5 data. Any occupant of
-            // `current`, live or expired, makes it fail on the primary key.
-            // Both rows are locked first, in key order, so that two rotations crossing each
-            // other (a → b, b → a) queue instead of deadlocking.
-            rotate_fast: format!(
-                "WITH locked AS (SELECT 1 FROM {t} WHERE key IN ($1, $2) ORDER BY key FOR UPDATE) \
-                 UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5, \
-                 owner = CASE WHEN $6 THEN $7 ELSE owner END, label = CASE WHEN $6 THEN $8 ELSE label END \
-                 WHERE key = $2 AND version = $3 AND expires_at > now() AND (SELECT count(*) FROM locked) >= 0"
-            ),
-            // $1 key, $2 expected version, $3 expiry, $4 data. `prev` locks the live row and
-            // reads its newest version; `done` writes only if that version is the expected one.
-            update: format!(
-                "WITH prev AS (SELECT version FROM {t} WHERE key = $1 AND expires_at > now() FOR UPDATE), \
-                 done AS (UPDATE {t} SET expires_at = $3, version = $2 + 1, data = $4, \
-                          owner = CASE WHEN $5 THEN $6 ELSE owner END, label = CASE WHEN $5 THEN $7 ELSE label END \
-                          WHERE key = $1 AND (SELECT version FROM prev) = $2 RETURNING version) \
-                 SELECT (SELECT version FROM prev) AS found, FALSE AS taken, (SELECT version FROM done) AS written"
-            ),
-            // $1 current, $2 previous, $3 expected version, $4 expiry, $5 data. `locked` takes
-            // both rows in key order (no deadlock between crossing rotations); `cleared` (an
-            // expired occupant of `current`) runs before `moved`, which reads its count; a live
-            // occupant that commits meanwhile makes `moved` fail on the primary key (IdTaken).
-            rotate: format!(
-                "WITH locked AS (SELECT key, version, expires_at > now() AS live FROM {t} \
-                                  WHERE key IN ($1, $2) ORDER BY key FOR UPDATE), \
-                 prev AS (SELECT version FROM locked WHERE key = $2 AND live), \
-                 occupant AS (SELECT 1 FROM locked WHERE key = $1 AND live), \
-                 go AS (SELECT (SELECT version FROM prev) = $3 AND NOT EXISTS (SELECT 1 FROM occupant) AS ok), \
-                 cleared AS (DELETE FROM {t} WHERE key = $1 AND expires_at <= now() AND (SELECT ok FROM go) RETURNING 1), \
-                 moved AS (UPDATE {t} SET key = $1, expires_at = $4, version = $3 + 1, data = $5, \
-                           owner = CASE WHEN $6 THEN $7 ELSE owner END, label = CASE WHEN $6 THEN $8 ELSE label END \
-                           WHERE key = $2 AND (SELECT ok FROM go) AND (SELECT count(*) FROM cleared) >= 0 RETURNING version) \
-                 SELECT (SELECT version FROM prev) AS found, EXISTS (SELECT 1 FROM occupant) AS taken, \
-                        (SELECT version FROM moved) AS written"
-            ),
-            touch: format!("UPDATE {t} SET expires_at = $2 WHERE key = $1 AND expires_at > now()"),
-            delete: format!("DELETE FROM {t} WHERE key = $1"),
-            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= now()"),
-            clear: format!("DELETE FROM {t}"),
-            counts: format!(
-                "SELECT count(*) FILTER (WHERE expires_at > now()), count(*) FILTER (WHERE expires_at <= now()) FROM {t}"
-            ),
-        }
-    }
-}
-
 fn pg(doing: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |error| map_sqlx_error(doing, error)
-}
-
-/// Whether `error` comes from waiting for a pool connection in vain.
-fn is_pool_timeout(error: &Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<sqlx::Error>())
-        .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
 }
 
 /// Whether `error` is the server refusing access (SQLSTATE 42501), not a layout problem.
@@ -238,19 +108,17 @@ impl PostgresStore {
                     r"read\ committed".to_owned(),
                 ),
             ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout)
-            // A ping before every checkout would double the round trips; a dead connection fails
-            // its operation with a transient error and is replaced.
-            .test_before_acquire(false)
-            .connect_lazy_with(options.clone());
+        let pool = session_sqlx::pool_options::<sqlx::Postgres>(
+            config.max_connections,
+            config.min_connections,
+            config.acquire_timeout,
+        )
+        .connect_lazy_with(options.clone());
         let lazy = config.lazy;
         let mut store = Self::with_pool(pool, config)?;
-        store.connect_options = Some(Arc::new(options));
+        store.bounds = store.bounds.with_connect_options(options);
         if !lazy {
-            if let Some(cause) = store.why_unreachable().await {
+            if let Some(cause) = store.bounds.why_unreachable().await {
                 return Err(cause);
             }
             store.bounded("opening the store", async { Ok(()) }).await?;
@@ -265,99 +133,42 @@ impl PostgresStore {
     pub fn with_pool(pool: PgPool, config: PostgresConfig) -> Result<Self> {
         config.validate()?;
         let sql = Arc::new(Sql::new(&config.schema, &config.table));
+        let bounds = Bounds::new(
+            "postgres",
+            config.operation_timeout,
+            config.acquire_timeout,
+            database_kind,
+        );
         Ok(Self {
             pool,
             sql,
             config,
-            connect_options: None,
-            ready: Arc::new(OnceCell::new()),
+            bounds,
         })
     }
 
-    /// Why no connection can be opened, if it cannot: one connection attempt of our own (within
-    /// `acquire_timeout`), its error mapped. `None` when it connects (or for a pool handed in).
-    async fn why_unreachable(&self) -> Option<Error> {
-        let options = self.connect_options.as_ref()?;
-        match tokio::time::timeout(
-            self.config.acquire_timeout,
-            PgConnection::connect_with(options),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => {
-                let _ = connection.close().await;
-                None
-            }
-            Ok(Err(e)) => Some(map_sqlx_error("connecting", e)),
-            Err(elapsed) => Some(
-                Error::with_source(
-                    ErrorKind::Backend,
-                    format!(
-                        "postgres: connecting: no answer within {} ms",
-                        self.config.acquire_timeout.as_millis()
-                    ),
-                    elapsed,
-                )
-                .transient(true),
-            ),
-        }
-    }
-
-    /// Runs `op` after making sure the table is there, within the operation deadline. A missed
-    /// deadline, or a pool that could not connect, becomes a transient error saying why.
+    /// Runs `op` after making sure the table is there, within the operation deadline (see
+    /// [`Bounds::run`]).
     async fn bounded<T>(
         &self,
         doing: &'static str,
         op: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let work = async {
-            self.ready
-                .get_or_try_init(|| self.check_or_create_table())
-                .await?;
-            op.await
-        };
-        let deadline = self.config.operation_timeout;
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Err(error)) if is_pool_timeout(&error) => {
-                Err(self.why_unreachable().await.map_or(error, |cause| {
-                    Error::with_source(
-                        ErrorKind::Backend,
-                        format!("postgres: {doing}: no connection could be opened"),
-                        cause,
-                    )
-                    .transient(true)
-                }))
-            }
-            Ok(result) => result,
-            Err(elapsed) => {
-                if self.pool.size() == 0
-                    && let Some(cause) = self.why_unreachable().await
-                {
-                    return Err(Error::with_source(
-                        ErrorKind::Backend,
-                        format!("postgres: {doing}: no connection could be opened"),
-                        cause,
-                    )
-                    .transient(true));
-                }
-                Err(Error::with_source(
-                    ErrorKind::Backend,
-                    format!(
-                        "postgres: {doing}: no answer within the {} ms deadline; the outcome is unknown",
-                        deadline.as_millis()
-                    ),
-                    elapsed,
-                )
-                .transient(true))
-            }
-        }
+        self.bounds
+            .run(
+                doing,
+                || self.pool.size(),
+                || self.check_or_create_table(),
+                op,
+            )
+            .await
     }
 
     /// Checks that the table (with the right layout) and its index exist; creates what is
     /// missing when allowed ([`PostgresConfig::migrate`]). Runs no DDL when everything exists.
     pub async fn migrate(&self) -> Result<()> {
         self.check_or_create_table().await?;
-        let _ = self.ready.set(());
+        self.bounds.set_ready();
         Ok(())
     }
 
