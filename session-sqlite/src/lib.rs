@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod sql;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
