@@ -1,7 +1,9 @@
 //! What a tower-sessions application relies on through `SessionManagerLayer` over the adapter,
 //! on each backend (memory, SQLite, and PostgreSQL and Redis when their servers are there):
-//! the cookie's attributes, the three expiry kinds, `cycle_id`, `flush`, and concurrent
-//! requests of one session (no success is ever reported for a change that is not stored).
+//! the cookie's attributes, the three expiry kinds, `cycle_id`, `flush`, a stale save after a
+//! logout (what tower-sessions' own stores get wrong: it brings the session back), and
+//! concurrent requests of one session (no success is ever reported for a change that is not
+//! stored).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -305,6 +307,35 @@ async fn flush_removes_the_session_and_the_cookie() {
             "None",
             "{name}: the flushed session is gone"
         );
+    }
+}
+
+/// A slow request that loaded the session saves after the user logged out (flush) elsewhere:
+/// the session does not come back, under its old id or any other.
+#[tokio::test]
+async fn a_stale_save_after_logout_does_not_bring_the_session_back() {
+    for (name, store) in backends().await {
+        let app = app(&store, None);
+        let answer = call(&app, "/count", None).await;
+        let cookie = answer.pair();
+        let id = answer
+            .cookie
+            .unwrap()
+            .value()
+            .parse::<tower_sessions::session::Id>()
+            .unwrap();
+        let tower = Arc::new(TowerStore::new(Arc::clone(&store)));
+        let slow = Session::new(Some(id), tower, None);
+        assert_eq!(slow.get::<u64>("n").await.unwrap(), Some(1), "{name}");
+        call(&app, "/flush", Some(&cookie)).await;
+        slow.insert("n", 99u64).await.unwrap();
+        slow.save().await.unwrap();
+        assert_eq!(
+            call(&app, "/get", Some(&cookie)).await.body,
+            "None",
+            "{name}: the logged-out session came back"
+        );
+        assert_eq!(slow.id(), Some(id), "{name}: the stale save minted no new id");
     }
 }
 
