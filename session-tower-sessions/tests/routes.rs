@@ -335,7 +335,11 @@ async fn a_stale_save_after_logout_does_not_bring_the_session_back() {
             "None",
             "{name}: the logged-out session came back"
         );
-        assert_eq!(slow.id(), Some(id), "{name}: the stale save minted no new id");
+        assert_eq!(
+            slow.id(),
+            Some(id),
+            "{name}: the stale save minted no new id"
+        );
     }
 }
 
