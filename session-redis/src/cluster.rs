@@ -1,5 +1,8 @@
 //! Cluster mode: connecting to a Redis Cluster and finding its masters.
 
+use std::time::Duration;
+
+use redis::RetryMethod;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -35,12 +38,44 @@ pub(crate) fn seed_urls(config: &RedisConfig) -> Result<Vec<String>> {
     Ok(urls)
 }
 
-/// One multiplexed cluster connection (the driver follows `MOVED`/`ASK` and refreshes the
-/// slot map itself).
+/// How many times a command a node refused before running it is sent again.
+pub(crate) const RESENDS: u32 = 16;
+
+/// The wait before resend `attempt` (1, 2, …): 10 ms, doubling, at most 320 ms (about 4 s for
+/// all of them: a slot moving during a reshard, a failover electing a new master).
+pub(crate) fn pause(attempt: u32) -> Duration {
+    Duration::from_millis(10 << attempt.saturating_sub(1).min(5))
+}
+
+/// Whether a node refused `error`'s command before running it, so sending it again cannot run
+/// it twice: a redirect (`MOVED`, `ASK`), a slot being moved or a cluster without a quorum
+/// (`TRYAGAIN`, `CLUSTERDOWN`), a replica asked to write (`READONLY`). Never a lost connection
+/// or a timeout: the command may have run. A command that found no connection to its node (the
+/// driver reconnects after a cut) was never sent either.
+pub(crate) fn refused(error: &redis::RedisError) -> bool {
+    if matches!(error.kind(), redis::ErrorKind::ClusterConnectionNotFound)
+        || error.is_connection_refusal()
+    {
+        return true;
+    }
+    matches!(error.kind(), redis::ErrorKind::Server(_))
+        && matches!(
+            error.retry_method(),
+            RetryMethod::MovedRedirect
+                | RetryMethod::AskRedirect
+                | RetryMethod::WaitAndRetry
+                | RetryMethod::RefreshSlotsAndRetry
+        )
+}
+
+/// One multiplexed cluster connection. The driver follows the slot map and refreshes it on a
+/// redirect, but resends nothing itself (`retries(0)`): a write whose reply was lost must reach
+/// the caller as an error, not run a second time (see the store's `Connection`).
 pub(crate) async fn connect(config: &RedisConfig) -> Result<ClusterConnection> {
     let client = ClusterClientBuilder::new(seed_urls(config)?)
         .connection_timeout(config.connection_timeout)
         .response_timeout(config.response_timeout)
+        .retries(0)
         .build()
         .map_err(|e| {
             Error::with_source(

@@ -13,7 +13,14 @@ pub(crate) fn map_redis_error(doing: &'static str, error: RedisError) -> Error {
         || error.is_connection_refusal()
         || matches!(
             error.retry_method(),
-            RetryMethod::Reconnect | RetryMethod::RetryImmediately | RetryMethod::WaitAndRetry
+            RetryMethod::Reconnect
+                | RetryMethod::RetryImmediately
+                | RetryMethod::WaitAndRetry
+                // A refusal (a redirect the store resent in vain): nothing ran, a retry may work.
+                | RetryMethod::MovedRedirect
+                | RetryMethod::AskRedirect
+                | RetryMethod::RefreshSlotsAndRetry
+                | RetryMethod::ReconnectFromInitialConnections
         );
     // WRONGTYPE: a foreign type under our prefix; CORRUPT: our scripts' word for a foreign string.
     let text = error.to_string();

@@ -49,11 +49,28 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// In cluster mode the driver resends nothing (its retries would resend a write whose reply
+/// was lost, and the second run's "taken"/"conflict"/"not found" would be reported for a write
+/// that landed): the store resends only what a node refused before running it (`MOVED`, `ASK`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, `READONLY`: [`cluster::refused`]), after the driver refreshed its
+/// slot map. A lost connection or a timeout reaches the caller as a transient error: outcome
+/// unknown.
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Single(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => Box::pin(async move {
+                let mut attempt = 0;
+                loop {
+                    match c.req_packed_command(cmd).await {
+                        Err(e) if cluster::refused(&e) && attempt < cluster::RESENDS => {
+                            attempt += 1;
+                            tokio::time::sleep(cluster::pause(attempt)).await;
+                        }
+                        answer => return answer,
+                    }
+                }
+            }),
         }
     }
 
@@ -65,7 +82,18 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => Box::pin(async move {
+                let mut attempt = 0;
+                loop {
+                    match c.req_packed_commands(pipeline, offset, count).await {
+                        Err(e) if cluster::refused(&e) && attempt < cluster::RESENDS => {
+                            attempt += 1;
+                            tokio::time::sleep(cluster::pause(attempt)).await;
+                        }
+                        answer => return answer,
+                    }
+                }
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "containers")]
 mod containers;
+pub mod proxy;
 
 use conformance_tests::NamespaceFactory;
 use session_core::{BackendConfig, Result};
