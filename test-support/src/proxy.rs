@@ -8,6 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use session_core::time::{Duration as TimeDuration, OffsetDateTime};
+use session_core::{
+    Bytes, CreateOutcome, Error, Owner, OwnerChange, Ownership, SessionId, SessionKey,
+    SessionStore, SessionStoreExt, UpdateOutcome, WriteOptions,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -156,4 +161,200 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, faults: &Faults, 
             return;
         }
     }
+}
+
+fn later(minutes: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + TimeDuration::minutes(minutes)
+}
+
+/// A fresh key `store` can rotate `previous` to in one atomic update.
+fn rotation_target(store: &dyn SessionStore, previous: &SessionKey) -> SessionKey {
+    let capabilities = store.capabilities();
+    loop {
+        let key = SessionId::generate().key();
+        if capabilities.can_rotate_between(previous, &key) {
+            return key;
+        }
+    }
+}
+
+/// Which half of one exchange the proxy loses.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// The request runs; its reply is lost and the connection cut.
+    Reply,
+    /// The request never reaches the server; the connection is cut.
+    Request,
+}
+
+fn arm(proxy: &FaultProxy, fault: Fault) {
+    match fault {
+        Fault::Reply => proxy.drop_next_reply(),
+        Fault::Request => proxy.drop_next_request(),
+    }
+}
+
+/// An error after a fault must say that the outcome is unknown (transient).
+fn transient(what: &str, error: &Error) {
+    assert!(
+        error.is_transient(),
+        "{what}: a lost reply or request must be a transient error, got {error:?}"
+    );
+}
+
+/// Runs `op` with `fault` armed; the proxy is disarmed afterwards and the store gets a moment to
+/// reconnect.
+async fn faulty<T>(
+    proxy: &FaultProxy,
+    fault: Fault,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    arm(proxy, fault);
+    let answer = op.await;
+    proxy.disarm();
+    answer
+}
+
+/// Every write of the contract (create, update in place, rotation of a small and a large value,
+/// touch, delete, owned create, owned rotation, revoke, purge) under `fault`, each against state
+/// set up beforehand; panics on a dishonest outcome: `IdTaken`, `Conflict`, `NotFound`, `false`
+/// or a short count for a write whose preconditions held, or a permanent error. `store` must go
+/// through `proxy`, with a response timeout short enough for the test.
+pub async fn every_write(store: &dyn SessionStore, proxy: &FaultProxy, fault: Fault) {
+    let data = Bytes::from_static(b"payload");
+    let cuts = proxy.cuts();
+
+    // create of a fresh key: Created (and stored) or transient; never IdTaken.
+    let k = SessionId::generate().key();
+    match faulty(proxy, fault, store.create(&k, later(10), data.clone())).await {
+        Ok(CreateOutcome::Created) => assert!(store.read(&k).await.unwrap().is_some()),
+        Ok(other) => panic!("{fault:?}: create of a fresh key answered {other:?}"),
+        Err(e) => transient("create", &e),
+    }
+
+    // update in place from version 1.
+    let k = SessionId::generate().key();
+    assert_eq!(
+        store.create(&k, later(10), data.clone()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    match faulty(
+        proxy,
+        fault,
+        store.update(&k, &k, 1, later(10), data.clone()),
+    )
+    .await
+    {
+        Ok(UpdateOutcome::Updated { version: 2 }) => {
+            assert_eq!(store.read(&k).await.unwrap().unwrap().version, 2)
+        }
+        Ok(other) => panic!("{fault:?}: a save from the stored version answered {other:?}"),
+        Err(e) => transient("update", &e),
+    }
+
+    // rotation within one slot, a large value (the staged path) and a small one.
+    for size in [16, 4096] {
+        let previous = SessionId::generate().key();
+        let current = rotation_target(store, &previous);
+        let value = Bytes::from(vec![7u8; size]);
+        assert_eq!(
+            store
+                .create(&previous, later(10), value.clone())
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        let answer = faulty(
+            proxy,
+            fault,
+            store.update(&current, &previous, 1, later(10), value.clone()),
+        )
+        .await;
+        match answer {
+            Ok(UpdateOutcome::Updated { version: 2 }) => {
+                assert!(store.read(&previous).await.unwrap().is_none());
+                assert_eq!(store.read(&current).await.unwrap().unwrap().version, 2);
+            }
+            Ok(other) => panic!("{fault:?}: a rotation ({size} B) answered {other:?}"),
+            Err(e) => transient("rotation", &e),
+        }
+    }
+
+    // touch of a live session.
+    let k = SessionId::generate().key();
+    let _ = store.create(&k, later(10), data.clone()).await.unwrap();
+    match faulty(proxy, fault, store.touch(&k, later(20))).await {
+        Ok(true) => {}
+        Ok(false) => panic!("{fault:?}: touch of a live session answered false"),
+        Err(e) => transient("touch", &e),
+    }
+
+    // delete.
+    let k = SessionId::generate().key();
+    let _ = store.create(&k, later(10), data.clone()).await.unwrap();
+    match faulty(proxy, fault, store.delete(&k)).await {
+        Ok(()) => assert!(store.read(&k).await.unwrap().is_none()),
+        Err(e) => transient("delete", &e),
+    }
+
+    // owned create, owned rotation, and a revoke of two sessions.
+    let owner = Owner::new(format!("ada-{}", SessionId::generate().key().to_hex())).unwrap();
+    let owned = WriteOptions::new().with_owner(OwnerChange::Set(Ownership::of(owner.clone())));
+    let k = SessionId::generate().key();
+    match faulty(
+        proxy,
+        fault,
+        store.create_opts(&k, later(10), data.clone(), &owned),
+    )
+    .await
+    {
+        Ok(CreateOutcome::Created) => {}
+        Ok(other) => panic!("{fault:?}: an owned create of a fresh key answered {other:?}"),
+        Err(e) => transient("owned create", &e),
+    }
+    let previous = SessionId::generate().key();
+    let current = rotation_target(store, &previous);
+    let _ = store
+        .create_opts(&previous, later(10), data.clone(), &owned)
+        .await
+        .unwrap();
+    match faulty(
+        proxy,
+        fault,
+        store.update_opts(&current, &previous, 1, later(10), data.clone(), &owned),
+    )
+    .await
+    {
+        Ok(UpdateOutcome::Updated { version: 2 }) => {}
+        Ok(other) => panic!("{fault:?}: an owned rotation answered {other:?}"),
+        Err(e) => transient("owned rotation", &e),
+    }
+    let other = Owner::new(format!("bob-{}", SessionId::generate().key().to_hex())).unwrap();
+    let bob = WriteOptions::new().with_owner(OwnerChange::Set(Ownership::of(other.clone())));
+    for _ in 0..2 {
+        let k = SessionId::generate().key();
+        let _ = store
+            .create_opts(&k, later(10), data.clone(), &bob)
+            .await
+            .unwrap();
+    }
+    match faulty(proxy, fault, store.revoke_owner(&other, None)).await {
+        Ok(count) => {
+            assert_eq!(count, 2, "{fault:?}: revoke counted {count} of 2");
+            assert!(store.sessions_of(&other).await.unwrap().is_empty());
+        }
+        Err(e) => transient("revoke", &e),
+    }
+    // purge: an answer (any count) or a transient error.
+    if let Err(e) = faulty(proxy, fault, store.delete_expired()).await {
+        transient("delete_expired", &e);
+    }
+    assert!(
+        store.revoke_owner(&other, None).await.is_ok(),
+        "the store works after the faults"
+    );
+    assert!(
+        proxy.cuts() > cuts,
+        "{fault:?}: the proxy cut no connection"
+    );
 }
