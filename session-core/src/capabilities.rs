@@ -1,5 +1,7 @@
 //! [`Capabilities`]: the one answer to "what can this store do".
 
+use std::time::Duration;
+
 use crate::id::SessionKey;
 
 /// Everything a caller (the front, tools, the conformance suite, `session-any`) must know about
@@ -24,6 +26,16 @@ pub struct Capabilities {
     pub owner_index: bool,
     /// Which pairs of keys one atomic rotation can join.
     pub rotation: Rotation,
+    /// The longest one operation runs before the store answers (with a transient error if it
+    /// must), when the store keeps such a deadline; `None` for stores without one (in-process
+    /// stores, or one whose bound is per command rather than per operation). The front fits
+    /// its re-read after an unknown outcome into this deadline plus a tenth.
+    pub deadline: Option<Duration>,
+    /// Reading a record back after a write whose outcome is unknown proves the write as well as
+    /// the store's own acknowledgement would. `false` for a store that acknowledges a write only
+    /// once replicas hold it (Redis `wait_replicas`): a re-read on the master cannot show that,
+    /// so the front reports the error instead of a success it cannot vouch for.
+    pub rereads_confirm_writes: bool,
 }
 
 /// Which keys one atomic [`update_opts`](crate::SessionStore::update_opts) can rotate between.
@@ -46,7 +58,8 @@ pub enum Rotation {
 
 impl Capabilities {
     /// A shared store that expires nothing by itself, counts expired records, has no owner
-    /// index and rotates between any keys: what a plain SQL store is. Adjust with the setters.
+    /// index, rotates between any keys, keeps no deadline and whose re-reads confirm writes:
+    /// what a plain SQL store is. Adjust with the setters.
     pub const fn new() -> Self {
         Self {
             expires_by_itself: false,
@@ -54,6 +67,8 @@ impl Capabilities {
             counts_expired: true,
             owner_index: false,
             rotation: Rotation::Anywhere,
+            deadline: None,
+            rereads_confirm_writes: true,
         }
     }
 
@@ -89,6 +104,20 @@ impl Capabilities {
     #[must_use]
     pub const fn rotation(mut self, value: Rotation) -> Self {
         self.rotation = value;
+        self
+    }
+
+    /// Sets [`deadline`](Self::deadline).
+    #[must_use]
+    pub const fn deadline(mut self, value: Option<Duration>) -> Self {
+        self.deadline = value;
+        self
+    }
+
+    /// Sets [`rereads_confirm_writes`](Self::rereads_confirm_writes).
+    #[must_use]
+    pub const fn rereads_confirm_writes(mut self, value: bool) -> Self {
+        self.rereads_confirm_writes = value;
         self
     }
 

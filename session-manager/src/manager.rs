@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use time::{Duration, OffsetDateTime};
@@ -324,13 +325,14 @@ impl<S: SessionStore> SessionManager<S> {
         for _ in 0..self.id_attempts {
             let id = self.generator.generate();
             let key = id.key();
+            let started = Instant::now();
             let written = self
                 .store
                 .create_opts(&key, expires_at, stored.clone(), options)
                 .await;
             let outcome = match written {
                 Ok(outcome) => outcome,
-                Err(e) if self.landed(&e, &key, 1, expires_at, &stored).await => {
+                Err(e) if self.landed(started, &e, &key, 1, expires_at, &stored).await => {
                     CreateOutcome::Created
                 }
                 Err(e) => return Err(e),
@@ -374,23 +376,45 @@ impl<S: SessionStore> SessionManager<S> {
         ))
     }
 
-    /// After `error` from a write of `stored` at `key`: whether the write was applied anyway
-    /// (its reply was lost). Only transient errors are in doubt; the answer is a re-read that
-    /// finds exactly the version, expiry and bytes the write would have left. `false` also when
-    /// the re-read fails or finds something else: the write may still land later (an error means
-    /// the outcome is unknown), so the caller reports the original error.
+    /// After `error` from a write of `stored` at `key` started at `started`: whether the write
+    /// was applied anyway (its reply was lost). Only transient errors are in doubt; the answer is
+    /// a re-read that finds exactly the version, expiry and bytes the write would have left, made
+    /// within what the store's deadline leaves of the operation (its
+    /// [`Capabilities::deadline`](session_core::Capabilities::deadline) plus a tenth), so a write
+    /// and its re-read together stay inside that bound. `false` also when the store's re-reads
+    /// cannot confirm a write ([`Capabilities::rereads_confirm_writes`]), when the re-read
+    /// fails, runs out of time or finds something else: the write may still land later (an error
+    /// means the outcome is unknown), so the caller reports the original error.
+    ///
+    /// [`Capabilities::rereads_confirm_writes`]: session_core::Capabilities::rereads_confirm_writes
     async fn landed(
         &self,
+        started: Instant,
         error: &Error,
         key: &SessionKey,
         version: u64,
         expires_at: OffsetDateTime,
         stored: &[u8],
     ) -> bool {
-        if !error.is_transient() {
+        let capabilities = self.store.capabilities();
+        if !error.is_transient() || !capabilities.rereads_confirm_writes {
             return false;
         }
-        match self.store.read(key).await {
+        let reread = self.store.read(key);
+        let reread = match capabilities.deadline {
+            Some(deadline) => {
+                let until = tokio::time::Instant::from_std(started + deadline + deadline / 10);
+                match tokio::time::timeout_at(until, reread).await {
+                    Ok(reread) => reread,
+                    Err(_) => {
+                        tracing::debug!(%error, "no time left to re-read after a write whose outcome was unknown");
+                        return false;
+                    }
+                }
+            }
+            None => reread.await,
+        };
+        match reread {
             Ok(Some(record)) => {
                 let landed = record.version == version
                     && record.expires_at == expires_at
@@ -512,6 +536,7 @@ impl<S: SessionStore> SessionManager<S> {
         let expires_at = self.expiry_for(requested, state.absolute_deadline)?;
         let stored = Bytes::from(envelope::encode(state.absolute_deadline, &state.data));
         let key = state.id.key();
+        let started = Instant::now();
         let outcome = match self
             .store
             .update_opts(
@@ -527,7 +552,7 @@ impl<S: SessionStore> SessionManager<S> {
             Ok(outcome) => outcome,
             Err(e)
                 if self
-                    .landed(&e, &key, state.version + 1, expires_at, &stored)
+                    .landed(started, &e, &key, state.version + 1, expires_at, &stored)
                     .await =>
             {
                 UpdateOutcome::Updated {
@@ -573,6 +598,7 @@ impl<S: SessionStore> SessionManager<S> {
         let previous = state.id.key();
         for _ in 0..self.id_attempts {
             let (id, current) = self.rotation_target(&previous)?;
+            let started = Instant::now();
             let outcome = match self
                 .store
                 .update_opts(
@@ -588,7 +614,14 @@ impl<S: SessionStore> SessionManager<S> {
                 Ok(outcome) => outcome,
                 Err(e)
                     if self
-                        .landed(&e, &current, state.version + 1, expires_at, &stored)
+                        .landed(
+                            started,
+                            &e,
+                            &current,
+                            state.version + 1,
+                            expires_at,
+                            &stored,
+                        )
                         .await =>
                 {
                     UpdateOutcome::Updated {

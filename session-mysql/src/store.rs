@@ -476,8 +476,11 @@ impl MysqlStore {
 /// or has committed before it, so none escapes. Deadlocks with racing rotations are retried.
 #[async_trait]
 impl SessionStore for MysqlStore {
+    /// Every operation answers within [`operation_timeout`](crate::MysqlConfig::operation_timeout).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().owner_index(true)
+        Capabilities::new()
+            .owner_index(true)
+            .deadline(Some(self.config.operation_timeout))
     }
 
     async fn create_opts(

@@ -349,8 +349,11 @@ impl PostgresStore {
 /// concurrent rotation is re-checked on its new version and deleted too).
 #[async_trait]
 impl SessionStore for PostgresStore {
+    /// Every operation answers within [`operation_timeout`](crate::PostgresConfig::operation_timeout).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().owner_index(true)
+        Capabilities::new()
+            .owner_index(true)
+            .deadline(Some(self.config.operation_timeout))
     }
 
     async fn create_opts(

@@ -648,7 +648,8 @@ impl RedisStore {
 /// listing checks every member against its session.
 #[async_trait]
 impl SessionStore for RedisStore {
-    /// Redis expires keys by itself, and keeps no expired ones to count. Redis Cluster runs a
+    /// Redis expires keys by itself, and keeps no expired ones to count. Its bound is per command
+    /// (`response_timeout`), not per operation: no `deadline`. Redis Cluster runs a
     /// script on one hash slot, and a key's slot is its first byte's: a rotation must keep the
     /// key's first byte. A single server takes any pair.
     fn capabilities(&self) -> Capabilities {
@@ -662,6 +663,9 @@ impl SessionStore for RedisStore {
             .counts_expired(false)
             .owner_index(true)
             .rotation(rotation)
+            // With `wait_replicas`, a write is acknowledged once replicas hold it; reading the
+            // master back cannot show that.
+            .rereads_confirm_writes(self.config.wait_replicas == 0)
     }
 
     /// A plain create is one `SET NX PXAT`; a create with an owner is a script that writes the

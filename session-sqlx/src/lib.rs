@@ -146,9 +146,11 @@ impl<DB: Database> Bounds<DB> {
         }
     }
 
-    /// Runs `op` after `check_schema` (once per store), within the operation deadline. A missed
-    /// deadline, or a pool that could not connect (`pool_size` 0 after the deadline, or a pool
-    /// timeout), becomes a transient error saying why.
+    /// Runs `op` after `check_schema` (once per store), and returns within the operation
+    /// deadline, whatever happens: a missed deadline, or a pool that could not connect, becomes
+    /// a transient error saying why. When the pool holds no connection (`pool_size` 0: at start,
+    /// or after an outage) a probe connection runs beside the work, inside the same deadline, so
+    /// the error can say why the server is unreachable without waiting any longer.
     pub async fn run<T, C, CF>(
         &self,
         doing: &'static str,
@@ -160,9 +162,27 @@ impl<DB: Database> Bounds<DB> {
         C: FnOnce() -> CF,
         CF: Future<Output = Result<()>>,
     {
-        let work = async {
+        let deadline = tokio::time::Instant::now() + self.operation_timeout;
+        let work = tokio::time::timeout_at(deadline, async {
             self.ready.get_or_try_init(check_schema).await?;
             op.await
+        });
+        let probing = pool_size() == 0 && self.connect_options.is_some();
+        let probe = async {
+            if probing {
+                self.why_unreachable().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::pin!(work, probe);
+        // The probe's answer once it has one: `Some(None)` when it connected.
+        let mut probed: Option<Option<Error>> = None;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                cause = &mut probe, if probed.is_none() => probed = Some(cause),
+            }
         };
         let unreachable = |cause| {
             Error::with_source(
@@ -172,15 +192,21 @@ impl<DB: Database> Bounds<DB> {
             )
             .transient(true)
         };
-        match tokio::time::timeout(self.operation_timeout, work).await {
+        match outcome {
             Ok(Err(error)) if is_pool_timeout(&error) => {
-                Err(self.why_unreachable().await.map_or(error, unreachable))
+                let cause = match probed {
+                    Some(cause) => cause,
+                    // Whatever time the deadline leaves.
+                    None => tokio::time::timeout_at(deadline, self.why_unreachable())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
+                Err(cause.map_or(error, unreachable))
             }
             Ok(result) => result,
             Err(elapsed) => {
-                if pool_size() == 0
-                    && let Some(cause) = self.why_unreachable().await
-                {
+                if let Some(Some(cause)) = probed {
                     return Err(unreachable(cause));
                 }
                 Err(Error::with_source(

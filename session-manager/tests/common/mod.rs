@@ -13,7 +13,9 @@ use session_manager::{
 /// Forwards to `inner`; while `fail_writes` is set every write fails (transient) before reaching
 /// `inner`; while `fail_after_write` is set every create and update reaches `inner` and then
 /// fails (transient), as a write whose reply was lost; the first `failing_purges` calls of
-/// `delete_expired` fail. Counts `delete_expired` calls.
+/// `delete_expired` fail. Counts `delete_expired` calls. `write_delay_ms` and `read_delay_ms`
+/// slow writes and reads down; `deadline` and `rereads_unconfirmed` change the capabilities it
+/// reports (a store with a deadline, a store whose re-reads cannot confirm a write).
 #[derive(Debug, Default)]
 pub(crate) struct Flaky<S> {
     pub(crate) inner: S,
@@ -21,6 +23,11 @@ pub(crate) struct Flaky<S> {
     pub(crate) fail_after_write: AtomicBool,
     pub(crate) failing_purges: AtomicU64,
     pub(crate) purges: AtomicU64,
+    pub(crate) write_delay_ms: AtomicU64,
+    pub(crate) read_delay_ms: AtomicU64,
+    /// Milliseconds of [`Capabilities::deadline`]; 0 for the inner store's.
+    pub(crate) deadline_ms: AtomicU64,
+    pub(crate) rereads_unconfirmed: AtomicBool,
 }
 
 impl<S> Flaky<S> {
@@ -31,6 +38,17 @@ impl<S> Flaky<S> {
             fail_after_write: AtomicBool::new(false),
             failing_purges: AtomicU64::new(0),
             purges: AtomicU64::new(0),
+            write_delay_ms: AtomicU64::new(0),
+            read_delay_ms: AtomicU64::new(0),
+            deadline_ms: AtomicU64::new(0),
+            rereads_unconfirmed: AtomicBool::new(false),
+        }
+    }
+
+    async fn pause(&self, ms: &AtomicU64) {
+        let ms = ms.load(Ordering::Acquire);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
     }
 
@@ -61,9 +79,12 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         options: &session_manager::WriteOptions,
     ) -> Result<CreateOutcome> {
         self.check()?;
-        self.reply(self.inner.create_opts(key, at, data, options).await)
+        let outcome = self.inner.create_opts(key, at, data, options).await;
+        self.pause(&self.write_delay_ms).await;
+        self.reply(outcome)
     }
     async fn read(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.pause(&self.read_delay_ms).await;
         self.inner.read(key).await
     }
     async fn update_opts(
@@ -76,11 +97,12 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
         options: &session_manager::WriteOptions,
     ) -> Result<UpdateOutcome> {
         self.check()?;
-        self.reply(
-            self.inner
-                .update_opts(current, previous, version, at, data, options)
-                .await,
-        )
+        let outcome = self
+            .inner
+            .update_opts(current, previous, version, at, data, options)
+            .await;
+        self.pause(&self.write_delay_ms).await;
+        self.reply(outcome)
     }
     async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<bool> {
         self.check()?;
@@ -106,6 +128,13 @@ impl<S: SessionStore> SessionStore for Flaky<S> {
     }
 
     fn capabilities(&self) -> session_manager::Capabilities {
-        self.inner.capabilities()
+        let deadline = match self.deadline_ms.load(Ordering::Acquire) {
+            0 => self.inner.capabilities().deadline,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        };
+        self.inner
+            .capabilities()
+            .deadline(deadline)
+            .rereads_confirm_writes(!self.rereads_unconfirmed.load(Ordering::Acquire))
     }
 }
