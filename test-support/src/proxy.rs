@@ -358,3 +358,64 @@ pub async fn every_write(store: &dyn SessionStore, proxy: &FaultProxy, fault: Fa
         "{fault:?}: the proxy cut no connection"
     );
 }
+
+/// Every public operation of `store` (and a `SessionManager`-style save with its re-read, which
+/// the caller passes as `save`) answers within `deadline` plus a tenth while `proxy` is frozen,
+/// plus `slack` for scheduling; each answer is an error, transient. The proxy is unfrozen
+/// afterwards.
+pub async fn every_operation_within<F, Fut>(
+    store: &dyn SessionStore,
+    proxy: &FaultProxy,
+    deadline: Duration,
+    slack: Duration,
+    save: F,
+) where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = session_core::Result<()>>,
+{
+    let bound = deadline + deadline / 10 + slack;
+    let key = SessionId::generate().key();
+    let other = SessionId::generate().key();
+    let owner = Owner::new("frozen").unwrap();
+    let owned = WriteOptions::new().with_owner(OwnerChange::Set(Ownership::of(owner.clone())));
+    let data = Bytes::from_static(b"frozen");
+    proxy.freeze(true);
+    macro_rules! bounded {
+        ($name:literal, $op:expr) => {{
+            let started = std::time::Instant::now();
+            let answer = $op.await;
+            let took = started.elapsed();
+            assert!(
+                took < bound,
+                "{}: answered after {took:?} against a frozen server (deadline {deadline:?})",
+                $name
+            );
+            match answer {
+                Ok(_) => panic!("{}: succeeded against a frozen server", $name),
+                Err(e) => transient($name, &e),
+            }
+        }};
+    }
+    bounded!("create", store.create(&key, later(10), data.clone()));
+    bounded!(
+        "owned create",
+        store.create_opts(&key, later(10), data.clone(), &owned)
+    );
+    bounded!("read", store.read(&key));
+    bounded!(
+        "update",
+        store.update(&key, &key, 1, later(10), data.clone())
+    );
+    bounded!(
+        "rotation",
+        store.update(&other, &key, 1, later(10), data.clone())
+    );
+    bounded!("touch", store.touch(&key, later(10)));
+    bounded!("delete", store.delete(&key));
+    bounded!("delete_expired", store.delete_expired());
+    bounded!("sessions_of", store.sessions_of(&owner));
+    bounded!("revoke_owner", store.revoke_owner(&owner, None));
+    bounded!("clear", store.clear());
+    bounded!("a save with its re-read", save());
+    proxy.freeze(false);
+}
