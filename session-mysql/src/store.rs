@@ -143,6 +143,12 @@ enum Locked {
     Retry,
 }
 
+/// InnoDB's row lock wait for a store whose operations end after `deadline`: whole seconds
+/// (the server's unit), rounded down to stay inside the deadline, at least 1.
+fn lock_wait_seconds(deadline: std::time::Duration) -> u64 {
+    deadline.as_secs().max(1)
+}
+
 impl MysqlStore {
     /// Opens a store with `config`: connects once (so the error of an unreachable server says
     /// why), then checks the table and creates it if missing and allowed. With
@@ -161,17 +167,26 @@ impl MysqlStore {
                 e,
             )
         })?;
+        let lock_wait: std::sync::Arc<str> = format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            lock_wait_seconds(config.operation_timeout)
+        )
+        .into();
         let pool = session_sqlx::pool_options::<sqlx::MySql>(
             config.max_connections,
             config.min_connections,
             config.acquire_timeout,
         )
-        .after_connect(|connection, _| {
+        .after_connect(move |connection, _| {
+            let lock_wait = std::sync::Arc::clone(&lock_wait);
             Box::pin(async move {
                 connection
                     .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .await
-                    .map(drop)
+                    .await?;
+                // A row lock waits at most as long as the operation may take: the server's
+                // default (50 s) is far past the deadline, so the store's retry of a lock wait
+                // timeout could never run and a lock wait would outlive its caller.
+                connection.execute(&*lock_wait).await.map(drop)
             })
         })
         .connect_lazy_with(options.clone());

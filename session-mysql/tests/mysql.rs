@@ -404,3 +404,29 @@ async fn a_table_from_before_the_owner_index_is_migrated() {
     })
     .await;
 }
+
+/// A row lock waits no longer than an operation may take (whole seconds, at least 1): the
+/// server's default of 50 s would outlive the caller's deadline, and the store's retry of a lock
+/// wait timeout would never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_ends_inside_the_operation_deadline() {
+    with_factory(|factory| async move {
+        for (deadline, expected) in [(5_000, 5), (2_500, 2), (300, 1)] {
+            let config = factory
+                .base()
+                .unwrap()
+                .clone()
+                .isolated(&conformance_tests::fresh_namespace())
+                .unwrap()
+                .operation_timeout(std::time::Duration::from_millis(deadline));
+            let store = config.open().await.unwrap();
+            let seconds: u64 = sqlx::query_scalar("SELECT @@SESSION.innodb_lock_wait_timeout")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(seconds, expected, "deadline {deadline} ms");
+            store.drop_namespace().await.unwrap();
+        }
+    })
+    .await;
+}
