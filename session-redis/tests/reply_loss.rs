@@ -3,7 +3,8 @@
 //! transient error, never `IdTaken`, `Conflict`, `NotFound` or `false` for a write that landed,
 //! and the store keeps working afterwards. On a single Redis server (`SESSION_TEST_REDIS_URL`)
 //! and on a one-node Redis Cluster of the test's own that announces the proxy's port (so every
-//! connection of the cluster client goes through it).
+//! connection of the cluster client goes through it). And a write that replicas did not confirm
+//! is never acknowledged, re-read or not.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -146,4 +147,107 @@ async fn cluster_writes_are_honest_when_replies_or_requests_are_lost() {
     for fault in [Fault::Reply, Fault::Request] {
         every_write(&store, &proxy, fault).await;
     }
+}
+
+/// A private master and replica, stopped on drop (the replica resumed first if paused).
+struct Replicated {
+    master: Child,
+    replica: Child,
+    master_port: u16,
+}
+
+impl Drop for Replicated {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.replica.id().to_string()])
+            .status();
+        for child in [&mut self.master, &mut self.replica] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn server(port: u16, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// With `wait_replicas=1` and the only replica paused, a save reaches the master but no
+/// replica: the store reports it unconfirmed (an error saying so), and the manager does not
+/// acknowledge it, though the master holds the write. (A transient error after such a write,
+/// which the manager would otherwise resolve by re-reading the master, is covered by
+/// `Capabilities::rereads_confirm_writes`: session-manager's unknown_outcomes tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_replicas_did_not_confirm_is_never_acknowledged() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        assert!(
+            !session_test_support::servers_required(),
+            "redis-server is not installed"
+        );
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    }
+    let (master_port, replica_port) = (free_port(), free_port());
+    let master = server(master_port, &[]);
+    let replica = server(
+        replica_port,
+        &["--replicaof", "127.0.0.1", &master_port.to_string()],
+    );
+    let servers = Replicated {
+        master,
+        replica,
+        master_port,
+    };
+    let started = Instant::now();
+    while !cli(servers.master_port, &["INFO", "replication"]).contains("connected_slaves:1")
+        || !cli(replica_port, &["INFO", "replication"]).contains("master_link_status:up")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replica did not sync"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = RedisConfig::from_url(&format!("redis://127.0.0.1:{master_port}"))
+        .unwrap()
+        .key_prefix("replicas:")
+        .wait_replicas(1, Duration::from_millis(300));
+    let store = std::sync::Arc::new(RedisStore::connect(config).await.unwrap());
+    assert!(!store.capabilities().rereads_confirm_writes);
+    let manager = session_manager::SessionManager::new(std::sync::Arc::clone(&store));
+    let mut state = manager.create(&b"v1"[..]).await.unwrap();
+
+    let paused = Command::new("kill")
+        .args(["-STOP", &servers.replica.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(paused.success());
+    state.set_data(&b"v2"[..]);
+    let error = manager.save(&mut state).await.unwrap_err();
+    assert!(
+        error.to_string().contains("replicas acknowledged"),
+        "the error says why: {error}"
+    );
+    assert_eq!(state.version(), 1, "the save was acknowledged");
+    let on_master = store.read(&state.id().key()).await.unwrap().unwrap();
+    assert_eq!(
+        on_master.version, 2,
+        "the master holds the unconfirmed write"
+    );
+    assert!(
+        manager.create(&b"x"[..]).await.is_err(),
+        "a create no replica confirmed is not acknowledged either"
+    );
 }
