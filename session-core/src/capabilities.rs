@@ -26,10 +26,12 @@ pub struct Capabilities {
     pub owner_index: bool,
     /// Which pairs of keys one atomic rotation can join.
     pub rotation: Rotation,
-    /// The longest one operation runs before the store answers (with a transient error if it
-    /// must), when the store keeps such a deadline; `None` for stores without one (in-process
-    /// stores, or one whose bound is per command rather than per operation). The front fits
-    /// its re-read after an unknown outcome into this deadline plus a tenth.
+    /// How long the store waits for an answer that does not come before it answers itself,
+    /// with a transient error: the operation deadline of a SQL store, the per-command response
+    /// timeout of Redis (an operation stops at its first command that times out). `None` for
+    /// stores that wait on nothing remote (in-process stores). Under a frozen server every
+    /// operation answers within it; the front fits its re-read after an unknown outcome into
+    /// the same deadline plus a tenth.
     pub deadline: Option<Duration>,
     /// Reading a record back after a write whose outcome is unknown proves the write as well as
     /// the store's own acknowledgement would. `false` for a store that acknowledges a write only

@@ -648,8 +648,9 @@ impl RedisStore {
 /// listing checks every member against its session.
 #[async_trait]
 impl SessionStore for RedisStore {
-    /// Redis expires keys by itself, and keeps no expired ones to count. Its bound is per command
-    /// (`response_timeout`), not per operation: no `deadline`. Redis Cluster runs a
+    /// Redis expires keys by itself, and keeps no expired ones to count. Its deadline is the
+    /// per-command `response_timeout`: an operation stops at its first command that gets no
+    /// answer in time. Redis Cluster runs a
     /// script on one hash slot, and a key's slot is its first byte's: a rotation must keep the
     /// key's first byte. A single server takes any pair.
     fn capabilities(&self) -> Capabilities {
@@ -663,6 +664,7 @@ impl SessionStore for RedisStore {
             .counts_expired(false)
             .owner_index(true)
             .rotation(rotation)
+            .deadline(Some(self.config.response_timeout))
             // With `wait_replicas`, a write is acknowledged once replicas hold it; reading the
             // master back cannot show that.
             .rereads_confirm_writes(self.config.wait_replicas == 0)

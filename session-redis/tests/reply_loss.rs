@@ -251,3 +251,37 @@ async fn a_write_replicas_did_not_confirm_is_never_acknowledged() {
         "a create no replica confirmed is not acknowledged either"
     );
 }
+
+/// Under a frozen server every operation answers within the response timeout plus a tenth (it
+/// stops at its first command that gets no answer), the manager's save with its re-read too; on
+/// a single server and on the one-node cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_within_its_deadline_under_a_frozen_server() {
+    let deadline = Duration::from_millis(500);
+    let slack = Duration::from_millis(250);
+    let mut stores = Vec::new();
+    if let Some((store, proxy)) = single().await {
+        stores.push((store, proxy, None));
+    }
+    if let Some((store, proxy, node)) = cluster().await {
+        stores.push((store, proxy, Some(node)));
+    }
+    for (store, proxy, _node) in stores {
+        let config = store.config().clone().response_timeout(deadline);
+        let store = std::sync::Arc::new(RedisStore::connect(config).await.unwrap());
+        assert_eq!(store.capabilities().deadline, Some(deadline));
+        let manager = session_manager::SessionManager::new(std::sync::Arc::clone(&store));
+        let mut state = manager.create(&b"v1"[..]).await.unwrap();
+        session_test_support::proxy::every_operation_within(
+            &*store,
+            &proxy,
+            deadline,
+            slack,
+            || async move {
+                state.set_data(&b"v2"[..]);
+                manager.save(&mut state).await
+            },
+        )
+        .await;
+    }
+}

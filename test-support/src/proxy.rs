@@ -361,8 +361,7 @@ pub async fn every_write(store: &dyn SessionStore, proxy: &FaultProxy, fault: Fa
 
 /// Every public operation of `store` (and a `SessionManager`-style save with its re-read, which
 /// the caller passes as `save`) answers within `deadline` plus a tenth while `proxy` is frozen,
-/// plus `slack` for scheduling; each answer is an error, transient. The proxy is unfrozen
-/// afterwards.
+/// plus `slack` for scheduling; each error is transient. The proxy is unfrozen afterwards.
 pub async fn every_operation_within<F, Fut>(
     store: &dyn SessionStore,
     proxy: &FaultProxy,
@@ -375,7 +374,7 @@ pub async fn every_operation_within<F, Fut>(
 {
     let bound = deadline + deadline / 10 + slack;
     let key = SessionId::generate().key();
-    let other = SessionId::generate().key();
+    let other = rotation_target(store, &key);
     let owner = Owner::new("frozen").unwrap();
     let owned = WriteOptions::new().with_owner(OwnerChange::Set(Ownership::of(owner.clone())));
     let data = Bytes::from_static(b"frozen");
@@ -390,9 +389,10 @@ pub async fn every_operation_within<F, Fut>(
                 "{}: answered after {took:?} against a frozen server (deadline {deadline:?})",
                 $name
             );
-            match answer {
-                Ok(_) => panic!("{}: succeeded against a frozen server", $name),
-                Err(e) => transient($name, &e),
+            // An answer without a round trip (a store whose backend purges by itself) is fine;
+            // an error must say the outcome is unknown.
+            if let Err(e) = answer {
+                transient($name, &e);
             }
         }};
     }
