@@ -1,11 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 use session_manager::SessionStoreExt as _;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use session_manager::time::{Duration, OffsetDateTime};
 use session_manager::{Bytes, CreateOutcome, SessionId, SessionStore, UpdateOutcome};
 use session_manager::{LoadVersions, envelope};
@@ -57,15 +57,18 @@ fn expiry(ttl: &Duration) -> OffsetDateTime {
 }
 
 /// The stored bytes of `state`: the `Session` handle's envelope around a JSON map whose values
-/// are the JSON values actix-session serialised (a value that is not JSON is kept as a string);
-/// `TooLarge` above `limit` bytes of JSON.
+/// are the JSON text actix-session serialised, as written (a value that is not JSON is kept as a
+/// string); `TooLarge` above `limit` bytes of JSON. The text is embedded, not parsed into
+/// numbers: an integer beyond 64 bits (`u128::MAX`, 2^100) comes back exactly.
 fn encode(state: &State, limit: usize) -> session_manager::Result<Bytes> {
-    let map: serde_json::Map<String, Value> = state
+    let map: BTreeMap<&str, Box<RawValue>> = state
         .iter()
         .filter(|(k, _)| k.as_str() != VERSION_ENTRY)
         .map(|(k, v)| {
-            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone()));
-            (k.clone(), value)
+            let value = RawValue::from_string(v.clone()).unwrap_or_else(|_| {
+                serde_json::value::to_raw_value(v).expect("a string serialises")
+            });
+            (k.as_str(), value)
         })
         .collect();
     let json = serde_json::to_vec(&map).expect("a JSON map serialises");
@@ -75,8 +78,11 @@ fn encode(state: &State, limit: usize) -> session_manager::Result<Bytes> {
 
 fn decode(stored: Bytes) -> anyhow::Result<State> {
     let (_, json) = envelope::decode(stored)?;
-    let map: serde_json::Map<String, Value> = serde_json::from_slice(&json)?;
-    Ok(map.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+    let map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(&json)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, v.get().to_owned()))
+        .collect())
 }
 
 fn parse(key: &SessionKey) -> Option<SessionId> {

@@ -1,5 +1,5 @@
 //! actix-session's middleware over the adapter, driven through actix-web's test service on
-//! memory, SQLite, PostgreSQL and Redis: a counter, login with `Session::renew`, logout with
+//! memory, SQLite, PostgreSQL, Redis and MySQL: a counter, login with `Session::renew`, logout with
 //! `purge`, a stale cookie after logout, and the store-level rules (concurrent updates, no
 //! resurrection, TTL through touch).
 
@@ -207,6 +207,27 @@ async fn rules(store: Arc<dyn StoreAdmin>) {
     assert_eq!(stored.get("n").map(String::as_str), Some("1"));
     assert!(!stored.contains_key("blob"), "a refused update wrote");
 
+    // Values come back as the JSON text actix-session wrote: integers beyond 64 bits exactly
+    // (the store keeps the text, it does not parse it into a 64-bit or floating number).
+    let exact: HashMap<String, String> = [
+        ("u128_max", u128::MAX.to_string()),
+        ("i128_min", i128::MIN.to_string()),
+        ("two_to_64", (1u128 << 64).to_string()),
+        ("nested", format!("{{\"id\":{}}}", 1u128 << 100)),
+        ("float", "0.30000000000000004".to_owned()),
+        ("text", "\"plain\"".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let key = adapter.save(exact.clone(), &ttl).await.unwrap();
+    let back = adapter.load(&key).await.unwrap().unwrap();
+    for (name, text) in &exact {
+        assert_eq!(back.get(name), Some(text), "{name}");
+    }
+    let n: u128 = serde_json::from_str(&back["u128_max"]).unwrap();
+    assert_eq!(n, u128::MAX);
+
     store.drop_namespace().await.unwrap();
 }
 
@@ -244,6 +265,18 @@ async fn redis() {
     let factory = session_test_support::factory_from_env(
         session_test_support::REDIS,
         session_redis::testing::factory,
+    );
+    if factory.base().is_none() {
+        return;
+    }
+    rules(factory.open_fresh().await.unwrap()).await;
+}
+
+#[actix_web::test]
+async fn mysql() {
+    let factory = session_test_support::factory_from_env(
+        session_test_support::MYSQL,
+        session_mysql::testing::factory,
     );
     if factory.base().is_none() {
         return;
